@@ -1,0 +1,41 @@
+"""``create_app(settings=None)``: the Flask app that gunicorn runs as ``receiver:create_app()``."""
+
+from __future__ import annotations
+
+from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from receiver.logs import configure_logging
+from receiver.runtime import Runtime, build_runtime
+from receiver.settings import Settings, load_settings
+from receiver.web import api, callbacks, health
+from receiver.web.errors import register_error_handlers
+
+
+def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> Flask:
+    """Build a new app.
+
+    :param settings: the configuration; default: read from the environment.
+    :param runtime: an existing engine and signer to share (tests); default: built here.
+    :raises receiver.settings.ConfigError: a missing or invalid setting (start-up stops).
+    """
+    settings = settings or (runtime.settings if runtime else load_settings())
+    configure_logging(settings.log_format, settings.log_level)
+    app = Flask(__name__, instance_relative_config=True)
+    app.config.update(
+        MAX_CONTENT_LENGTH=settings.max_content_length,
+        JSON_SORT_KEYS=False,
+        SECRET_KEY=settings.signing_keys[0],
+    )
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.extensions["relay"] = runtime or build_runtime(settings)
+    if settings.trusted_proxy_hops:
+        hops = settings.trusted_proxy_hops
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops
+        )
+    register_error_handlers(app)
+    app.register_blueprint(health.bp)
+    app.register_blueprint(callbacks.bp)
+    app.register_blueprint(api.bp)
+    return app

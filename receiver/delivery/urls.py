@@ -1,0 +1,178 @@
+"""The subscriber URL guard (SSRF): https only, and only public addresses.
+
+Checked twice: when a subscriber is registered (:func:`check_subscriber_url`, which resolves the
+host) and at delivery, against the very address the socket connects to
+(:class:`GuardedAdapter`), so a DNS answer that changes between the two (rebinding) gains nothing.
+``ALLOW_PRIVATE_URLS`` lifts both checks for development and tests.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from typing import Any
+from urllib.parse import urlsplit
+
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+_CGNAT = ipaddress.ip_network("100.64.0.0/10")
+_NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
+_SIXTOFOUR = ipaddress.ip_network("2002::/16")
+_TEREDO = ipaddress.ip_network("2001::/32")
+MAX_URL_LENGTH = 2048
+
+
+class UnsafeUrl(ValueError):
+    """A subscriber URL that runway-relay will not send to; the message says why."""
+
+
+def forbidden_reason(address: IPAddress) -> str | None:
+    """Why ``address`` may not be a webhook target, or None when it is public.
+
+    Refused: loopback, private (RFC 1918, IPv6 unique-local), link-local (169.254.0.0/16 with the
+    cloud metadata address, fe80::/10), CGNAT 100.64.0.0/10, multicast, reserved, unspecified,
+    and IPv6 forms that embed such an IPv4 address (IPv4-mapped, 6to4, NAT64, Teredo).
+    """
+    if isinstance(address, ipaddress.IPv6Address):
+        embedded: ipaddress.IPv4Address | None = address.ipv4_mapped
+        if embedded is None and address in _SIXTOFOUR:
+            embedded = address.sixtofour
+        if embedded is None and any(address in net for net in _NAT64):
+            embedded = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+        if embedded is None and address in _TEREDO and address.teredo:
+            embedded = address.teredo[1]
+        if embedded is not None:
+            inner = forbidden_reason(embedded)
+            return f"embeds {embedded} ({inner})" if inner else None
+    checks = (
+        ("loopback", address.is_loopback),
+        ("link-local", address.is_link_local),
+        ("unspecified", address.is_unspecified),
+        ("multicast", address.is_multicast),
+        ("CGNAT", isinstance(address, ipaddress.IPv4Address) and address in _CGNAT),
+        ("private", address.is_private),
+        ("reserved", address.is_reserved),
+        ("not globally routable", not address.is_global),
+    )
+    for reason, hit in checks:
+        if hit:
+            return f"{reason} address"
+    return None
+
+
+def check_subscriber_url(url: str, *, allow_private: bool, resolve: bool = True) -> None:
+    """Refuse a URL we will not deliver to.
+
+    :param url: the subscriber's URL.
+    :param allow_private: ``ALLOW_PRIVATE_URLS``: permit http and any address.
+    :param resolve: look the host up and check every address it resolves to.
+    :raises UnsafeUrl: with a message naming the rule broken.
+    """
+    if len(url) > MAX_URL_LENGTH:
+        raise UnsafeUrl(f"URL longer than {MAX_URL_LENGTH} characters")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise UnsafeUrl(f"malformed URL: {exc}") from exc
+    schemes = ("https", "http") if allow_private else ("https",)
+    if parts.scheme not in schemes:
+        raise UnsafeUrl(f"scheme must be {' or '.join(schemes)}, not {parts.scheme or 'none'!r}")
+    if not parts.hostname:
+        raise UnsafeUrl("URL has no host")
+    if parts.username or parts.password:
+        raise UnsafeUrl("URL must not carry credentials")
+    if allow_private:
+        return
+    host = parts.hostname
+    try:
+        literal: IPAddress | None = ipaddress.ip_address(host)
+    except ValueError:
+        literal = None
+    if literal is not None:
+        reason = forbidden_reason(literal)
+        if reason:
+            raise UnsafeUrl(f"{host} is a {reason}")
+        return
+    if host.lower() == "localhost" or host.lower().endswith(".localhost"):
+        raise UnsafeUrl(f"{host} is a loopback name")
+    if not resolve:
+        return
+    for address in _resolve(host, port or 443):
+        reason = forbidden_reason(address)
+        if reason:
+            raise UnsafeUrl(f"{host} resolves to {address}, a {reason}")
+
+
+def _resolve(host: str, port: int) -> list[IPAddress]:
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise UnsafeUrl(f"cannot resolve {host}: {exc.strerror}") from exc
+    return [ipaddress.ip_address(info[4][0].split("%", 1)[0]) for info in infos]
+
+
+class ForbiddenAddress(OSError):
+    """Raised inside a connection attempt that would reach a forbidden address."""
+
+
+def _guarded_connect(conn: HTTPConnection) -> socket.socket:
+    host = conn._dns_host  # type: ignore[attr-defined]
+    port = conn.port
+    last_error: OSError | None = None
+    for family, socktype, proto, _, sockaddr in socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM
+    ):
+        address = ipaddress.ip_address(str(sockaddr[0]).split("%", 1)[0])
+        reason = forbidden_reason(address)
+        if reason:
+            last_error = ForbiddenAddress(f"{host} resolves to {address}, a {reason}")
+            continue
+        sock = socket.socket(family, socktype, proto)
+        try:
+            sock.settimeout(conn.timeout)  # type: ignore[arg-type]
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.connect(sockaddr)
+            return sock
+        except OSError as exc:
+            sock.close()
+            last_error = exc
+    raise last_error or ForbiddenAddress(f"{host} has no usable address")
+
+
+class _GuardedHTTPConnection(HTTPConnection):
+    def _new_conn(self) -> socket.socket:
+        return _guarded_connect(self)
+
+
+class _GuardedHTTPSConnection(HTTPSConnection):
+    def _new_conn(self) -> socket.socket:
+        return _guarded_connect(self)
+
+
+class _GuardedHTTPPool(HTTPConnectionPool):
+    ConnectionCls = _GuardedHTTPConnection
+
+
+class _GuardedHTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _GuardedHTTPSConnection
+
+
+class GuardedAdapter(HTTPAdapter):
+    """A requests adapter that checks, at connect time, the address each socket reaches.
+
+    TLS still verifies the certificate against the URL's host name (SNI is unchanged).
+    A refused address surfaces as ``requests.ConnectionError`` whose cause chain holds a
+    :class:`ForbiddenAddress`.
+    """
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {
+            "http": _GuardedHTTPPool,
+            "https": _GuardedHTTPSPool,
+        }

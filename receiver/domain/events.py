@@ -1,0 +1,49 @@
+"""Domain events and their wire names: the one place that maps one to the other.
+
+An event is named in the past tense and carries the task state right after the change
+(:class:`receiver.domain.tasks.TaskState`). The webhook ``type`` of SPEC §2 is
+``task.progress``, ``task.succeeded`` or ``task.failed``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar
+
+if TYPE_CHECKING:
+    from receiver.domain.tasks import TaskState
+
+
+@dataclass(frozen=True)
+class DomainEvent:
+    """Base of the events a task transition causes."""
+
+    state: TaskState
+    type: ClassVar[str] = ""
+
+
+@dataclass(frozen=True)
+class TaskProgressed(DomainEvent):
+    """The task moved forward (status or progress) but is not finished."""
+
+    type: ClassVar[str] = "task.progress"
+
+
+@dataclass(frozen=True)
+class TaskSucceeded(DomainEvent):
+    """The task finished with SUCCEEDED; ``state.artifacts`` holds the video URL(s)."""
+
+    type: ClassVar[str] = "task.succeeded"
+
+
+@dataclass(frozen=True)
+class TaskFailed(DomainEvent):
+    """The task finished with FAILED or CANCELLED; ``state.error`` says why."""
+
+    type: ClassVar[str] = "task.failed"
+
+
+#: Every webhook event type we send.
+EVENT_TYPES: tuple[str, ...] = (TaskProgressed.type, TaskSucceeded.type, TaskFailed.type)
+#: What a subscriber receives when it names no event types (SPEC §2: terminal events).
+DEFAULT_EVENT_TYPES: tuple[str, ...] = (TaskSucceeded.type, TaskFailed.type)

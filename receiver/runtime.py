@@ -1,0 +1,36 @@
+"""What each process builds once from :class:`Settings`: engine, replyRef signer, vendor client."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sqlalchemy import Engine
+
+from client import ReplyRefSigner, UseapiClient
+from receiver.settings import ConfigError, Settings
+from receiver.store.engine import make_engine
+
+
+@dataclass
+class Runtime:
+    """The process's shared objects; built by :func:`build_runtime`, never at import time."""
+
+    settings: Settings
+    engine: Engine
+    signer: ReplyRefSigner
+    _extra: dict[str, object] = field(default_factory=dict)
+
+    def vendor_client(self) -> UseapiClient:
+        """A new useapi.net client (close it after use).
+
+        :raises ConfigError: USEAPI_TOKEN is not set.
+        """
+        if not self.settings.useapi_token:
+            raise ConfigError("USEAPI_TOKEN is required to talk to useapi.net")
+        return UseapiClient(self.settings.useapi_token, base_url=self.settings.useapi_base_url)
+
+
+def build_runtime(settings: Settings, *, pool_size: int = 5, max_overflow: int = 5) -> Runtime:
+    """Engine and signer for ``settings`` (no connection is opened yet)."""
+    engine = make_engine(settings.effective_database_url, pool_size=pool_size, max_overflow=max_overflow)
+    return Runtime(settings=settings, engine=engine, signer=ReplyRefSigner(settings.signing_keys))

@@ -1,0 +1,623 @@
+"""Use cases: each one parses nothing and renders nothing, and runs in one unit of work.
+
+- :func:`accept_callback`: a verified callback moves the task forward and, in the SAME
+  transaction, writes the callback record, the events and one delivery per matching subscriber
+  (the transactional outbox, SPEC invariant 3).
+- :func:`submit_task`: record a job, upload its images, create the vendor task.
+- subscriber and delivery administration for the API and the CLI.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import secrets
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine
+from sqlalchemy.exc import IntegrityError
+
+from client import (
+    CreateRequest,
+    ReplyRefClaims,
+    ReplyRefSigner,
+    UseapiClient,
+    UseapiError,
+    VendorTask,
+)
+from client.errors import OutcomeUnknown
+from client.models import VendorError
+from receiver.delivery.urls import check_subscriber_url
+from receiver.domain.events import DEFAULT_EVENT_TYPES, EVENT_TYPES, DomainEvent
+from receiver.domain.tasks import Outcome, TaskState, TaskStatus, TaskUpdate, apply
+from receiver.ids import new_id
+from receiver.store.repositories import Delivery, Event, Job, Subscriber
+from receiver.store.uow import UnitOfWork
+
+log = logging.getLogger(__name__)
+
+
+class ServiceError(Exception):
+    """Base of the outcomes the web layer maps to a 4xx; ``code`` is the JSON error code."""
+
+    code = "error"
+    http_status = 400
+
+
+class JobNotFound(ServiceError):
+    """No job with that id (or the replyRef names a job this database does not have)."""
+
+    code = "job_not_found"
+    http_status = 404
+
+
+class TaskIdMismatch(ServiceError):
+    """A valid replyRef arrived with a taskId other than the one bound to its job."""
+
+    code = "task_id_mismatch"
+    http_status = 403
+
+
+class SubscriberNotFound(ServiceError):
+    code = "subscriber_not_found"
+    http_status = 404
+
+
+class DeliveryNotFound(ServiceError):
+    code = "delivery_not_found"
+    http_status = 404
+
+
+class InvalidSubscriber(ServiceError):
+    """A subscriber URL or option that is refused (SSRF guard, unknown event type)."""
+
+    code = "invalid_subscriber"
+    http_status = 422
+
+
+class SubmissionFailed(ServiceError):
+    """The vendor refused or failed a create; ``job_id`` names the job kept as evidence and
+    ``cause`` is the :class:`client.errors.UseapiError` (its ``__cause__`` too)."""
+
+    code = "submission_failed"
+    http_status = 502
+
+    def __init__(self, job_id: str, cause: UseapiError) -> None:
+        super().__init__(str(cause))
+        self.job_id = job_id
+        self.cause = cause
+
+
+class Conflict(ServiceError):
+    code = "conflict"
+    http_status = 409
+
+
+# -- callbacks ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CallbackResult:
+    """What :func:`accept_callback` did: ``outcome`` (see :class:`Outcome`), the job, and the
+    ids of the events written (empty for a no-op)."""
+
+    outcome: Outcome
+    job_id: str
+    event_ids: list[str]
+
+
+def _error_dict(error: str | VendorError | None, code: Any = None) -> dict[str, Any] | None:
+    if error is None:
+        return None
+    if isinstance(error, str):
+        out: dict[str, Any] = {"message": error}
+    else:
+        out = {"message": error.text}
+        for key in ("reason", "moderation_category"):
+            value = getattr(error, key, None)
+            if value is not None:
+                out[key] = value
+    if code is not None:
+        out["code"] = code
+    return out
+
+
+def task_update_from_vendor(task: VendorTask) -> TaskUpdate:
+    """Turn the vendor's task object (useapi.net task model) into a :class:`TaskUpdate`."""
+    artifacts = [a.model_dump(exclude_none=True) for a in task.artifacts if a.url]
+    return TaskUpdate(
+        status=task.status,
+        progress=task.progressRatio,
+        progress_text=task.progressText,
+        artifacts=artifacts,
+        error=_error_dict(task.error, task.code if task.error is not None else None),
+    )
+
+
+def _state_of(job: Job) -> TaskState:
+    return TaskState(
+        status=TaskStatus(job.status),
+        progress=job.progress,
+        progress_text=job.progress_text,
+        artifacts=list(job.artifacts),
+        error=job.error,
+        sequence=job.sequence,
+    )
+
+
+def event_body(event_id: str, event: DomainEvent, job: Job, task_id: str | None, now: datetime) -> str:
+    """The webhook body of SPEC §2, serialised once (these exact bytes are signed and sent).
+
+    Shape: ``{"type", "timestamp" (ISO-8601 UTC), "data": {"job_id", "task_id", "model",
+    "status", "progress" (0..1 or null), "progress_text", "artifacts" [{"url", …}], "error"
+    (null or {"message", …}), "metadata", "sequence"}}``.
+    """
+    state = event.state
+    body = {
+        "type": event.type,
+        "timestamp": now.isoformat().replace("+00:00", "Z"),
+        "data": {
+            "event_id": event_id,
+            "job_id": job.id,
+            "task_id": task_id,
+            "model": job.model,
+            "status": state.status.value,
+            "progress": state.progress,
+            "progress_text": state.progress_text,
+            "artifacts": state.artifacts,
+            "error": state.error,
+            "metadata": job.metadata,
+            "sequence": state.sequence,
+        },
+    }
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False)
+
+
+def accept_callback(
+    engine: Engine,
+    *,
+    claims: ReplyRefClaims,
+    task: VendorTask,
+    body: dict[str, Any],
+    body_sha256: str,
+    source_ip: str | None,
+    now: datetime,
+) -> CallbackResult:
+    """Apply one verified callback, forward only, in ONE transaction.
+
+    :param claims: the verified replyRef (names our job).
+    :param task: the callback body, validated leniently.
+    :param body: the callback body as received (kept, unknown fields included).
+    :raises JobNotFound: the replyRef names a job that this database does not have.
+    :raises TaskIdMismatch: the job is bound to another vendor taskId.
+    """
+    with UnitOfWork(engine) as uow:
+        repo = uow.repo
+        job = repo.get_job(claims.job_id, for_update=True)
+        if job is None:
+            raise JobNotFound(f"no job {claims.job_id}")
+        if task.taskId and job.task_id and task.taskId != job.task_id:
+            raise TaskIdMismatch("this replyRef belongs to another task")
+        update = task_update_from_vendor(task)
+        transition = apply(_state_of(job), update)
+        repo.add_callback(
+            job_id=job.id,
+            received_at=now,
+            status=task.status,
+            progress=task.progressRatio,
+            outcome=transition.outcome.value,
+            body=body,
+            body_sha256=body_sha256,
+            source_ip=source_ip,
+        )
+        values: dict[str, Any] = {"last_callback_at": now, "updated_at": now}
+        if task.taskId and not job.task_id:
+            values["task_id"] = task.taskId
+        task_id = job.task_id or task.taskId
+        event_ids: list[str] = []
+        if transition.changed:
+            state = transition.state
+            values.update(
+                status=state.status.value,
+                progress=state.progress,
+                progress_text=state.progress_text,
+                artifacts=state.artifacts,
+                error=state.error,
+                sequence=state.sequence,
+                vendor_task=body,
+            )
+            if state.status.is_terminal:
+                values["finished_at"] = now
+            event_ids = _write_events(repo, job, task_id, transition.events, now)
+        try:
+            repo.update_job(job.id, **values)
+        except IntegrityError as exc:  # the taskId is bound to another job already
+            raise TaskIdMismatch("this taskId belongs to another job") from exc
+        uow.commit()
+    return CallbackResult(transition.outcome, job.id, event_ids)
+
+
+def _write_events(
+    repo: Any, job: Job, task_id: str | None, domain_events: Sequence[DomainEvent], now: datetime
+) -> list[str]:
+    subs = repo.list_subscribers(enabled_only=True)
+    ids: list[str] = []
+    deliveries: list[Delivery] = []
+    for domain_event in domain_events:
+        event_id = new_id("msg")
+        repo.add_event(
+            Event(
+                id=event_id,
+                job_id=job.id,
+                type=domain_event.type,
+                sequence=domain_event.state.sequence,
+                payload=event_body(event_id, domain_event, job, task_id, now),
+                created_at=now,
+            )
+        )
+        ids.append(event_id)
+        for sub in subs:
+            if domain_event.type in sub.event_types:
+                deliveries.append(_new_delivery(event_id, sub.id, now))
+    repo.add_deliveries(deliveries)
+    if deliveries:
+        repo.notify_deliveries()
+    return ids
+
+
+def _new_delivery(event_id: str, subscriber_id: str, now: datetime) -> Delivery:
+    return Delivery(
+        id=new_id("dlv"),
+        event_id=event_id,
+        subscriber_id=subscriber_id,
+        status="pending",
+        attempts=0,
+        next_attempt_at=now,
+        lease_owner=None,
+        lease_expires_at=None,
+        last_status_code=None,
+        last_error=None,
+        created_at=now,
+        updated_at=now,
+        completed_at=None,
+    )
+
+
+# -- submission -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Submission:
+    """A task to submit: the model's request without asset ids, the images, the metadata.
+
+    ``images`` maps ``first``/``middle``/``last`` to an image source (path, bytes, https URL or
+    ``data:`` URI); ``params`` are the request model's fields other than the image asset ids.
+    """
+
+    model: str
+    params: Mapping[str, Any]
+    images: Mapping[str, str | bytes]
+    metadata: Mapping[str, Any]
+
+
+_IMAGE_FIELDS = {
+    "first": "first_image_asset_id",
+    "middle": "middle_image_asset_id",
+    "last": "last_image_asset_id",
+}
+
+
+def submit_task(
+    engine: Engine,
+    *,
+    client: UseapiClient,
+    signer: ReplyRefSigner,
+    reply_url: str,
+    submission: Submission,
+    request_type: type[CreateRequest],
+    now: datetime,
+    allow_http_images: bool = False,
+) -> Job:
+    """Record a job, upload its images, create the vendor task with our signed replyRef.
+
+    The request is validated before anything is stored or sent. A vendor error marks the job
+    SUBMIT_FAILED with that error and is re-raised. An :class:`OutcomeUnknown` leaves the job
+    SUBMITTING: its callbacks, if the task exists, will still bind it (the create is never
+    re-sent, useapi.net has no idempotency key).
+
+    :raises pydantic.ValidationError: the request is invalid (nothing stored, nothing sent).
+    :raises client.replyref.ReplyRefTooLong: metadata too large for the 1024-character replyRef.
+    :raises client.images.ImageError: an image cannot be read.
+    :raises SubmissionFailed: the vendor refused or failed, or its answer was lost (``cause``
+        is the :class:`client.errors.UseapiError`; the job is kept as evidence).
+    """
+    placeholder = {_IMAGE_FIELDS[k]: "pending-upload" for k in submission.images if k in _IMAGE_FIELDS}
+    request_type.model_validate({**submission.params, **placeholder})  # fail before any I/O
+    job_id = new_id("job")
+    reply_ref = signer.sign(job_id, dict(submission.metadata))
+    job = Job(
+        id=job_id,
+        model=request_type.MODEL,
+        request={k: v for k, v in submission.params.items()},
+        metadata=dict(submission.metadata),
+        status=TaskStatus.SUBMITTING.value,
+        task_id=None,
+        progress=None,
+        progress_text=None,
+        artifacts=[],
+        error=None,
+        submit_error=None,
+        sequence=0,
+        created_at=now,
+        updated_at=now,
+        last_callback_at=None,
+        finished_at=None,
+    )
+    with UnitOfWork(engine) as uow:
+        uow.repo.add_job(job)
+        uow.commit()
+    try:
+        asset_ids = {
+            _IMAGE_FIELDS[slot]: client.upload_asset(source, allow_http=allow_http_images)
+            for slot, source in submission.images.items()
+        }
+        request = request_type.model_validate({**submission.params, **asset_ids})
+        created = client.create(request, reply_url=reply_url, reply_ref=reply_ref)
+    except OutcomeUnknown as exc:
+        _record_submit_error(engine, job_id, exc, now, final=False)
+        raise SubmissionFailed(job_id, exc) from exc
+    except UseapiError as exc:
+        _record_submit_error(engine, job_id, exc, now, final=True)
+        raise SubmissionFailed(job_id, exc) from exc
+    except ValueError as exc:  # an image that cannot be read, an invalid request
+        _record_submit_error(engine, job_id, exc, now, final=True)
+        raise
+    with UnitOfWork(engine) as uow:
+        uow.repo.update_job(job_id, request={**job.request, **asset_ids})
+        if created.taskId:
+            uow.repo.mark_submitted(job_id, created.taskId, now)
+        uow.commit()
+    return get_job(engine, job_id)
+
+
+def _record_submit_error(
+    engine: Engine, job_id: str, exc: Exception, now: datetime, *, final: bool
+) -> None:
+    error = {
+        "type": type(exc).__name__,
+        "message": str(exc),
+        "http_status": getattr(exc, "http_status", None),
+        "code": getattr(exc, "code", None),
+    }
+    with UnitOfWork(engine) as uow:
+        values: dict[str, Any] = {"submit_error": error, "updated_at": now}
+        job = uow.repo.get_job(job_id, for_update=True)
+        if final and job is not None and job.status == TaskStatus.SUBMITTING.value:
+            values.update(status=TaskStatus.SUBMIT_FAILED.value, error=error, finished_at=now)
+        uow.repo.update_job(job_id, **values)
+        uow.commit()
+
+
+def get_job(engine: Engine, job_id: str) -> Job:
+    """:raises JobNotFound:"""
+    with UnitOfWork(engine) as uow:
+        job = uow.repo.get_job(job_id)
+    if job is None:
+        raise JobNotFound(f"no job {job_id}")
+    return job
+
+
+# -- subscribers ----------------------------------------------------------------------------
+
+
+def new_secret() -> str:
+    """A Standard Webhooks secret: ``whsec_`` + base64 of 32 random bytes."""
+    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+def create_subscriber(
+    engine: Engine,
+    *,
+    url: str,
+    event_types: Sequence[str] | None,
+    description: str | None,
+    max_in_flight: int,
+    allow_private: bool,
+    now: datetime,
+) -> Subscriber:
+    """Register a subscriber with a fresh secret (returned once, in the result).
+
+    :raises InvalidSubscriber: the URL fails the SSRF guard or an event type is unknown.
+    """
+    types = list(dict.fromkeys(event_types)) if event_types else list(DEFAULT_EVENT_TYPES)
+    unknown = [t for t in types if t not in EVENT_TYPES]
+    if unknown:
+        raise InvalidSubscriber(
+            f"unknown event type(s) {', '.join(unknown)}; known: {', '.join(EVENT_TYPES)}"
+        )
+    if not 1 <= max_in_flight <= 256:
+        raise InvalidSubscriber("max_in_flight must be between 1 and 256")
+    from receiver.delivery.urls import UnsafeUrl
+
+    try:
+        check_subscriber_url(url, allow_private=allow_private)
+    except UnsafeUrl as exc:
+        raise InvalidSubscriber(f"subscriber URL refused: {exc}") from exc
+    sub = Subscriber(
+        id=new_id("sub"),
+        url=url,
+        description=description,
+        event_types=types,
+        secret=new_secret(),
+        previous_secret=None,
+        previous_secret_expires_at=None,
+        enabled=True,
+        disabled_reason=None,
+        disabled_at=None,
+        max_in_flight=max_in_flight,
+        failing_since=None,
+        last_success_at=None,
+        last_failure_at=None,
+        last_error=None,
+        created_at=now,
+        deleted_at=None,
+    )
+    with UnitOfWork(engine) as uow:
+        uow.repo.add_subscriber(sub)
+        uow.commit()
+    return sub
+
+
+def get_subscriber(engine: Engine, subscriber_id: str) -> Subscriber:
+    """:raises SubscriberNotFound:"""
+    with UnitOfWork(engine) as uow:
+        sub = uow.repo.get_subscriber(subscriber_id)
+    if sub is None:
+        raise SubscriberNotFound(f"no subscriber {subscriber_id}")
+    return sub
+
+
+def remove_subscriber(engine: Engine, subscriber_id: str, now: datetime) -> None:
+    """Remove a subscriber (kept as history) and cancel its pending deliveries.
+
+    :raises SubscriberNotFound:
+    """
+    with UnitOfWork(engine) as uow:
+        if not uow.repo.update_subscriber(subscriber_id, deleted_at=now, enabled=False):
+            raise SubscriberNotFound(f"no subscriber {subscriber_id}")
+        uow.repo.cancel_pending_for(subscriber_id, now)
+        uow.commit()
+
+
+def rotate_secret(engine: Engine, subscriber_id: str, grace_seconds: float, now: datetime) -> Subscriber:
+    """Issue a new secret; the old one keeps signing, beside it, for ``grace_seconds``.
+
+    :raises SubscriberNotFound:
+    """
+    with UnitOfWork(engine) as uow:
+        sub = uow.repo.get_subscriber(subscriber_id)
+        if sub is None:
+            raise SubscriberNotFound(f"no subscriber {subscriber_id}")
+        secret = new_secret()
+        keep_old = grace_seconds > 0
+        uow.repo.update_subscriber(
+            subscriber_id,
+            secret=secret,
+            previous_secret=sub.secret if keep_old else None,
+            previous_secret_expires_at=now + timedelta(seconds=grace_seconds) if keep_old else None,
+        )
+        uow.commit()
+    return replace(
+        sub,
+        secret=secret,
+        previous_secret=sub.secret if keep_old else None,
+        previous_secret_expires_at=now + timedelta(seconds=grace_seconds) if keep_old else None,
+    )
+
+
+def set_subscriber_enabled(
+    engine: Engine, subscriber_id: str, enabled: bool, now: datetime, reason: str | None = None
+) -> Subscriber:
+    """Enable (clearing the failure streak) or disable a subscriber.
+
+    :raises SubscriberNotFound:
+    """
+    values: dict[str, Any] = (
+        {"enabled": True, "disabled_reason": None, "disabled_at": None, "failing_since": None}
+        if enabled
+        else {"enabled": False, "disabled_reason": reason or "disabled by operator", "disabled_at": now}
+    )
+    with UnitOfWork(engine) as uow:
+        if not uow.repo.update_subscriber(subscriber_id, **values):
+            raise SubscriberNotFound(f"no subscriber {subscriber_id}")
+        if enabled:
+            uow.repo.notify_deliveries()
+        uow.commit()
+    return get_subscriber(engine, subscriber_id)
+
+
+# -- deliveries -----------------------------------------------------------------------------
+
+
+def retry_delivery(engine: Engine, delivery_id: str, now: datetime) -> Delivery:
+    """Send a finished delivery again, now, with the same ``webhook-id``.
+
+    :raises DeliveryNotFound:
+    :raises Conflict: it is pending already.
+    """
+    with UnitOfWork(engine) as uow:
+        current = uow.repo.get_delivery(delivery_id)
+        if current is None:
+            raise DeliveryNotFound(f"no delivery {delivery_id}")
+        if not uow.repo.requeue_delivery(delivery_id, now):
+            raise Conflict(f"delivery {delivery_id} is pending already")
+        uow.repo.notify_deliveries()
+        uow.commit()
+        delivery = uow.repo.get_delivery(delivery_id)
+    assert delivery is not None
+    return delivery
+
+
+def recover_deliveries(
+    engine: Engine, since: datetime, now: datetime, subscriber_id: str | None = None
+) -> int:
+    """Send again every delivery that failed (dead letter) at or after ``since``.
+
+    :returns: how many were queued again.
+    """
+    with UnitOfWork(engine) as uow:
+        count = uow.repo.requeue_failed_since(since, now, subscriber_id)
+        if count:
+            uow.repo.notify_deliveries()
+        uow.commit()
+    return count
+
+
+# -- reconcile ------------------------------------------------------------------------------
+
+
+def reconcile(
+    engine: Engine,
+    client: UseapiClient,
+    cutoff: datetime,
+    clock: Any,
+    *,
+    limit: int = 500,
+) -> list[dict[str, Any]]:
+    """The safety net for a lost callback: one ``GET /tasks/{taskId}`` per live job whose last
+    callback (or creation) is older than ``cutoff``, applied exactly like a callback.
+
+    Never part of the normal path (SPEC invariant 5); meant for a scheduled one-off run.
+    :param clock: a callable returning the current aware UTC time.
+    :returns: one ``{"job_id", "task_id", "outcome" | "error"}`` per job looked at.
+    """
+    with UnitOfWork(engine) as uow:
+        stale = uow.repo.jobs_without_recent_callback(cutoff, limit=limit)
+    results: list[dict[str, Any]] = []
+    for job in stale:
+        if not job.task_id:
+            results.append({"job_id": job.id, "task_id": None, "error": "no vendor taskId recorded"})
+            continue
+        try:
+            task = client.get_task(job.task_id)
+        except UseapiError as exc:
+            results.append({"job_id": job.id, "task_id": job.task_id, "error": str(exc)})
+            continue
+        claims = ReplyRefClaims(job_id=job.id, metadata=job.metadata, issued_at=job.created_at)
+        body = task.model_dump(mode="json", exclude_none=True)
+        body["reconciled"] = True
+        result = accept_callback(
+            engine,
+            claims=claims,
+            task=task,
+            body=body,
+            body_sha256="",
+            source_ip="reconcile",
+            now=clock(),
+        )
+        results.append({"job_id": job.id, "task_id": job.task_id, "outcome": result.outcome.value})
+    return results

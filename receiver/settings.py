@@ -1,0 +1,182 @@
+"""The one configuration object: every environment variable of SPEC §2, validated at start-up.
+
+Nothing else in runway-relay reads ``os.environ``: the web app, the worker and the ``relay``
+command each build one :class:`Settings` in their entry function and pass it down.
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+#: About three days of retries, in seconds between attempts (SPEC §2, Standard Webhooks'
+#: "Deliverability and reliability" recommendation).
+DEFAULT_RETRY_SCHEDULE: tuple[float, ...] = (5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400)
+
+INSTANCE_DIR = Path("instance")
+
+
+class ConfigError(Exception):
+    """Configuration is missing or invalid; the message names every bad variable."""
+
+
+def _split_csv(value: object) -> object:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """runway-relay's configuration, read from the environment once at start-up.
+
+    Field names are the environment variable names (case-insensitive). Durations are seconds,
+    sizes are bytes. Build it with :func:`load_settings` to get one readable error for every bad
+    variable instead of a pydantic traceback.
+    """
+
+    model_config = SettingsConfigDict(
+        env_file=None, case_sensitive=False, extra="ignore", frozen=True, populate_by_name=True
+    )
+
+    relay_env: Literal["production", "development", "test"] = Field(
+        "production",
+        description="production requires SECRET_KEY; development and test allow a generated one",
+    )
+    secret_key: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="keys that sign/verify replyRef; first signs, all verify",
+    )
+    database_url: str = Field("", description="SQLAlchemy URL; empty means instance/relay.sqlite3")
+    useapi_token: str = ""
+    useapi_base_url: str = "https://api.useapi.net/v1/runwayml"
+    public_base_url: str = ""
+    admin_token: str = ""
+    port: int = Field(8000, ge=1, le=65535)
+    allow_private_urls: bool = False
+    delivery_retry_schedule: Annotated[list[float], NoDecode] = Field(
+        default_factory=lambda: list(DEFAULT_RETRY_SCHEDULE)
+    )
+    delivery_timeout_seconds: float = Field(15.0, gt=0, le=300)
+    delivery_concurrency: int = Field(16, ge=1, le=256, description="parallel sends per worker")
+    subscriber_max_in_flight: int = Field(
+        4, ge=1, le=256, description="default cap on one subscriber's concurrent deliveries"
+    )
+    subscriber_disable_after_seconds: float = Field(
+        5 * 86400, gt=0, description="disable a subscriber that has only failed for this long"
+    )
+    secret_rotation_grace_seconds: float = Field(
+        86400, ge=0, description="old subscriber secret keeps signing this long after rotation"
+    )
+    max_content_length: int = Field(262144, ge=1024, le=64 * 1024 * 1024)
+    reply_ref_max_age: float = Field(2592000, gt=0)
+    verify_with_vendor: bool = False
+    trusted_proxy_hops: int = Field(1, ge=0, le=10)
+    log_format: Literal["json", "text"] = "json"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    refused_log_size: int = Field(1000, ge=10, le=1_000_000)
+
+    @field_validator("secret_key", mode="before")
+    @classmethod
+    def _keys(cls, value: object) -> object:
+        return _split_csv(value)
+
+    @field_validator("delivery_retry_schedule", mode="before")
+    @classmethod
+    def _schedule(cls, value: object) -> object:
+        return _split_csv(value)
+
+    @field_validator("delivery_retry_schedule")
+    @classmethod
+    def _schedule_non_negative(cls, value: list[float]) -> list[float]:
+        if any(v < 0 for v in value):
+            raise ValueError("every delay must be zero or more seconds")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        value = value.strip()
+        # PaaS hosts write postgres://, which SQLAlchemy 2 no longer accepts; psycopg 3 is ours.
+        for prefix in ("postgres://", "postgresql://"):
+            if value.startswith(prefix):
+                return "postgresql+psycopg://" + value[len(prefix) :]
+        return value
+
+    @field_validator("useapi_base_url", "public_base_url")
+    @classmethod
+    def _base_url(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value
+
+    @field_validator("secret_key")
+    @classmethod
+    def _key_strength(cls, value: list[str]) -> list[str]:
+        for key in value:
+            if len(key) < 16:
+                raise ValueError("each key must be at least 16 characters (use: openssl rand -hex 32)")
+        return value
+
+    @model_validator(mode="after")
+    def _production_needs_a_key(self) -> Settings:
+        if self.relay_env == "production" and not self.secret_key:
+            raise ValueError(
+                "SECRET_KEY is required when RELAY_ENV=production "
+                "(set it, or RELAY_ENV=development for local use)"
+            )
+        return self
+
+    @property
+    def is_dev(self) -> bool:
+        """True in development and test mode."""
+        return self.relay_env != "production"
+
+    @property
+    def effective_database_url(self) -> str:
+        """``DATABASE_URL``, or a SQLite file ``instance/relay.sqlite3`` (created on demand)."""
+        if self.database_url:
+            return self.database_url
+        INSTANCE_DIR.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{(INSTANCE_DIR / 'relay.sqlite3').resolve()}"
+
+    @property
+    def signing_keys(self) -> list[str]:
+        """replyRef keys, first signs. In dev/test mode without SECRET_KEY, a key generated once
+        and kept in ``instance/dev-secret-key`` so that web, worker and CLI agree."""
+        if self.secret_key:
+            return list(self.secret_key)
+        path = INSTANCE_DIR / "dev-secret-key"
+        if not path.exists():
+            INSTANCE_DIR.mkdir(parents=True, exist_ok=True)
+            path.write_text(secrets.token_hex(32))
+        return [path.read_text().strip()]
+
+    @property
+    def reply_url(self) -> str:
+        """``PUBLIC_BASE_URL`` + ``/callbacks/useapi``: the replyUrl given to the vendor.
+
+        :raises ConfigError: when PUBLIC_BASE_URL is not set.
+        """
+        if not self.public_base_url:
+            raise ConfigError("PUBLIC_BASE_URL is required to submit tasks (the receiver's URL)")
+        return self.public_base_url + "/callbacks/useapi"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the environment (plus ``overrides``, by field name) into a :class:`Settings`.
+
+    :raises ConfigError: naming each missing or invalid variable, never echoing a secret value.
+    """
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        lines = []
+        for error in exc.errors(include_input=False, include_url=False):
+            name = ".".join(str(p) for p in error["loc"]).upper() or "configuration"
+            lines.append(f"  {name}: {error['msg']}")
+        raise ConfigError("invalid configuration:\n" + "\n".join(lines)) from None

@@ -1,0 +1,652 @@
+"""The only place that writes SQL. Every method runs on the unit of work's connection.
+
+Rows come back as frozen dataclasses (:class:`Job`, :class:`Subscriber`, :class:`Delivery`, …),
+never as dicts, so that what travels further is typed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+from sqlalchemy import Connection, and_, delete, func, insert, or_, select, text, update
+
+from receiver.store.tables import (
+    attempts,
+    callbacks,
+    deliveries,
+    events,
+    jobs,
+    refused_callbacks,
+    subscribers,
+)
+
+T = TypeVar("T")
+
+
+def _from_row(cls: type[T], row: Any) -> T:
+    mapping = row._mapping
+    return cls(**{f.name: mapping[f.name] for f in fields(cls)})  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class Job:
+    """One submission of ours and the state of its vendor task (table ``jobs``)."""
+
+    id: str
+    model: str
+    request: dict[str, Any]
+    metadata: dict[str, Any]
+    status: str
+    task_id: str | None
+    progress: float | None
+    progress_text: str | None
+    artifacts: list[dict[str, Any]]
+    error: dict[str, Any] | None
+    submit_error: dict[str, Any] | None
+    sequence: int
+    created_at: datetime
+    updated_at: datetime
+    last_callback_at: datetime | None
+    finished_at: datetime | None
+
+
+@dataclass(frozen=True)
+class Event:
+    """One outbox event; ``id`` is the ``webhook-id``, ``payload`` the exact body (str)."""
+
+    id: str
+    job_id: str
+    type: str
+    sequence: int
+    payload: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class Subscriber:
+    """A webhook endpoint (table ``subscribers``); ``secret`` is ``whsec_…``."""
+
+    id: str
+    url: str
+    description: str | None
+    event_types: list[str]
+    secret: str
+    previous_secret: str | None
+    previous_secret_expires_at: datetime | None
+    enabled: bool
+    disabled_reason: str | None
+    disabled_at: datetime | None
+    max_in_flight: int
+    failing_since: datetime | None
+    last_success_at: datetime | None
+    last_failure_at: datetime | None
+    last_error: str | None
+    created_at: datetime
+    deleted_at: datetime | None
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One (event, subscriber) pair and where its delivery stands.
+
+    ``status`` is ``pending`` (waiting or leased), ``succeeded``, ``failed`` (the dead letter:
+    retries exhausted, or the subscriber answered 410) or ``cancelled`` (subscriber removed).
+    """
+
+    id: str
+    event_id: str
+    subscriber_id: str
+    status: str
+    attempts: int
+    next_attempt_at: datetime
+    lease_owner: str | None
+    lease_expires_at: datetime | None
+    last_status_code: int | None
+    last_error: str | None
+    created_at: datetime
+    updated_at: datetime
+    completed_at: datetime | None
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One HTTP attempt of a delivery; ``duration_ms`` in milliseconds."""
+
+    id: int
+    delivery_id: str
+    number: int
+    started_at: datetime
+    duration_ms: float
+    status_code: int | None
+    outcome: str
+    error: str | None
+    response_body: str | None
+    worker: str | None
+
+
+@dataclass(frozen=True)
+class CallbackRecord:
+    """One accepted callback as received (``body`` keeps unknown vendor fields)."""
+
+    id: int
+    job_id: str
+    received_at: datetime
+    status: str | None
+    progress: float | None
+    outcome: str
+    body: dict[str, Any]
+    body_sha256: str
+    source_ip: str | None
+
+
+@dataclass(frozen=True)
+class RefusedCallback:
+    """A refused callback: why, from where, and a SHA-256 of its body (never the body)."""
+
+    id: int
+    received_at: datetime
+    reason: str
+    detail: str | None
+    http_status: int
+    source_ip: str | None
+    body_sha256: str | None
+    body_size: int
+    job_id: str | None
+
+
+@dataclass(frozen=True)
+class ClaimedDelivery:
+    """A delivery leased to a worker, with what is needed to send it."""
+
+    delivery: Delivery
+    event: Event
+    subscriber: Subscriber
+
+
+class Repository:
+    """Queries over one connection (see :class:`receiver.store.uow.UnitOfWork`)."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    @property
+    def dialect(self) -> str:
+        return self.conn.dialect.name
+
+    # -- jobs -------------------------------------------------------------------------------
+
+    def add_job(self, job: Job) -> None:
+        self.conn.execute(insert(jobs).values(**_as_values(job)))
+
+    def get_job(self, job_id: str, *, for_update: bool = False) -> Job | None:
+        """The job, or None. ``for_update`` locks its row until commit (PostgreSQL; SQLite's
+        ``BEGIN IMMEDIATE`` already serialises writers)."""
+        stmt = select(jobs).where(jobs.c.id == job_id)
+        if for_update:
+            stmt = stmt.with_for_update()
+        row = self.conn.execute(stmt).first()
+        return _from_row(Job, row) if row else None
+
+    def find_job_by_task_id(self, task_id: str) -> Job | None:
+        row = self.conn.execute(select(jobs).where(jobs.c.task_id == task_id)).first()
+        return _from_row(Job, row) if row else None
+
+    def update_job(self, job_id: str, **values: Any) -> None:
+        self.conn.execute(update(jobs).where(jobs.c.id == job_id).values(**values))
+
+    def mark_submitted(self, job_id: str, task_id: str, now: datetime) -> None:
+        """Bind the vendor taskId and move SUBMITTING to PENDING, never backwards: a callback may
+        have arrived (and moved the job on) before the create's answer did."""
+        self.conn.execute(
+            update(jobs)
+            .where(jobs.c.id == job_id, jobs.c.task_id.is_(None))
+            .values(task_id=task_id, updated_at=now)
+        )
+        self.conn.execute(
+            update(jobs)
+            .where(jobs.c.id == job_id, jobs.c.status == "SUBMITTING")
+            .values(status="PENDING", updated_at=now)
+        )
+
+    def list_jobs(
+        self,
+        *,
+        status: str | None = None,
+        model: str | None = None,
+        since: datetime | None = None,
+        before_id: str | None = None,
+        limit: int = 50,
+    ) -> list[Job]:
+        """Jobs, newest first; ``before_id`` pages backwards."""
+        stmt = select(jobs).order_by(jobs.c.id.desc()).limit(limit)
+        if status:
+            stmt = stmt.where(jobs.c.status == status)
+        if model:
+            stmt = stmt.where(jobs.c.model == model)
+        if since:
+            stmt = stmt.where(jobs.c.created_at >= since)
+        if before_id:
+            stmt = stmt.where(jobs.c.id < before_id)
+        return [_from_row(Job, r) for r in self.conn.execute(stmt)]
+
+    def jobs_without_recent_callback(self, older_than: datetime, limit: int = 500) -> list[Job]:
+        """Live jobs (submitted, not terminal) whose last sign of life is older than the cutoff."""
+        live = ("SUBMITTING", "PENDING", "THROTTLED", "RUNNING")
+        last_seen = func.coalesce(jobs.c.last_callback_at, jobs.c.created_at)
+        stmt = (
+            select(jobs)
+            .where(jobs.c.status.in_(live), last_seen < older_than)
+            .order_by(jobs.c.created_at)
+            .limit(limit)
+        )
+        return [_from_row(Job, r) for r in self.conn.execute(stmt)]
+
+    def count_jobs_by_status(self) -> dict[str, int]:
+        rows = self.conn.execute(select(jobs.c.status, func.count()).group_by(jobs.c.status))
+        return {status: count for status, count in rows}
+
+    # -- callbacks --------------------------------------------------------------------------
+
+    def add_callback(
+        self,
+        *,
+        job_id: str,
+        received_at: datetime,
+        status: str | None,
+        progress: float | None,
+        outcome: str,
+        body: dict[str, Any],
+        body_sha256: str,
+        source_ip: str | None,
+    ) -> None:
+        self.conn.execute(
+            insert(callbacks).values(
+                job_id=job_id,
+                received_at=received_at,
+                status=status,
+                progress=progress,
+                outcome=outcome,
+                body=body,
+                body_sha256=body_sha256,
+                source_ip=source_ip,
+            )
+        )
+
+    def list_callbacks(self, job_id: str) -> list[CallbackRecord]:
+        stmt = select(callbacks).where(callbacks.c.job_id == job_id).order_by(callbacks.c.id)
+        return [_from_row(CallbackRecord, r) for r in self.conn.execute(stmt)]
+
+    def add_refused(
+        self,
+        *,
+        received_at: datetime,
+        reason: str,
+        detail: str | None,
+        http_status: int,
+        source_ip: str | None,
+        body_sha256: str | None,
+        body_size: int,
+        job_id: str | None,
+        keep: int,
+    ) -> None:
+        """Record a refused callback and trim the log to its newest ``keep`` rows."""
+        result = self.conn.execute(
+            insert(refused_callbacks).values(
+                received_at=received_at,
+                reason=reason,
+                detail=(detail or "")[:500] or None,
+                http_status=http_status,
+                source_ip=source_ip,
+                body_sha256=body_sha256,
+                body_size=body_size,
+                job_id=job_id,
+            )
+        )
+        new_id = result.inserted_primary_key[0] if result.inserted_primary_key else None
+        if new_id is not None and new_id > keep:
+            self.conn.execute(delete(refused_callbacks).where(refused_callbacks.c.id <= new_id - keep))
+
+    def list_refused(self, *, limit: int = 100, before_id: int | None = None) -> list[RefusedCallback]:
+        stmt = select(refused_callbacks).order_by(refused_callbacks.c.id.desc()).limit(limit)
+        if before_id is not None:
+            stmt = stmt.where(refused_callbacks.c.id < before_id)
+        return [_from_row(RefusedCallback, r) for r in self.conn.execute(stmt)]
+
+    def count_refused_since(self, since: datetime) -> dict[str, int]:
+        rows = self.conn.execute(
+            select(refused_callbacks.c.reason, func.count())
+            .where(refused_callbacks.c.received_at >= since)
+            .group_by(refused_callbacks.c.reason)
+        )
+        return {reason: count for reason, count in rows}
+
+    def count_callbacks_since(self, since: datetime) -> int:
+        return int(
+            self.conn.execute(
+                select(func.count()).select_from(callbacks).where(callbacks.c.received_at >= since)
+            ).scalar_one()
+        )
+
+    # -- events and deliveries ---------------------------------------------------------------
+
+    def add_event(self, event: Event) -> None:
+        self.conn.execute(insert(events).values(**_as_values(event)))
+
+    def get_event(self, event_id: str) -> Event | None:
+        row = self.conn.execute(select(events).where(events.c.id == event_id)).first()
+        return _from_row(Event, row) if row else None
+
+    def list_events(self, job_id: str) -> list[Event]:
+        stmt = select(events).where(events.c.job_id == job_id).order_by(events.c.sequence)
+        return [_from_row(Event, r) for r in self.conn.execute(stmt)]
+
+    def add_deliveries(self, rows: Sequence[Delivery]) -> None:
+        if rows:
+            self.conn.execute(insert(deliveries), [_as_values(d) for d in rows])
+
+    def notify_deliveries(self) -> None:
+        """Wake idle PostgreSQL workers when this transaction commits (LISTEN/NOTIFY)."""
+        if self.dialect == "postgresql":
+            self.conn.execute(text("SELECT pg_notify('relay_deliveries', '')"))
+
+    def get_delivery(self, delivery_id: str) -> Delivery | None:
+        row = self.conn.execute(select(deliveries).where(deliveries.c.id == delivery_id)).first()
+        return _from_row(Delivery, row) if row else None
+
+    def list_deliveries(
+        self,
+        *,
+        status: str | None = None,
+        subscriber_id: str | None = None,
+        event_id: str | None = None,
+        job_id: str | None = None,
+        before_id: str | None = None,
+        limit: int = 50,
+    ) -> list[Delivery]:
+        """Deliveries, newest first; ``before_id`` pages backwards."""
+        stmt = select(deliveries).order_by(deliveries.c.id.desc()).limit(limit)
+        if status:
+            stmt = stmt.where(deliveries.c.status == status)
+        if subscriber_id:
+            stmt = stmt.where(deliveries.c.subscriber_id == subscriber_id)
+        if event_id:
+            stmt = stmt.where(deliveries.c.event_id == event_id)
+        if job_id:
+            stmt = stmt.where(
+                deliveries.c.event_id.in_(select(events.c.id).where(events.c.job_id == job_id))
+            )
+        if before_id:
+            stmt = stmt.where(deliveries.c.id < before_id)
+        return [_from_row(Delivery, r) for r in self.conn.execute(stmt)]
+
+    def count_deliveries_by_status(self) -> dict[str, int]:
+        rows = self.conn.execute(
+            select(deliveries.c.status, func.count()).group_by(deliveries.c.status)
+        )
+        return {status: count for status, count in rows}
+
+    def oldest_pending_delivery(self) -> datetime | None:
+        value: datetime | None = self.conn.execute(
+            select(func.min(deliveries.c.created_at)).where(deliveries.c.status == "pending")
+        ).scalar_one_or_none()
+        if value is not None and value.tzinfo is None:  # aggregates bypass the column type
+            value = value.replace(tzinfo=UTC)
+        return value
+
+    def next_due_at(self) -> datetime | None:
+        """The earliest ``next_attempt_at`` of a pending delivery (for the worker's sleep)."""
+        stmt = select(deliveries.c.next_attempt_at).where(deliveries.c.status == "pending")
+        stmt = stmt.order_by(deliveries.c.next_attempt_at).limit(1)
+        row = self.conn.execute(stmt).first()
+        return row[0] if row else None
+
+    def claim_due(
+        self, *, worker: str, now: datetime, lease_seconds: float, limit: int
+    ) -> list[ClaimedDelivery]:
+        """Lease up to ``limit`` due deliveries to ``worker`` until ``now + lease_seconds``.
+
+        A delivery is due when pending, its ``next_attempt_at`` has come, no live lease holds it,
+        and its subscriber is enabled and below its ``max_in_flight`` cap. PostgreSQL locks the
+        candidates ``FOR UPDATE SKIP LOCKED``, so concurrent workers take disjoint sets; SQLite's
+        ``BEGIN IMMEDIATE`` makes the whole claim one writer at a time.
+        """
+        busy = deliveries.alias("busy")
+        in_flight = (
+            select(func.count())
+            .select_from(busy)
+            .where(
+                busy.c.subscriber_id == deliveries.c.subscriber_id,
+                busy.c.status == "pending",
+                busy.c.lease_expires_at > now,
+            )
+            .correlate(deliveries)
+            .scalar_subquery()
+        )
+        stmt = (
+            select(
+                deliveries.c.id,
+                deliveries.c.subscriber_id,
+                subscribers.c.max_in_flight,
+                in_flight.label("busy"),
+            )
+            .join(subscribers, subscribers.c.id == deliveries.c.subscriber_id)
+            .where(
+                deliveries.c.status == "pending",
+                deliveries.c.next_attempt_at <= now,
+                or_(deliveries.c.lease_expires_at.is_(None), deliveries.c.lease_expires_at <= now),
+                subscribers.c.enabled.is_(True),
+                subscribers.c.deleted_at.is_(None),
+                in_flight < subscribers.c.max_in_flight,
+            )
+            .order_by(deliveries.c.next_attempt_at)
+            .limit(max(limit * 4, 50))
+        )
+        if self.dialect == "postgresql":
+            stmt = stmt.with_for_update(of=deliveries, skip_locked=True)
+        # Honour each subscriber's cap within this batch too.
+        room: dict[str, int] = {}
+        chosen: list[str] = []
+        for delivery_id, subscriber_id, cap, active in self.conn.execute(stmt):
+            if len(chosen) >= limit:
+                break
+            left = room.setdefault(subscriber_id, cap - active)
+            if left <= 0:
+                continue
+            room[subscriber_id] = left - 1
+            chosen.append(delivery_id)
+        if not chosen:
+            return []
+        expires = now + timedelta(seconds=lease_seconds)
+        self.conn.execute(
+            update(deliveries)
+            .where(deliveries.c.id.in_(chosen))
+            .values(lease_owner=worker, lease_expires_at=expires, updated_at=now)
+        )
+        return self._load_claimed(chosen)
+
+    def _load_claimed(self, ids: Sequence[str]) -> list[ClaimedDelivery]:
+        d, e, s = deliveries, events, subscribers
+        stmt = (
+            select(d, e, s)
+            .join(e, e.c.id == d.c.event_id)
+            .join(s, s.c.id == d.c.subscriber_id)
+            .where(d.c.id.in_(ids))
+            .order_by(d.c.next_attempt_at)
+        )
+        out: list[ClaimedDelivery] = []
+        for row in self.conn.execute(stmt):
+            values = list(row)
+            nd = len(d.columns)
+            ne = len(e.columns)
+            dmap = dict(zip(d.columns.keys(), values[:nd], strict=True))
+            emap = dict(zip(e.columns.keys(), values[nd : nd + ne], strict=True))
+            smap = dict(zip(s.columns.keys(), values[nd + ne :], strict=True))
+            out.append(
+                ClaimedDelivery(
+                    delivery=Delivery(**dmap),
+                    event=Event(**emap),
+                    subscriber=Subscriber(**smap),
+                )
+            )
+        return out
+
+    def release_lease(self, delivery_id: str, worker: str, now: datetime) -> None:
+        """Give a claimed but unsent delivery back (SIGTERM before it was sent)."""
+        self.conn.execute(
+            update(deliveries)
+            .where(deliveries.c.id == delivery_id, deliveries.c.lease_owner == worker)
+            .values(lease_owner=None, lease_expires_at=None, updated_at=now)
+        )
+
+    def finish_attempt(
+        self,
+        *,
+        delivery_id: str,
+        worker: str,
+        values: dict[str, Any],
+    ) -> bool:
+        """Write an attempt's result to the delivery if ``worker`` still holds its lease.
+
+        :returns: False when the lease was lost (it expired and another worker took it).
+        """
+        result = self.conn.execute(
+            update(deliveries)
+            .where(
+                deliveries.c.id == delivery_id,
+                deliveries.c.lease_owner == worker,
+                deliveries.c.status == "pending",
+            )
+            .values(lease_owner=None, lease_expires_at=None, **values)
+        )
+        return result.rowcount == 1
+
+    def add_attempt(
+        self,
+        *,
+        delivery_id: str,
+        number: int,
+        started_at: datetime,
+        duration_ms: float,
+        status_code: int | None,
+        outcome: str,
+        error: str | None,
+        response_body: str | None,
+        worker: str,
+    ) -> None:
+        self.conn.execute(
+            insert(attempts).values(
+                delivery_id=delivery_id,
+                number=number,
+                started_at=started_at,
+                duration_ms=duration_ms,
+                status_code=status_code,
+                outcome=outcome,
+                error=error,
+                response_body=response_body,
+                worker=worker,
+            )
+        )
+
+    def list_attempts(self, delivery_id: str) -> list[Attempt]:
+        stmt = select(attempts).where(attempts.c.delivery_id == delivery_id).order_by(attempts.c.id)
+        return [_from_row(Attempt, r) for r in self.conn.execute(stmt)]
+
+    def requeue_delivery(self, delivery_id: str, now: datetime) -> bool:
+        """Put a finished delivery (failed, succeeded or cancelled) back to pending, due now.
+
+        Its attempt count restarts so that the whole retry schedule applies again.
+        :returns: False when no such delivery exists or it is pending already.
+        """
+        result = self.conn.execute(
+            update(deliveries)
+            .where(deliveries.c.id == delivery_id, deliveries.c.status != "pending")
+            .values(
+                status="pending",
+                attempts=0,
+                next_attempt_at=now,
+                lease_owner=None,
+                lease_expires_at=None,
+                completed_at=None,
+                updated_at=now,
+            )
+        )
+        return result.rowcount == 1
+
+    def requeue_failed_since(
+        self, since: datetime, now: datetime, subscriber_id: str | None = None
+    ) -> int:
+        """Put every failed delivery whose failure came at or after ``since`` back to pending.
+
+        :returns: how many were requeued.
+        """
+        cond = and_(deliveries.c.status == "failed", deliveries.c.completed_at >= since)
+        if subscriber_id:
+            cond = and_(cond, deliveries.c.subscriber_id == subscriber_id)
+        result = self.conn.execute(
+            update(deliveries)
+            .where(cond)
+            .values(
+                status="pending",
+                attempts=0,
+                next_attempt_at=now,
+                lease_owner=None,
+                lease_expires_at=None,
+                completed_at=None,
+                updated_at=now,
+            )
+        )
+        return int(result.rowcount)
+
+    def cancel_pending_for(self, subscriber_id: str, now: datetime) -> int:
+        result = self.conn.execute(
+            update(deliveries)
+            .where(deliveries.c.subscriber_id == subscriber_id, deliveries.c.status == "pending")
+            .values(status="cancelled", completed_at=now, updated_at=now, lease_owner=None)
+        )
+        return int(result.rowcount)
+
+    # -- subscribers --------------------------------------------------------------------------
+
+    def add_subscriber(self, sub: Subscriber) -> None:
+        self.conn.execute(insert(subscribers).values(**_as_values(sub)))
+
+    def get_subscriber(self, subscriber_id: str) -> Subscriber | None:
+        row = self.conn.execute(
+            select(subscribers).where(
+                subscribers.c.id == subscriber_id, subscribers.c.deleted_at.is_(None)
+            )
+        ).first()
+        return _from_row(Subscriber, row) if row else None
+
+    def list_subscribers(self, *, enabled_only: bool = False) -> list[Subscriber]:
+        stmt = select(subscribers).where(subscribers.c.deleted_at.is_(None))
+        if enabled_only:
+            stmt = stmt.where(subscribers.c.enabled.is_(True))
+        return [_from_row(Subscriber, r) for r in self.conn.execute(stmt.order_by(subscribers.c.id))]
+
+    def update_subscriber(self, subscriber_id: str, **values: Any) -> bool:
+        result = self.conn.execute(
+            update(subscribers)
+            .where(subscribers.c.id == subscriber_id, subscribers.c.deleted_at.is_(None))
+            .values(**values)
+        )
+        return result.rowcount == 1
+
+    def subscriber_stats(self) -> dict[str, dict[str, int]]:
+        """Per subscriber: deliveries by status."""
+        rows = self.conn.execute(
+            select(deliveries.c.subscriber_id, deliveries.c.status, func.count()).group_by(
+                deliveries.c.subscriber_id, deliveries.c.status
+            )
+        )
+        out: dict[str, dict[str, int]] = {}
+        for sid, status, count in rows:
+            out.setdefault(sid, {})[status] = count
+        return out
+
+
+def _as_values(obj: Any) -> dict[str, Any]:
+    return {f.name: getattr(obj, f.name) for f in fields(obj)}

@@ -1,0 +1,47 @@
+"""Unit of work: one connection, one transaction, explicit commit, rollback on exit."""
+
+from __future__ import annotations
+
+from types import TracebackType
+
+from sqlalchemy import Connection, Engine
+
+from receiver.store.repositories import Repository
+
+
+class UnitOfWork:
+    """One database transaction.
+
+    Use as ``with UnitOfWork(engine) as uow: ...; uow.commit()``. Leaving the block without
+    :meth:`commit` rolls everything back, so a crash or an exception never half-writes.
+    ``uow.repo`` is the :class:`~receiver.store.repositories.Repository` bound to it.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._conn: Connection | None = None
+
+    def __enter__(self) -> UnitOfWork:
+        self._conn = self._engine.connect()
+        self._conn.begin()
+        self.repo = Repository(self._conn)
+        return self
+
+    def commit(self) -> None:
+        """Commit the transaction (the only way anything is kept)."""
+        assert self._conn is not None
+        self._conn.commit()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        assert self._conn is not None
+        try:
+            if self._conn.in_transaction():
+                self._conn.rollback()
+        finally:
+            self._conn.close()
+            self._conn = None

@@ -1,0 +1,371 @@
+"""``/api/*``: tasks, subscribers, deliveries and refused callbacks, behind ``ADMIN_TOKEN``.
+
+Every route needs ``Authorization: Bearer $ADMIN_TOKEN`` (compared in constant time); the
+OpenAPI document is at ``GET /api/openapi.json`` (also behind the token).
+"""
+
+from __future__ import annotations
+
+import hmac
+from datetime import datetime
+from typing import Any, Literal
+
+from flask import Blueprint, Response, jsonify, request
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from client import REQUEST_TYPES
+from client.errors import (
+    AccountBusy,
+    BadRequest,
+    ConnectFailed,
+    InsufficientCredits,
+    Moderated,
+    NotFound,
+    OutcomeUnknown,
+    UseapiError,
+)
+from client.images import ImageError
+from client.replyref import ReplyRefTooLong
+from receiver import presenters, services
+from receiver.clock import utcnow
+from receiver.delivery.urls import UnsafeUrl, check_subscriber_url
+from receiver.domain.events import EVENT_TYPES
+from receiver.settings import ConfigError
+from receiver.store.uow import UnitOfWork
+from receiver.web.context import runtime
+from receiver.web.errors import ApiError, validation_message
+from receiver.web.openapi import openapi_document
+
+bp = Blueprint("api", __name__, url_prefix="/api")
+
+MAX_PAGE = 200
+
+
+@bp.before_request
+def _require_admin_token() -> None:
+    token = runtime().settings.admin_token
+    if not token:
+        raise ApiError(503, "admin_disabled", "the admin API is off: set ADMIN_TOKEN to use it")
+    header = request.headers.get("Authorization", "")
+    scheme, _, given = header.partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(
+        given.strip().encode("utf-8", "replace"), token.encode("utf-8")
+    ):
+        raise ApiError(401, "unauthorized", "a valid 'Authorization: Bearer <ADMIN_TOKEN>' is required")
+
+
+def _json_body(model: type[BaseModel]) -> Any:
+    data = request.get_json(silent=True)
+    if data is None:
+        raise ApiError(400, "invalid_json", "the body must be a JSON object")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ApiError(422, "validation_error", validation_message(exc)) from None
+
+
+def _limit() -> int:
+    raw = request.args.get("limit", "50")
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE:
+        raise ApiError(400, "invalid_limit", f"limit must be an integer from 1 to {MAX_PAGE}")
+    return int(raw)
+
+
+def _time_arg(value: str | None, name: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ApiError(400, f"invalid_{name}", f"{name} must be an ISO-8601 time") from None
+    if parsed.tzinfo is None:
+        raise ApiError(400, f"invalid_{name}", f"{name} must carry a zone, e.g. Z")
+    return parsed
+
+
+# -- tasks ----------------------------------------------------------------------------------
+
+
+class TaskSubmissionIn(BaseModel):
+    """``POST /api/tasks`` body. Images are https URLs or ``data:`` URIs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: Literal["gen3turbo", "gen4turbo", "videos"] = "gen3turbo"
+    image: str | None = Field(None, description="first frame: https URL or data: URI")
+    middle_image: str | None = Field(None, description="gen3turbo only")
+    last_image: str | None = Field(None, description="gen3turbo and videos")
+    prompt: str | None = Field(None, description="text prompt")
+    options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="the model's other request fields (e.g. seconds, seed, aspect_ratio)",
+    )
+    metadata: dict[str, Any] = Field(
+        default_factory=dict, description="your own data, echoed in every webhook"
+    )
+
+
+_VENDOR_STATUS: dict[type[UseapiError], tuple[int, str]] = {
+    InsufficientCredits: (402, "insufficient_credits"),
+    Moderated: (422, "moderated"),
+    AccountBusy: (429, "vendor_busy"),
+    BadRequest: (400, "vendor_bad_request"),
+    NotFound: (400, "vendor_not_found"),
+    ConnectFailed: (503, "vendor_unreachable"),
+}
+
+
+def _check_image_source(value: str, allow_private: bool) -> None:
+    if value.startswith("data:"):
+        return
+    try:
+        check_subscriber_url(value, allow_private=allow_private)
+    except UnsafeUrl as exc:
+        raise ApiError(422, "invalid_image", f"image URL refused: {exc}") from None
+
+
+@bp.post("/tasks")
+def submit_task() -> tuple[Response, int]:
+    """Submit a task: upload images, record the job, create the vendor task.
+
+    :returns 201: the job. 202 when the vendor's answer was lost (the job stays SUBMITTING).
+    :raise 422: invalid request (nothing stored or sent), 402/429/400: vendor refusals,
+        502: vendor error, 503: vendor or USEAPI_TOKEN unavailable.
+    """
+    rt = runtime()
+    body: TaskSubmissionIn = _json_body(TaskSubmissionIn)
+    request_type = REQUEST_TYPES[body.model]
+    images = {
+        slot: source
+        for slot, source in (("first", body.image), ("middle", body.middle_image), ("last", body.last_image))
+        if source
+    }
+    for source in images.values():
+        _check_image_source(source, rt.settings.allow_private_urls)
+    params = dict(body.options)
+    if body.prompt is not None:
+        params["text_prompt"] = body.prompt
+    submission = services.Submission(
+        model=body.model, params=params, images=images, metadata=body.metadata
+    )
+    try:
+        reply_url = rt.settings.reply_url
+        client = rt.vendor_client()
+    except ConfigError as exc:
+        raise ApiError(503, "not_configured", str(exc)) from None
+    try:
+        with client:
+            job = services.submit_task(
+                rt.engine,
+                client=client,
+                signer=rt.signer,
+                reply_url=reply_url,
+                submission=submission,
+                request_type=request_type,
+                now=utcnow(),
+                allow_http_images=rt.settings.allow_private_urls,
+            )
+    except ValidationError as exc:
+        raise ApiError(422, "validation_error", validation_message(exc)) from None
+    except ReplyRefTooLong as exc:
+        raise ApiError(422, "metadata_too_large", str(exc)) from None
+    except ImageError as exc:
+        raise ApiError(422, "invalid_image", str(exc)) from None
+    except services.SubmissionFailed as exc:
+        cause = exc.cause
+        status, code = next(
+            (v for k, v in _VENDOR_STATUS.items() if isinstance(cause, k)), (502, "vendor_error")
+        )
+        if isinstance(cause, OutcomeUnknown):
+            status, code = 502, "outcome_unknown"
+        job_json = presenters.job_json(services.get_job(rt.engine, exc.job_id))
+        raise ApiError(status, code, cause.message or str(cause), extra={"job": job_json}) from None
+    return jsonify(presenters.job_json(job)), 201
+
+
+@bp.get("/tasks")
+def list_tasks() -> Response:
+    """Jobs, newest first. Query: ``status``, ``model``, ``since`` (ISO-8601), ``before``
+    (a job id, to page), ``limit`` (1..200)."""
+    with UnitOfWork(runtime().engine) as uow:
+        jobs = uow.repo.list_jobs(
+            status=request.args.get("status"),
+            model=request.args.get("model"),
+            since=_time_arg(request.args.get("since"), "since"),
+            before_id=request.args.get("before"),
+            limit=_limit(),
+        )
+    return jsonify(items=[presenters.job_json(j) for j in jobs])
+
+
+@bp.get("/tasks/<job_id>")
+def get_task(job_id: str) -> Response:
+    """One job with its state, progress, artifacts and events. :raise 404:"""
+    with UnitOfWork(runtime().engine) as uow:
+        job = uow.repo.get_job(job_id)
+        if job is None:
+            raise ApiError(404, "job_not_found", f"no job {job_id}")
+        events = uow.repo.list_events(job_id)
+        callbacks = uow.repo.list_callbacks(job_id)
+        deliveries = uow.repo.list_deliveries(job_id=job_id, limit=MAX_PAGE)
+    out = presenters.job_json(job, events=events)
+    out["callbacks"] = [presenters.callback_json(c) for c in callbacks]
+    out["deliveries"] = [presenters.delivery_json(d) for d in deliveries]
+    return jsonify(out)
+
+
+# -- subscribers ----------------------------------------------------------------------------
+
+
+class SubscriberIn(BaseModel):
+    """``POST /api/subscribers`` body."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(..., max_length=2048)
+    event_types: list[Literal["task.progress", "task.succeeded", "task.failed"]] | None = None
+    description: str | None = Field(None, max_length=500)
+    max_in_flight: int | None = Field(None, ge=1, le=256)
+
+
+@bp.post("/subscribers")
+def create_subscriber() -> tuple[Response, int]:
+    """Register a subscriber; the answer carries its ``whsec_`` secret, shown this once.
+
+    :raise 422: URL refused by the SSRF guard, or an unknown event type.
+    """
+    rt = runtime()
+    body: SubscriberIn = _json_body(SubscriberIn)
+    sub = services.create_subscriber(
+        rt.engine,
+        url=body.url,
+        event_types=body.event_types,
+        description=body.description,
+        max_in_flight=body.max_in_flight or rt.settings.subscriber_max_in_flight,
+        allow_private=rt.settings.allow_private_urls,
+        now=utcnow(),
+    )
+    return jsonify(presenters.subscriber_json(sub, include_secret=True)), 201
+
+
+@bp.get("/subscribers")
+def list_subscribers() -> Response:
+    with UnitOfWork(runtime().engine) as uow:
+        subs = uow.repo.list_subscribers()
+        stats = uow.repo.subscriber_stats()
+    return jsonify(items=[presenters.subscriber_json(s, stats=stats.get(s.id, {})) for s in subs])
+
+
+@bp.get("/subscribers/<subscriber_id>")
+def get_subscriber(subscriber_id: str) -> Response:
+    return jsonify(presenters.subscriber_json(services.get_subscriber(runtime().engine, subscriber_id)))
+
+
+@bp.delete("/subscribers/<subscriber_id>")
+def delete_subscriber(subscriber_id: str) -> tuple[str, int]:
+    """Remove a subscriber and cancel its pending deliveries. :raise 404:"""
+    services.remove_subscriber(runtime().engine, subscriber_id, utcnow())
+    return "", 204
+
+
+@bp.post("/subscribers/<subscriber_id>/rotate-secret")
+def rotate_secret(subscriber_id: str) -> Response:
+    """New secret (shown once); the old one signs beside it during the grace period."""
+    rt = runtime()
+    sub = services.rotate_secret(
+        rt.engine, subscriber_id, rt.settings.secret_rotation_grace_seconds, utcnow()
+    )
+    return jsonify(presenters.subscriber_json(sub, include_secret=True))
+
+
+@bp.post("/subscribers/<subscriber_id>/enable")
+def enable_subscriber(subscriber_id: str) -> Response:
+    sub = services.set_subscriber_enabled(runtime().engine, subscriber_id, True, utcnow())
+    return jsonify(presenters.subscriber_json(sub))
+
+
+@bp.post("/subscribers/<subscriber_id>/disable")
+def disable_subscriber(subscriber_id: str) -> Response:
+    sub = services.set_subscriber_enabled(runtime().engine, subscriber_id, False, utcnow())
+    return jsonify(presenters.subscriber_json(sub))
+
+
+# -- deliveries -----------------------------------------------------------------------------
+
+DELIVERY_STATUSES = ("pending", "succeeded", "failed", "cancelled")
+
+
+@bp.get("/deliveries")
+def list_deliveries() -> Response:
+    """Deliveries, newest first. Query: ``status`` (pending, succeeded, failed, cancelled),
+    ``subscriber_id``, ``event_id``, ``before`` (a delivery id), ``limit``."""
+    status = request.args.get("status")
+    if status is not None and status not in DELIVERY_STATUSES:
+        raise ApiError(400, "invalid_status", f"status must be one of {', '.join(DELIVERY_STATUSES)}")
+    with UnitOfWork(runtime().engine) as uow:
+        items = uow.repo.list_deliveries(
+            status=status,
+            subscriber_id=request.args.get("subscriber_id"),
+            event_id=request.args.get("event_id"),
+            before_id=request.args.get("before"),
+            limit=_limit(),
+        )
+    return jsonify(items=[presenters.delivery_json(d) for d in items])
+
+
+@bp.get("/deliveries/<delivery_id>")
+def get_delivery(delivery_id: str) -> Response:
+    """One delivery with its attempt log. :raise 404:"""
+    with UnitOfWork(runtime().engine) as uow:
+        delivery = uow.repo.get_delivery(delivery_id)
+        if delivery is None:
+            raise ApiError(404, "delivery_not_found", f"no delivery {delivery_id}")
+        attempts = uow.repo.list_attempts(delivery_id)
+    return jsonify(presenters.delivery_json(delivery, attempts=attempts))
+
+
+@bp.post("/deliveries/<delivery_id>/retry")
+def retry_delivery(delivery_id: str) -> Response:
+    """Send a finished delivery again now (same ``webhook-id``). :raise 404: :raise 409:"""
+    delivery = services.retry_delivery(runtime().engine, delivery_id, utcnow())
+    return jsonify(presenters.delivery_json(delivery))
+
+
+class RecoverIn(BaseModel):
+    """``POST /api/deliveries/recover`` body."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    since: datetime
+    subscriber_id: str | None = None
+
+
+@bp.post("/deliveries/recover")
+def recover() -> Response:
+    """Send again every delivery that failed since ``since``; answers ``{"requeued": n}``."""
+    body: RecoverIn = _json_body(RecoverIn)
+    if body.since.tzinfo is None:
+        raise ApiError(422, "validation_error", "since: must carry a zone, e.g. Z")
+    count = services.recover_deliveries(runtime().engine, body.since, utcnow(), body.subscriber_id)
+    return jsonify(requeued=count)
+
+
+# -- refused callbacks ----------------------------------------------------------------------
+
+
+@bp.get("/refused-callbacks")
+def refused_callbacks() -> Response:
+    """The bounded log of refused callbacks, newest first."""
+    with UnitOfWork(runtime().engine) as uow:
+        items = uow.repo.list_refused(limit=_limit())
+    return jsonify(items=[presenters.refused_json(r) for r in items])
+
+
+@bp.get("/openapi.json")
+def openapi() -> Response:
+    """The OpenAPI 3.1 document of ``/api/*``."""
+    return jsonify(
+        openapi_document(
+            task_in=TaskSubmissionIn, subscriber_in=SubscriberIn, recover_in=RecoverIn, event_types=EVENT_TYPES
+        )
+    )

@@ -1,0 +1,236 @@
+"""Shared fixtures: settings on a real SQLite file (and PostgreSQL when TEST_DATABASE_URL is
+set), the app, its test client, and helpers that make jobs with signed replyRefs."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import Engine, create_engine, text
+
+from receiver import create_app
+from receiver.clock import utcnow
+from receiver.ids import new_id
+from receiver.runtime import Runtime, build_runtime
+from receiver.settings import Settings, load_settings
+from receiver.store.migrate import upgrade
+from receiver.store.repositories import Job
+from receiver.store.uow import UnitOfWork
+
+ADMIN_TOKEN = "test-admin-token"
+SECRET = "test-secret-key-0123456789abcdef"
+DEFAULT_PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+
+def postgres_url() -> str | None:
+    """TEST_DATABASE_URL, or the local default when a server answers there; None otherwise."""
+    url = os.environ.get("TEST_DATABASE_URL")
+    if url == "":
+        return None
+    candidate = url or DEFAULT_PG_URL
+    candidate = candidate.replace("postgres://", "postgresql+psycopg://", 1)
+    if candidate.startswith("postgresql://"):
+        candidate = candidate.replace("postgresql://", "postgresql+psycopg://", 1)
+    try:
+        engine = create_engine(candidate, connect_args={"connect_timeout": 3})
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        engine.dispose()
+    except Exception:
+        if url or os.environ.get("CI"):
+            raise
+        return None
+    return candidate
+
+
+_PG_URL: str | None | bool = False
+
+
+def _pg() -> str | None:
+    global _PG_URL
+    if _PG_URL is False:
+        _PG_URL = postgres_url()
+    return _PG_URL  # type: ignore[return-value]
+
+
+@pytest.fixture(scope="session")
+def migrated_sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file migrated to head once per run; each test copies it."""
+    path = tmp_path_factory.mktemp("template") / "relay.sqlite3"
+    upgrade(f"sqlite:///{path}")
+    return path
+
+
+def _fresh_pg_schema(base: str) -> tuple[str, str]:
+    schema = "t_" + uuid.uuid4().hex[:12]
+    engine = create_engine(base)
+    with engine.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    engine.dispose()
+    sep = "&" if "?" in base else "?"
+    return schema, f"{base}{sep}options=-csearch_path%3D{schema}"
+
+
+def _drop_pg_schema(base: str, schema: str) -> None:
+    engine = create_engine(base)
+    with engine.begin() as conn:
+        conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+    engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(
+    request: pytest.FixtureRequest, tmp_path: Path, migrated_sqlite_template: Path
+) -> Iterator[str]:
+    """A migrated, empty database: a SQLite file, then (second pass) a PostgreSQL schema."""
+    if request.param == "sqlite":
+        path = tmp_path / "relay.sqlite3"
+        shutil.copy(migrated_sqlite_template, path)
+        yield f"sqlite:///{path}"
+        return
+    base = _pg()
+    if base is None:
+        pytest.skip("PostgreSQL not reachable at 127.0.0.1:5432 (set TEST_DATABASE_URL)")
+    schema, url = _fresh_pg_schema(base)
+    upgrade(url)
+    try:
+        yield url
+    finally:
+        _drop_pg_schema(base, schema)
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path, migrated_sqlite_template: Path) -> str:
+    """A migrated SQLite file only (for tests about SQLite itself)."""
+    path = tmp_path / "relay.sqlite3"
+    shutil.copy(migrated_sqlite_template, path)
+    return f"sqlite:///{path}"
+
+
+def make_settings(database_url: str, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "relay_env": "test",
+        "secret_key": [SECRET],
+        "database_url": database_url,
+        "admin_token": ADMIN_TOKEN,
+        "public_base_url": "http://127.0.0.1:9",
+        "useapi_token": "sim-token",
+        "useapi_base_url": "http://127.0.0.1:9",
+        "allow_private_urls": True,
+        "log_format": "text",
+        "log_level": "WARNING",
+    }
+    values.update(overrides)
+    return load_settings(**values)
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    return make_settings(database_url)
+
+
+@pytest.fixture
+def runtime(settings: Settings) -> Iterator[Runtime]:
+    rt = build_runtime(settings)
+    yield rt
+    rt.engine.dispose()
+
+
+@pytest.fixture
+def engine(runtime: Runtime) -> Engine:
+    return runtime.engine
+
+
+@pytest.fixture
+def app(runtime: Runtime) -> Flask:
+    app = create_app(runtime=runtime)
+    app.config["TESTING"] = True
+    return app
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture
+def admin() -> dict[str, str]:
+    """Headers that pass the admin API's bearer check."""
+    return {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+
+@dataclass
+class JobFactory:
+    """Makes jobs as ``relay submit`` would leave them, without a vendor."""
+
+    runtime: Runtime
+
+    def __call__(
+        self, *, task_id: str | None = None, metadata: dict[str, Any] | None = None
+    ) -> tuple[Job, str]:
+        """A SUBMITTING (or PENDING, with ``task_id``) job and its signed replyRef."""
+        now = utcnow()
+        job = Job(
+            id=new_id("job"),
+            model="gen3turbo",
+            request={"text_prompt": "a test"},
+            metadata=metadata or {},
+            status="PENDING" if task_id else "SUBMITTING",
+            task_id=task_id,
+            progress=None,
+            progress_text=None,
+            artifacts=[],
+            error=None,
+            submit_error=None,
+            sequence=0,
+            created_at=now,
+            updated_at=now,
+            last_callback_at=None,
+            finished_at=None,
+        )
+        with UnitOfWork(self.runtime.engine) as uow:
+            uow.repo.add_job(job)
+            uow.commit()
+        return job, self.runtime.signer.sign(job.id, job.metadata)
+
+
+@pytest.fixture
+def make_job(runtime: Runtime) -> JobFactory:
+    return JobFactory(runtime)
+
+
+def task_body(reply_ref: str | None, status: str = "RUNNING", **extra: Any) -> dict[str, Any]:
+    """A vendor task object (useapi.net task model) as a callback carries it."""
+    body: dict[str, Any] = {
+        "taskId": "user:1-runwayml:sim@example.com-task:" + extra.pop("task_uuid", "t-1"),
+        "id": "t-1",
+        "taskType": "gen3a_turbo",
+        "status": status,
+        "progressRatio": None,
+        "artifacts": [],
+        "error": None,
+        "replyUrl": "http://127.0.0.1:9/callbacks/useapi",
+        "features": {"storageGB": 500},
+        "someNewVendorField": {"kept": True},
+    }
+    if reply_ref is not None:
+        body["replyRef"] = reply_ref
+    body.update(extra)
+    return body
+
+
+def table_counts(engine: Engine) -> dict[str, int]:
+    """Row counts of every table that a callback may write."""
+    out = {}
+    with engine.connect() as conn:
+        for table in ("jobs", "callbacks", "events", "deliveries", "attempts"):
+            out[table] = int(conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one())
+    return out
