@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import signal
 import sys
 import threading
@@ -163,7 +164,8 @@ class SubscriberServer:
             urls = [a.get("url") for a in data.get("artifacts") or [] if isinstance(a, dict)]
             line = (
                 f"subscriber: verified {record.body.get('type')} webhook-id={record.webhook_id} "
-                f"job={data.get('job_id')} status={data.get('status')} progress={data.get('progress')}"
+                f"job={data.get('job_id')} status={data.get('status')} "
+                f"progress={data.get('progress')}"
             )
             if urls:
                 line += f" video={urls[0]}"
@@ -179,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--secret", action="append", required=True, help="whsec_… (repeatable)")
     parser.add_argument("--port", type=int, default=0)
     args = parser.parse_args(argv)
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
     server = SubscriberServer(args.secret, port=args.port, echo=True)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -1,0 +1,434 @@
+"""Validation of create requests, the way useapi.net answers them (SPEC section 1).
+
+``parse_create`` turns a decoded body (JSON object or multipart/form-data fields) into a
+:class:`CreateRequest` or raises :class:`RequestError` with the status and message the vendor would
+send. The Gen-3 and Gen-4 endpoints refuse unknown fields; the unified ``/videos/create`` accepts
+several spellings of each field and ignores the rest.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Endpoint = Literal["gen3turbo", "gen4turbo", "videos"]
+
+SEED_MIN = 1
+SEED_MAX = 4294967294
+REPLY_MAX_LENGTH = 1024
+MOTION_FIELDS = ("horizontal", "vertical", "roll", "zoom", "pan", "tilt")
+CAMERA_KEYS = {
+    "horizontal": "x",
+    "vertical": "y",
+    "roll": "r",
+    "zoom": "z",
+    "pan": "bg_x_pan",
+    "tilt": "bg_y_pan",
+}
+GEN3_RATIOS = ("landscape", "portrait")
+GEN4_RATIOS = ("16:9", "9:16", "1:1", "4:3", "3:4", "21:9")
+RUNWAY_PIXEL_RATIOS = (
+    "1280:720",
+    "720:1280",
+    "1104:832",
+    "832:1104",
+    "960:960",
+    "1584:672",
+    "1280:768",
+    "768:1280",
+)
+DIMENSIONS: dict[str, tuple[int, int]] = {
+    "landscape": (1280, 768),
+    "portrait": (768, 1280),
+    "16:9": (1280, 720),
+    "9:16": (720, 1280),
+    "1:1": (960, 960),
+    "4:3": (1104, 832),
+    "3:4": (832, 1104),
+    "21:9": (1584, 672),
+}
+
+GEN3_FIELDS = frozenset(
+    {
+        "firstImage_assetId",
+        "middleImage_assetId",
+        "lastImage_assetId",
+        "text_prompt",
+        "aspect_ratio",
+        *MOTION_FIELDS,
+        "static",
+        "seconds",
+        "seed",
+        "exploreMode",
+        "replyUrl",
+        "replyRef",
+        "maxJobs",
+    }
+)
+GEN4_FIELDS = frozenset(
+    {
+        "firstImage_assetId",
+        "text_prompt",
+        "aspect_ratio",
+        "seconds",
+        "seed",
+        "exploreMode",
+        "replyUrl",
+        "replyRef",
+        "maxJobs",
+    }
+)
+
+# Spellings accepted by POST /videos/create, first match wins.
+VIDEO_ALIASES: dict[str, tuple[str, ...]] = {
+    "text_prompt": ("text_prompt", "prompt", "promptText", "prompt_text", "text"),
+    "firstImage_assetId": (
+        "firstImage_assetId",
+        "firstFrame_assetId",
+        "first_frame_assetId",
+        "firstImageAssetId",
+        "firstImage",
+        "image_assetId",
+        "imageAssetId",
+        "assetId",
+    ),
+    "middleImage_assetId": ("middleImage_assetId", "middleFrame_assetId"),
+    "lastImage_assetId": (
+        "lastImage_assetId",
+        "lastFrame_assetId",
+        "last_frame_assetId",
+        "lastImageAssetId",
+        "lastImage",
+    ),
+    "seconds": ("seconds", "duration"),
+    "aspect_ratio": ("aspect_ratio", "aspectRatio", "ratio"),
+    "seed": ("seed",),
+    "exploreMode": ("exploreMode", "explore_mode", "explore"),
+    "replyUrl": ("replyUrl", "reply_url"),
+    "replyRef": ("replyRef", "reply_ref"),
+    "maxJobs": ("maxJobs", "max_jobs"),
+}
+
+# model name with separators removed -> (canonical model, taskType)
+MODELS: dict[str, tuple[str, str]] = {
+    "gen4turbo": ("gen4-turbo", "gen4_turbo"),
+    "gen3aturbo": ("gen3a-turbo", "gen3a_turbo"),
+    "gen3turbo": ("gen3a-turbo", "gen3a_turbo"),
+    "gen3alphaturbo": ("gen3a-turbo", "gen3a_turbo"),
+    "gen4.5": ("gen4.5", "gen4.5"),
+    "gen45": ("gen4.5", "gen4.5"),
+    "gen4": ("gen4", "gen4"),
+}
+
+DIRECTIVE_RE = re.compile(r"\[sim:([A-Za-z_]+)(?:=([^\]]*))?\]")
+
+
+class RequestError(Exception):
+    """A request the vendor would refuse: ``status`` and the ``error`` message of its JSON body."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass
+class CreateRequest:
+    """A validated create request, whichever endpoint it came through."""
+
+    endpoint: Endpoint
+    task_type: str
+    model: str | None = None
+    first_asset: str | None = None
+    middle_asset: str | None = None
+    last_asset: str | None = None
+    text_prompt: str | None = None
+    aspect_ratio: str = "landscape"
+    seconds: int = 5
+    seed: int | None = None
+    explore_mode: bool = False
+    static: bool = False
+    motion: dict[str, int] = field(default_factory=dict)
+    reply_url: str | None = None
+    reply_ref: str | None = None
+    max_jobs: int | None = None
+
+    @property
+    def asset_ids(self) -> list[str]:
+        """The asset ids this request refers to, in frame order."""
+        return [a for a in (self.first_asset, self.middle_asset, self.last_asset) if a]
+
+    @property
+    def dimensions(self) -> tuple[int, int]:
+        """Width and height of the video, in pixels, from the aspect ratio."""
+        if self.aspect_ratio in DIMENSIONS:
+            return DIMENSIONS[self.aspect_ratio]
+        width, _, height = self.aspect_ratio.partition(":")
+        return int(width), int(height)
+
+
+@dataclass(frozen=True)
+class Directives:
+    """Per-task overrides read from ``[sim:...]`` markers in the text prompt."""
+
+    outcome: str | None = None
+    duplicate_terminal: bool | None = None
+    shuffle: bool | None = None
+    progress_steps: int | None = None
+    step_delay: float | None = None
+    start_delay: float | None = None
+
+
+# -- value coercion -------------------------------------------------------------------------
+
+
+def _as_str(name: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise RequestError(400, f"Parameter {name} must be a string")
+    return value
+
+
+def _as_int(name: str, value: Any, form: bool) -> int:
+    if form and isinstance(value, str):
+        try:
+            return int(value.strip())
+        except ValueError:
+            raise RequestError(400, f"Parameter {name} must be an integer") from None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise RequestError(400, f"Parameter {name} must be an integer")
+    return value
+
+
+def _as_bool(name: str, value: Any, form: bool) -> bool:
+    if form and isinstance(value, str):
+        lowered = value.strip().lower()
+        if lowered in ("true", "1", "yes", "on"):
+            return True
+        if lowered in ("false", "0", "no", "off", ""):
+            return False
+    if isinstance(value, bool):
+        return value
+    raise RequestError(400, f"Parameter {name} must be a boolean")
+
+
+def _int_in(name: str, value: Any, form: bool, low: int, high: int) -> int:
+    number = _as_int(name, value, form)
+    if not low <= number <= high:
+        raise RequestError(400, f"Parameter {name} ({number}) must be in range {low}..{high}")
+    return number
+
+
+def _seconds(value: Any, form: bool, allowed: tuple[int, ...], name: str = "seconds") -> int:
+    number = _as_int(name, value, form)
+    if number not in allowed:
+        choices = ", ".join(str(a) for a in allowed)
+        raise RequestError(400, f"Parameter {name} ({number}) must be one of {choices}")
+    return number
+
+
+def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> str:
+    text = _as_str(name, value)
+    if text not in allowed:
+        raise RequestError(400, f"Parameter {name} ({text}) must be one of {', '.join(allowed)}")
+    return text
+
+
+def _reply_url(value: Any) -> str:
+    url = _as_str("replyUrl", value)
+    if len(url) > REPLY_MAX_LENGTH:
+        raise RequestError(400, f"Parameter replyUrl is longer than {REPLY_MAX_LENGTH} characters")
+    if not re.match(r"^https?://[^\s/]+", url):
+        raise RequestError(400, "Parameter replyUrl must be an http(s) URL")
+    return url
+
+
+def _reply_ref(value: Any) -> str:
+    ref = _as_str("replyRef", value)
+    if len(ref) > REPLY_MAX_LENGTH:
+        raise RequestError(400, f"Parameter replyRef is longer than {REPLY_MAX_LENGTH} characters")
+    return ref
+
+
+def _present(data: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields that carry a value: JSON null counts as absent."""
+    return {key: value for key, value in data.items() if value is not None}
+
+
+# -- per-endpoint parsing -------------------------------------------------------------------
+
+
+def _common(req: CreateRequest, data: Mapping[str, Any], form: bool) -> None:
+    """Fields shared by every endpoint: prompt, seed, exploreMode, replyUrl, replyRef, maxJobs."""
+    if "text_prompt" in data:
+        req.text_prompt = _as_str("text_prompt", data["text_prompt"])
+    if "seed" in data:
+        req.seed = _int_in("seed", data["seed"], form, SEED_MIN, SEED_MAX)
+    if "exploreMode" in data:
+        req.explore_mode = _as_bool("exploreMode", data["exploreMode"], form)
+    if "replyUrl" in data:
+        req.reply_url = _reply_url(data["replyUrl"])
+    if "replyRef" in data:
+        req.reply_ref = _reply_ref(data["replyRef"])
+    if "maxJobs" in data:
+        req.max_jobs = _int_in("maxJobs", data["maxJobs"], form, 1, 10)
+
+
+def _refuse_unknown(data: Mapping[str, Any], allowed: frozenset[str]) -> None:
+    unknown = sorted(set(data) - allowed)
+    if unknown:
+        raise RequestError(400, f"Unsupported parameter(s): {', '.join(unknown)}")
+
+
+def _parse_gen3(data: dict[str, Any], form: bool) -> CreateRequest:
+    _refuse_unknown(data, GEN3_FIELDS)
+    req = CreateRequest(endpoint="gen3turbo", task_type="gen3a_turbo")
+    for name in ("firstImage_assetId", "middleImage_assetId", "lastImage_assetId"):
+        if name in data:
+            setattr(req, _ASSET_ATTR[name], _as_str(name, data[name]))
+    _common(req, data, form)
+    if "aspect_ratio" in data:
+        req.aspect_ratio = _choice("aspect_ratio", data["aspect_ratio"], GEN3_RATIOS)
+    if "seconds" in data:
+        req.seconds = _seconds(data["seconds"], form, (5, 10))
+    for name in MOTION_FIELDS:
+        if name in data:
+            req.motion[name] = _int_in(name, data[name], form, -10, 10)
+    if "static" in data:
+        req.static = _as_bool("static", data["static"], form)
+    if req.static and req.motion:
+        names = ", ".join(req.motion)
+        raise RequestError(
+            400, f"Parameter static is not compatible with motion parameters: {names}"
+        )
+    return req
+
+
+def _parse_gen4(data: dict[str, Any], form: bool) -> CreateRequest:
+    for name in ("middleImage_assetId", "lastImage_assetId", "static", *MOTION_FIELDS):
+        if name in data:
+            raise RequestError(400, f"Parameter {name} is not supported by Gen-4 Turbo")
+    _refuse_unknown(data, GEN4_FIELDS)
+    if "firstImage_assetId" not in data:
+        raise RequestError(400, "Parameter firstImage_assetId is required")
+    req = CreateRequest(endpoint="gen4turbo", task_type="gen4_turbo", aspect_ratio="16:9")
+    req.first_asset = _as_str("firstImage_assetId", data["firstImage_assetId"])
+    _common(req, data, form)
+    if "aspect_ratio" in data:
+        req.aspect_ratio = _choice("aspect_ratio", data["aspect_ratio"], GEN4_RATIOS)
+    if "seconds" in data:
+        req.seconds = _seconds(data["seconds"], form, (5, 10))
+    return req
+
+
+def canonical_model(raw: Any) -> tuple[str, str]:
+    """Map a model name such as ``gen4-turbo``, ``gen3a_turbo`` or ``gen4.5`` to (model, taskType).
+
+    :raise RequestError: 400 for anything else.
+    """
+    name = _as_str("model", raw).strip().lower()
+    name = name.removeprefix("runway/").removeprefix("runwayml/")
+    key = re.sub(r"[\s_\-]", "", name)
+    if key not in MODELS:
+        raise RequestError(400, f"Parameter model ({raw}) is not supported")
+    return MODELS[key]
+
+
+def _parse_videos(data: dict[str, Any], form: bool) -> CreateRequest:
+    if "model" not in data:
+        raise RequestError(400, "Parameter model is required")
+    model, task_type = canonical_model(data["model"])
+    # Keep the first spelling found of each field; everything unrecognised is ignored.
+    picked: dict[str, Any] = {}
+    for canonical, aliases in VIDEO_ALIASES.items():
+        for alias in aliases:
+            if alias in data:
+                picked[canonical] = data[alias]
+                break
+    default_ratio = "landscape" if model == "gen3a-turbo" else "16:9"
+    req = CreateRequest(
+        endpoint="videos", task_type=task_type, model=model, aspect_ratio=default_ratio
+    )
+    for name in ("firstImage_assetId", "middleImage_assetId", "lastImage_assetId"):
+        if name in picked:
+            setattr(req, _ASSET_ATTR[name], _as_str(name, picked[name]))
+    _common(req, picked, form)
+    if "aspect_ratio" in picked:
+        allowed = GEN3_RATIOS + GEN4_RATIOS + RUNWAY_PIXEL_RATIOS
+        req.aspect_ratio = _choice("aspect_ratio", picked["aspect_ratio"], allowed)
+    if "seconds" in picked:
+        allowed_seconds = tuple(range(2, 11)) if model == "gen4.5" else (5, 10)
+        req.seconds = _seconds(picked["seconds"], form, allowed_seconds)
+    if model == "gen4-turbo" and req.first_asset is None:
+        raise RequestError(400, "Parameter firstImage_assetId is required for gen4-turbo")
+    return req
+
+
+_ASSET_ATTR = {
+    "firstImage_assetId": "first_asset",
+    "middleImage_assetId": "middle_asset",
+    "lastImage_assetId": "last_asset",
+}
+
+
+def parse_create(
+    endpoint: Endpoint,
+    data: Mapping[str, Any],
+    form: bool,
+    asset_exists: Callable[[str], bool],
+) -> CreateRequest:
+    """Validate a create body for ``endpoint``; ``form`` means values arrived as strings.
+
+    :raise RequestError: 400 for a bad field, 404 for an asset id that was never uploaded.
+    """
+    present = _present(data)
+    if endpoint == "gen3turbo":
+        req = _parse_gen3(present, form)
+    elif endpoint == "gen4turbo":
+        req = _parse_gen4(present, form)
+    else:
+        req = _parse_videos(present, form)
+    for asset_id in req.asset_ids:
+        if not asset_exists(asset_id):
+            raise RequestError(404, f"Unable to retrieve assetId {asset_id} (Not found.)")
+    return req
+
+
+def parse_directives(text: str | None) -> Directives:
+    """Read ``[sim:fail]``, ``[sim:moderate]``, ``[sim:succeed]``, ``[sim:dup]``, ``[sim:shuffle]``,
+    ``[sim:steps=N]``, ``[sim:delay=S]`` and ``[sim:start=S]`` from a text prompt.
+
+    ``delay`` is the time between callbacks and ``start`` the time before the first one, in seconds.
+
+    :raise RequestError: 400 for an unknown directive or a bad value.
+    """
+    values: dict[str, Any] = {}
+    for match in DIRECTIVE_RE.finditer(text or ""):
+        name, raw = match.group(1).lower(), match.group(2)
+        try:
+            if name == "fail" and raw is None:
+                values["outcome"] = "failed"
+            elif name in ("moderate", "moderated") and raw is None:
+                values["outcome"] = "moderated"
+            elif name in ("succeed", "success") and raw is None:
+                values["outcome"] = "succeeded"
+            elif name in ("dup", "duplicate") and raw is None:
+                values["duplicate_terminal"] = True
+            elif name == "shuffle" and raw is None:
+                values["shuffle"] = True
+            elif name == "steps" and raw is not None:
+                steps = int(raw)
+                if not 0 <= steps <= 100:
+                    raise ValueError(raw)
+                values["progress_steps"] = steps
+            elif name in ("delay", "start") and raw is not None:
+                seconds = float(raw)
+                if not 0 <= seconds <= 3600:
+                    raise ValueError(raw)
+                values["step_delay" if name == "delay" else "start_delay"] = seconds
+            else:
+                raise ValueError(name)
+        except ValueError:
+            raise RequestError(400, f"Invalid simulator directive {match.group(0)}") from None
+    return Directives(**values)

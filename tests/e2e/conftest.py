@@ -1,0 +1,166 @@
+"""End-to-end fixtures: real processes on free loopback ports.
+
+- the vendor simulator (``python -m simulator``),
+- the web process: the Procfile's ``web:`` line (gunicorn), with PORT set as a PaaS would,
+- one or more ``relay worker`` processes (the ``worker:`` line),
+- in-process subscribers that verify every signature with ``standardwebhooks``.
+Each process is stopped by its pid at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from sqlalchemy import create_engine, text
+
+from simulator.processes import Process, bin_path, free_port, procfile_command
+from tests.conftest import ADMIN_TOKEN, SECRET, _pg
+
+ROOT = Path(__file__).resolve().parents[2]
+PROCFILE = ROOT / "Procfile"
+
+
+class Stack:
+    """The running system for one test module."""
+
+    def __init__(self, tmp: Path, database_url: str, **env_overrides: str) -> None:
+        self.tmp = tmp
+        self.web_port = free_port()
+        self.sim_port = free_port()
+        self.database_url = database_url
+        self.env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith(("RELAY_", "DATABASE_"))},
+            "RELAY_ENV": "test",
+            "SECRET_KEY": SECRET,
+            "DATABASE_URL": database_url,
+            "ADMIN_TOKEN": ADMIN_TOKEN,
+            "USEAPI_TOKEN": "sim-token",
+            "USEAPI_BASE_URL": f"http://127.0.0.1:{self.sim_port}",
+            "PUBLIC_BASE_URL": f"http://127.0.0.1:{self.web_port}",
+            "PORT": str(self.web_port),
+            "ALLOW_PRIVATE_URLS": "1",
+            "LOG_FORMAT": "json",
+            "WEB_CONCURRENCY": "2",
+            "PYTHONUNBUFFERED": "1",
+            **env_overrides,
+        }
+        self.processes: list[Process] = []
+        self.workers: list[Process] = []
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.web_port}"
+
+    @property
+    def sim(self) -> str:
+        return f"http://127.0.0.1:{self.sim_port}"
+
+    def relay(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """Run the ``relay`` command with the stack's environment."""
+        result = subprocess.run(
+            [bin_path("relay"), *args],
+            env=self.env,
+            cwd=self.tmp,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(f"relay {' '.join(args)} -> {result.returncode}\n{result.stderr}")
+        return result
+
+    def relay_json(self, *args: str) -> Any:
+        return json.loads(self.relay(*args).stdout)
+
+    def start(self) -> Stack:
+        self.relay("db", "upgrade")
+        sim = Process(
+            "simulator",
+            [
+                sys.executable,
+                "-m",
+                "simulator",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.sim_port),
+                "--step-delay",
+                "0.05",
+                "--start-delay",
+                "0.05",
+            ],
+            env=self.env,
+            cwd=ROOT,
+        )
+        self.processes.append(sim)
+        web_argv = procfile_command("web", PROCFILE)
+        web_argv[0] = bin_path(web_argv[0])
+        web = Process("web", web_argv, env=self.env, cwd=ROOT)
+        self.processes.append(web)
+        sim.wait_for_line("listening on", 20)
+        web.wait_http(self.base + "/readyz", 30)
+        self.start_worker()
+        return self
+
+    def start_worker(self) -> Process:
+        argv = procfile_command("worker", PROCFILE)
+        argv[0] = bin_path(argv[0])
+        worker = Process(f"worker{len(self.workers)}", argv, env=self.env, cwd=self.tmp)
+        worker.wait_for_line("relay worker", 30)
+        self.workers.append(worker)
+        self.processes.append(worker)
+        return worker
+
+    def stop(self) -> None:
+        for proc in reversed(self.processes):
+            proc.stop()
+
+    def api(self, method: str, path: str, **kw: Any) -> requests.Response:
+        headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        return requests.request(method, self.base + path, headers=headers, timeout=10, **kw)
+
+    def sim_stats(self) -> dict[str, Any]:
+        return requests.get(self.sim + "/_sim/stats", timeout=5).json()  # type: ignore[no-any-return]
+
+
+def _database(kind: str, tmp: Path) -> Iterator[str]:
+    if kind == "sqlite":
+        yield f"sqlite:///{tmp / 'relay.sqlite3'}"
+        return
+    base = _pg()
+    if base is None:
+        pytest.skip("PostgreSQL not reachable at 127.0.0.1:5432 (set TEST_DATABASE_URL)")
+    name = "relay_e2e_" + uuid.uuid4().hex[:10]
+    admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = base.rsplit("/", 1)[0] + "/" + name
+    try:
+        yield url
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def stack(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
+    tmp = tmp_path_factory.mktemp("stack")
+    for url in _database(request.param, tmp):
+        running = Stack(tmp, url, **getattr(request.module, "STACK_ENV", {}))
+        try:
+            running.start()
+            yield running
+        finally:
+            running.stop()

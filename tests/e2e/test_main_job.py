@@ -1,0 +1,150 @@
+"""The main job end to end: relay submit -> simulator -> callbacks -> gunicorn -> outbox ->
+relay worker -> a subscriber that verifies every signature. No status polling anywhere."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+
+from client import ReplyRefSigner
+from simulator.demo import tiny_png
+from simulator.subscriber import SubscriberServer
+from tests.e2e.conftest import Stack
+
+pytestmark = pytest.mark.e2e
+
+
+def add_subscriber(stack: Stack, server: SubscriberServer, *events: str) -> str:
+    args = ["subscribers", "add", server.url]
+    for event in events:
+        args += ["--events", event]
+    added = stack.relay_json(*args)
+    assert added["secret"].startswith("whsec_")
+    server.secrets.append(added["secret"])
+    return str(added["id"])
+
+
+def test_submitted_task_reaches_the_subscriber_verified(stack: Stack, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    with SubscriberServer() as server:
+        add_subscriber(stack, server, "task.progress", "task.succeeded", "task.failed")
+        image = tmp_path / "frame.png"
+        image.write_bytes(tiny_png())
+        before = stack.sim_stats()
+        submitted = stack.relay_json(
+            "submit",
+            "--image",
+            str(image),
+            "--prompt",
+            "a lighthouse at dawn",
+            "--metadata",
+            json.dumps({"order": "A-1"}),
+        )
+        assert submitted["job_id"].startswith("job_")
+        assert submitted["task_id"] and submitted["status"] in {
+            "PENDING",
+            "RUNNING",
+            "THROTTLED",
+            "SUCCEEDED",
+        }
+
+        got = server.wait_for(
+            lambda r: any(x.body and x.body["type"] == "task.succeeded" for x in r), timeout=20
+        )
+        assert all(r.verified for r in got), [r.error for r in got]
+        bodies = [r.body for r in got if r.body]
+        mine = [b for b in bodies if b["data"]["job_id"] == submitted["job_id"]]
+        types = [b["type"] for b in mine]
+        assert types[-1] == "task.succeeded" and "task.progress" in types
+        final = mine[-1]["data"]
+        assert final["artifacts"][0]["url"].startswith("http")
+        assert final["metadata"] == {"order": "A-1"}
+        assert final["task_id"] == submitted["task_id"]
+        sequences = [b["data"]["sequence"] for b in mine]
+        assert sequences == sorted(sequences) and len(set(sequences)) == len(sequences)
+
+        job = stack.api("GET", f"/api/tasks/{submitted['job_id']}").json()
+        assert job["status"] == "SUCCEEDED"
+        assert [e["type"] for e in job["events"]][-1] == "task.succeeded"
+        after = stack.sim_stats()
+        assert after["status_requests"] == before["status_requests"] == 0  # push, never poll
+
+
+def test_failed_task_is_delivered_as_task_failed(stack: Stack, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    with SubscriberServer() as server:
+        add_subscriber(stack, server)  # default: terminal events only
+        image = tmp_path / "frame.png"
+        image.write_bytes(tiny_png())
+        submitted = stack.relay_json(
+            "submit", "--image", str(image), "--prompt", "[sim:moderate] x"
+        )
+        got = server.wait_for(
+            lambda r: any(x.body and x.body["data"]["job_id"] == submitted["job_id"] for x in r),
+            timeout=20,
+        )
+        mine = [r.body for r in got if r.body and r.body["data"]["job_id"] == submitted["job_id"]]
+        assert [b["type"] for b in mine] == ["task.failed"]
+        assert mine[0]["data"]["status"] == "FAILED"
+        assert mine[0]["data"]["error"]["message"]
+
+
+def test_vendor_refusal_marks_the_job_failed_to_submit(stack: Stack, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import requests
+
+    requests.post(
+        stack.sim + "/_sim/next", json={"outcomes": ["412"]}, timeout=5
+    ).raise_for_status()
+    image = tmp_path / "frame.png"
+    image.write_bytes(tiny_png())
+    result = stack.relay("submit", "--image", str(image), "--prompt", "no credits", check=False)
+    assert result.returncode == 1
+    assert "InsufficientCredits" in result.stderr
+    job_id = json.loads(result.stdout)["job_id"]
+    job = stack.api("GET", f"/api/tasks/{job_id}").json()
+    assert job["status"] == "SUBMIT_FAILED"
+    assert job["submit_error"]["http_status"] == 412
+
+
+def test_api_submission_with_a_data_uri(stack: Stack) -> None:
+    with SubscriberServer() as server:
+        add_subscriber(stack, server)
+        data_uri = "data:image/png;base64," + base64.b64encode(tiny_png()).decode()
+        r = stack.api(
+            "POST",
+            "/api/tasks",
+            json={
+                "image": data_uri,
+                "prompt": "a red kite",
+                "options": {"seconds": 10},
+                "metadata": {"k": 1},
+            },
+        )
+        assert r.status_code == 201, r.text
+        job_id = r.json()["job_id"]
+        server.wait_for(
+            lambda rs: any(x.body and x.body["data"]["job_id"] == job_id for x in rs), timeout=20
+        )
+        assert stack.api("GET", f"/api/tasks/{job_id}").json()["status"] == "SUCCEEDED"
+
+
+def test_forged_success_changes_nothing(stack: Stack) -> None:
+    import requests
+
+    with SubscriberServer() as server:
+        add_subscriber(stack, server)
+        forged_ref = ReplyRefSigner(["not-our-key-00000000000000000000"]).sign("job_x")
+        r = requests.post(
+            stack.base + "/callbacks/useapi",
+            json={
+                "taskId": "t",
+                "status": "SUCCEEDED",
+                "replyRef": forged_ref,
+                "artifacts": [{"url": "https://evil.example/x.mp4"}],
+            },
+            timeout=5,
+        )
+        assert r.status_code == 401
+        refused = stack.api("GET", "/api/refused-callbacks").json()["items"]
+        assert refused[0]["reason"] == "reply_ref_invalid"
+        assert server.wait_for(lambda rs: len(rs) > 0, timeout=1.0) == []
