@@ -82,7 +82,8 @@ class Context:
                 self._settings = load_settings()
             except ConfigError as exc:
                 _fail(str(exc), 2)
-            configure_logging(self._settings.log_format, self._settings.log_level)
+            # Commands print JSON on stdout; their logs go to stderr, warnings and worse only.
+            configure_logging(self._settings.log_format, "WARNING", stream=sys.stderr)
         return self._settings
 
     @property
@@ -147,7 +148,11 @@ def _safe_url(url: str) -> str:
 
 
 @main.command()
-@click.option("--concurrency", type=click.IntRange(1, 256), help="parallel sends (default: DELIVERY_CONCURRENCY)")
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1, 256),
+    help="parallel sends (default: DELIVERY_CONCURRENCY)",
+)
 @pass_ctx
 def worker(ctx: Context, concurrency: int | None) -> None:
     """Deliver events to subscribers until SIGTERM or Ctrl-C.
@@ -159,6 +164,7 @@ def worker(ctx: Context, concurrency: int | None) -> None:
     from receiver.delivery.worker import Worker, WorkerConfig
 
     settings = ctx.settings
+    configure_logging(settings.log_format, settings.log_level)  # a long-running process: stdout
     config = WorkerConfig(
         retry_schedule=tuple(settings.delivery_retry_schedule),
         timeout=settings.delivery_timeout_seconds,
@@ -214,9 +220,13 @@ def _option_pairs(values: tuple[str, ...]) -> dict[str, Any]:
 @click.option("--seconds", type=int, help="video length: 5 or 10")
 @click.option("--aspect-ratio", help="gen3turbo: landscape|portrait; gen4turbo: 16:9, 9:16, 1:1, …")
 @click.option("--seed", type=int, help="1…4294967294")
-@click.option("--explore-mode/--no-explore-mode", default=None, help="relaxed generation (Unlimited plans)")
+@click.option(
+    "--explore-mode/--no-explore-mode", default=None, help="relaxed generation (Unlimited plans)"
+)
 @click.option("--max-jobs", type=int, help="1…10")
-@click.option("--option", "options", multiple=True, help="any other request field, KEY=VALUE (repeatable)")
+@click.option(
+    "--option", "options", multiple=True, help="any other request field, KEY=VALUE (repeatable)"
+)
 @click.option("--metadata", help="a JSON object of your own, echoed in every webhook")
 @pass_ctx
 def submit(
@@ -278,7 +288,9 @@ def submit(
                 client=client,
                 signer=rt.signer,
                 reply_url=reply_url,
-                submission=services.Submission(model=model, params=params, images=images, metadata=meta),
+                submission=services.Submission(
+                    model=model, params=params, images=images, metadata=meta
+                ),
                 request_type=REQUEST_TYPES[model],
                 now=utcnow(),
                 allow_http_images=settings.allow_private_urls,
@@ -291,7 +303,9 @@ def submit(
         _fail(str(exc), 2)
     except services.SubmissionFailed as exc:
         cause: UseapiError = exc.cause
-        _emit({"job_id": exc.job_id, "task_id": None, "status": "SUBMIT_FAILED", "error": str(cause)})
+        _emit(
+            {"job_id": exc.job_id, "task_id": None, "status": "SUBMIT_FAILED", "error": str(cause)}
+        )
         _fail(f"{type(cause).__name__}: {cause}", 1)
     _emit({"job_id": job.id, "task_id": job.task_id, "status": job.status, "model": job.model})
 
@@ -317,7 +331,11 @@ def subscribers() -> None:
 @click.option("--max-in-flight", type=click.IntRange(1, 256), help="concurrent deliveries cap")
 @pass_ctx
 def subscribers_add(
-    ctx: Context, url: str, events: tuple[str, ...], description: str | None, max_in_flight: int | None
+    ctx: Context,
+    url: str,
+    events: tuple[str, ...],
+    description: str | None,
+    max_in_flight: int | None,
 ) -> None:
     """Register URL; prints its id and its whsec_ secret (shown this once)."""
     rt = ctx.runtime
@@ -369,7 +387,11 @@ def subscribers_rotate(ctx: Context, subscriber_id: str) -> None:
     """Issue a new secret (printed once); the old one keeps signing for the grace period."""
     rt = ctx.runtime
     sub = _service_call(
-        services.rotate_secret, rt.engine, subscriber_id, rt.settings.secret_rotation_grace_seconds, utcnow()
+        services.rotate_secret,
+        rt.engine,
+        subscriber_id,
+        rt.settings.secret_rotation_grace_seconds,
+        utcnow(),
     )
     _emit(
         {
@@ -385,7 +407,9 @@ def subscribers_rotate(ctx: Context, subscriber_id: str) -> None:
 @pass_ctx
 def subscribers_enable(ctx: Context, subscriber_id: str) -> None:
     """Enable a subscriber again (clears its failure streak)."""
-    sub = _service_call(services.set_subscriber_enabled, ctx.runtime.engine, subscriber_id, True, utcnow())
+    sub = _service_call(
+        services.set_subscriber_enabled, ctx.runtime.engine, subscriber_id, True, utcnow()
+    )
     _emit(presenters.subscriber_json(sub))
 
 
@@ -394,7 +418,9 @@ def subscribers_enable(ctx: Context, subscriber_id: str) -> None:
 @pass_ctx
 def subscribers_disable(ctx: Context, subscriber_id: str) -> None:
     """Stop delivering to a subscriber (its deliveries wait until it is enabled)."""
-    sub = _service_call(services.set_subscriber_enabled, ctx.runtime.engine, subscriber_id, False, utcnow())
+    sub = _service_call(
+        services.set_subscriber_enabled, ctx.runtime.engine, subscriber_id, False, utcnow()
+    )
     _emit(presenters.subscriber_json(sub))
 
 
@@ -411,7 +437,9 @@ def deliveries() -> None:
 @click.option("--subscriber", "subscriber_id", help="only this subscriber's")
 @click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True)
 @pass_ctx
-def deliveries_list(ctx: Context, status: str | None, subscriber_id: str | None, limit: int) -> None:
+def deliveries_list(
+    ctx: Context, status: str | None, subscriber_id: str | None, limit: int
+) -> None:
     """List deliveries, newest first (--status failed: the dead letters)."""
     with UnitOfWork(ctx.runtime.engine) as uow:
         items = uow.repo.list_deliveries(status=status, subscriber_id=subscriber_id, limit=limit)
@@ -441,7 +469,9 @@ def deliveries_retry(ctx: Context, delivery_id: str) -> None:
 
 
 @deliveries.command("recover")
-@click.option("--since", required=True, help="ISO-8601 time (2026-11-01T00:00:00Z) or a duration ago (6h)")
+@click.option(
+    "--since", required=True, help="ISO-8601 time (2026-11-01T00:00:00Z) or a duration ago (6h)"
+)
 @click.option("--subscriber", "subscriber_id", help="only this subscriber's")
 @pass_ctx
 def deliveries_recover(ctx: Context, since: str, subscriber_id: str | None) -> None:
@@ -456,7 +486,9 @@ def deliveries_recover(ctx: Context, since: str, subscriber_id: str | None) -> N
 
 
 @main.command()
-@click.option("--older-than", required=True, help="check jobs with no callback for this long (30m, 2h, 1d)")
+@click.option(
+    "--older-than", required=True, help="check jobs with no callback for this long (30m, 2h, 1d)"
+)
 @click.option("--limit", type=click.IntRange(1, 10000), default=500, show_default=True)
 @pass_ctx
 def reconcile(ctx: Context, older_than: str, limit: int) -> None:

@@ -10,7 +10,7 @@ import json
 import logging
 import sys
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TextIO
 
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "taskName"}
 
@@ -42,7 +42,9 @@ class TextFormatter(logging.Formatter):
             for k, v in record.__dict__.items()
             if k not in _STANDARD and not k.startswith("_")
         )
-        line = f"{self.formatTime(record)} {record.levelname:<7} {record.name}: {record.getMessage()}"
+        line = (
+            f"{self.formatTime(record)} {record.levelname:<7} {record.name}: {record.getMessage()}"
+        )
         if extras:
             line += " " + extras
         if record.exc_info:
@@ -50,13 +52,16 @@ class TextFormatter(logging.Formatter):
         return line
 
 
-def configure_logging(fmt: str, level: str = "INFO") -> None:
-    """Send the root logger to stdout in ``fmt`` (``json`` or ``text``); idempotent."""
+def configure_logging(fmt: str, level: str = "INFO", *, stream: TextIO | None = None) -> None:
+    """Send the root logger to ``stream`` (default stdout) in ``fmt`` (``json`` or ``text``).
+
+    Idempotent: calling it again replaces our handler instead of adding one.
+    """
     root = logging.getLogger()
-    handler = next((h for h in root.handlers if getattr(h, "_relay", False)), None)
-    if handler is None:
-        handler = logging.StreamHandler(sys.stdout)
-        handler._relay = True  # type: ignore[attr-defined]
-        root.addHandler(handler)
+    for old in [h for h in root.handlers if getattr(h, "_relay", False)]:
+        root.removeHandler(old)
+    handler = logging.StreamHandler(stream or sys.stdout)
+    handler._relay = True  # type: ignore[attr-defined]
+    root.addHandler(handler)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     root.setLevel(level)

@@ -32,5 +32,7 @@ class Runtime:
 
 def build_runtime(settings: Settings, *, pool_size: int = 5, max_overflow: int = 5) -> Runtime:
     """Engine and signer for ``settings`` (no connection is opened yet)."""
-    engine = make_engine(settings.effective_database_url, pool_size=pool_size, max_overflow=max_overflow)
+    engine = make_engine(
+        settings.effective_database_url, pool_size=pool_size, max_overflow=max_overflow
+    )
     return Runtime(settings=settings, engine=engine, signer=ReplyRefSigner(settings.signing_keys))

@@ -149,7 +149,9 @@ def _state_of(job: Job) -> TaskState:
     )
 
 
-def event_body(event_id: str, event: DomainEvent, job: Job, task_id: str | None, now: datetime) -> str:
+def event_body(
+    event_id: str, event: DomainEvent, job: Job, task_id: str | None, now: datetime
+) -> str:
     """The webhook body of SPEC §2, serialised once (these exact bytes are signed and sent).
 
     Shape: ``{"type", "timestamp" (ISO-8601 UTC), "data": {"job_id", "task_id", "model",
@@ -335,7 +337,9 @@ def submit_task(
     :raises SubmissionFailed: the vendor refused or failed, or its answer was lost (``cause``
         is the :class:`client.errors.UseapiError`; the job is kept as evidence).
     """
-    placeholder = {_IMAGE_FIELDS[k]: "pending-upload" for k in submission.images if k in _IMAGE_FIELDS}
+    placeholder = {
+        _IMAGE_FIELDS[k]: "pending-upload" for k in submission.images if k in _IMAGE_FIELDS
+    }
     request_type.model_validate({**submission.params, **placeholder})  # fail before any I/O
     job_id = new_id("job")
     reply_ref = signer.sign(job_id, dict(submission.metadata))
@@ -493,7 +497,9 @@ def remove_subscriber(engine: Engine, subscriber_id: str, now: datetime) -> None
         uow.commit()
 
 
-def rotate_secret(engine: Engine, subscriber_id: str, grace_seconds: float, now: datetime) -> Subscriber:
+def rotate_secret(
+    engine: Engine, subscriber_id: str, grace_seconds: float, now: datetime
+) -> Subscriber:
     """Issue a new secret; the old one keeps signing, beside it, for ``grace_seconds``.
 
     :raises SubscriberNotFound:
@@ -529,7 +535,11 @@ def set_subscriber_enabled(
     values: dict[str, Any] = (
         {"enabled": True, "disabled_reason": None, "disabled_at": None, "failing_since": None}
         if enabled
-        else {"enabled": False, "disabled_reason": reason or "disabled by operator", "disabled_at": now}
+        else {
+            "enabled": False,
+            "disabled_reason": reason or "disabled by operator",
+            "disabled_at": now,
+        }
     )
     with UnitOfWork(engine) as uow:
         if not uow.repo.update_subscriber(subscriber_id, **values):
@@ -600,7 +610,9 @@ def reconcile(
     results: list[dict[str, Any]] = []
     for job in stale:
         if not job.task_id:
-            results.append({"job_id": job.id, "task_id": None, "error": "no vendor taskId recorded"})
+            results.append(
+                {"job_id": job.id, "task_id": None, "error": "no vendor taskId recorded"}
+            )
             continue
         try:
             task = client.get_task(job.task_id)

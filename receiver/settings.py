@@ -119,7 +119,9 @@ class Settings(BaseSettings):
     def _key_strength(cls, value: list[str]) -> list[str]:
         for key in value:
             if len(key) < 16:
-                raise ValueError("each key must be at least 16 characters (use: openssl rand -hex 32)")
+                raise ValueError(
+                    "each key must be at least 16 characters (use: openssl rand -hex 32)"
+                )
         return value
 
     @model_validator(mode="after")

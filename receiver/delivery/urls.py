@@ -113,7 +113,7 @@ def _resolve(host: str, port: int) -> list[IPAddress]:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
         raise UnsafeUrl(f"cannot resolve {host}: {exc.strerror}") from exc
-    return [ipaddress.ip_address(info[4][0].split("%", 1)[0]) for info in infos]
+    return [ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]) for info in infos]
 
 
 class ForbiddenAddress(OSError):
@@ -121,7 +121,7 @@ class ForbiddenAddress(OSError):
 
 
 def _guarded_connect(conn: HTTPConnection) -> socket.socket:
-    host = conn._dns_host  # type: ignore[attr-defined]
+    host = conn._dns_host
     port = conn.port
     last_error: OSError | None = None
     for family, socktype, proto, _, sockaddr in socket.getaddrinfo(
@@ -134,7 +134,8 @@ def _guarded_connect(conn: HTTPConnection) -> socket.socket:
             continue
         sock = socket.socket(family, socktype, proto)
         try:
-            sock.settimeout(conn.timeout)  # type: ignore[arg-type]
+            timeout = conn.timeout
+            sock.settimeout(timeout if isinstance(timeout, int | float) else None)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             sock.connect(sockaddr)
             return sock

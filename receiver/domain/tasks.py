@@ -33,7 +33,7 @@ class TaskStatus(StrEnum):
 
     @property
     def is_terminal(self) -> bool:
-        """True for SUCCEEDED, FAILED, CANCELLED and SUBMIT_FAILED: a terminal state never changes."""
+        """True for SUCCEEDED, FAILED, CANCELLED, SUBMIT_FAILED: a terminal state never changes."""
         return self in _TERMINAL
 
     @property

@@ -307,9 +307,13 @@ class Repository:
         )
         new_id = result.inserted_primary_key[0] if result.inserted_primary_key else None
         if new_id is not None and new_id > keep:
-            self.conn.execute(delete(refused_callbacks).where(refused_callbacks.c.id <= new_id - keep))
+            self.conn.execute(
+                delete(refused_callbacks).where(refused_callbacks.c.id <= new_id - keep)
+            )
 
-    def list_refused(self, *, limit: int = 100, before_id: int | None = None) -> list[RefusedCallback]:
+    def list_refused(
+        self, *, limit: int = 100, before_id: int | None = None
+    ) -> list[RefusedCallback]:
         stmt = select(refused_callbacks).order_by(refused_callbacks.c.id.desc()).limit(limit)
         if before_id is not None:
             stmt = stmt.where(refused_callbacks.c.id < before_id)
@@ -625,7 +629,9 @@ class Repository:
         stmt = select(subscribers).where(subscribers.c.deleted_at.is_(None))
         if enabled_only:
             stmt = stmt.where(subscribers.c.enabled.is_(True))
-        return [_from_row(Subscriber, r) for r in self.conn.execute(stmt.order_by(subscribers.c.id))]
+        return [
+            _from_row(Subscriber, r) for r in self.conn.execute(stmt.order_by(subscribers.c.id))
+        ]
 
     def update_subscriber(self, subscriber_id: str, **values: Any) -> bool:
         result = self.conn.execute(

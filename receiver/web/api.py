@@ -51,7 +51,9 @@ def _require_admin_token() -> None:
     if scheme.lower() != "bearer" or not hmac.compare_digest(
         given.strip().encode("utf-8", "replace"), token.encode("utf-8")
     ):
-        raise ApiError(401, "unauthorized", "a valid 'Authorization: Bearer <ADMIN_TOKEN>' is required")
+        raise ApiError(
+            401, "unauthorized", "a valid 'Authorization: Bearer <ADMIN_TOKEN>' is required"
+        )
 
 
 def _json_body(model: type[BaseModel]) -> Any:
@@ -137,7 +139,11 @@ def submit_task() -> tuple[Response, int]:
     request_type = REQUEST_TYPES[body.model]
     images = {
         slot: source
-        for slot, source in (("first", body.image), ("middle", body.middle_image), ("last", body.last_image))
+        for slot, source in (
+            ("first", body.image),
+            ("middle", body.middle_image),
+            ("last", body.last_image),
+        )
         if source
     }
     for source in images.values():
@@ -258,7 +264,9 @@ def list_subscribers() -> Response:
 
 @bp.get("/subscribers/<subscriber_id>")
 def get_subscriber(subscriber_id: str) -> Response:
-    return jsonify(presenters.subscriber_json(services.get_subscriber(runtime().engine, subscriber_id)))
+    return jsonify(
+        presenters.subscriber_json(services.get_subscriber(runtime().engine, subscriber_id))
+    )
 
 
 @bp.delete("/subscribers/<subscriber_id>")
@@ -301,7 +309,9 @@ def list_deliveries() -> Response:
     ``subscriber_id``, ``event_id``, ``before`` (a delivery id), ``limit``."""
     status = request.args.get("status")
     if status is not None and status not in DELIVERY_STATUSES:
-        raise ApiError(400, "invalid_status", f"status must be one of {', '.join(DELIVERY_STATUSES)}")
+        raise ApiError(
+            400, "invalid_status", f"status must be one of {', '.join(DELIVERY_STATUSES)}"
+        )
     with UnitOfWork(runtime().engine) as uow:
         items = uow.repo.list_deliveries(
             status=status,
@@ -366,6 +376,9 @@ def openapi() -> Response:
     """The OpenAPI 3.1 document of ``/api/*``."""
     return jsonify(
         openapi_document(
-            task_in=TaskSubmissionIn, subscriber_in=SubscriberIn, recover_in=RecoverIn, event_types=EVENT_TYPES
+            task_in=TaskSubmissionIn,
+            subscriber_in=SubscriberIn,
+            recover_in=RecoverIn,
+            event_types=EVENT_TYPES,
         )
     )

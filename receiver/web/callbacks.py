@@ -53,7 +53,9 @@ def parse_json_object(raw: bytes) -> dict[str, Any]:
     try:
         value = json.loads(text, parse_constant=_reject_constant)
     except json.JSONDecodeError as exc:
-        raise BadBody(f"body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+        raise BadBody(
+            f"body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from None
     except RecursionError:
         raise BadBody("JSON nested too deeply") from None
     except ValueError as exc:  # e.g. an integer with too many digits
@@ -103,7 +105,12 @@ def _refuse(
         log.warning("could not record a refused callback", exc_info=True)
     log.warning(
         "callback refused",
-        extra={"reason": reason, "status": status, "source_ip": request.remote_addr, "job_id": job_id},
+        extra={
+            "reason": reason,
+            "status": status,
+            "source_ip": request.remote_addr,
+            "job_id": job_id,
+        },
     )
     raise ApiError(status, reason, message)
 
@@ -144,7 +151,9 @@ def useapi_callback() -> tuple[Response, int]:
     try:
         task = VendorTask.model_validate(body)
     except ValidationError as exc:
-        _refuse(400, "invalid_task", validation_message(exc), sha=sha, size=size, job_id=claims.job_id)
+        _refuse(
+            400, "invalid_task", validation_message(exc), sha=sha, size=size, job_id=claims.job_id
+        )
     try:
         result = services.accept_callback(
             rt.engine,
@@ -156,7 +165,14 @@ def useapi_callback() -> tuple[Response, int]:
             now=utcnow(),
         )
     except services.JobNotFound:
-        _refuse(404, "unknown_job", "replyRef names no job here", sha=sha, size=size, job_id=claims.job_id)
+        _refuse(
+            404,
+            "unknown_job",
+            "replyRef names no job here",
+            sha=sha,
+            size=size,
+            job_id=claims.job_id,
+        )
     except services.TaskIdMismatch as exc:
         _refuse(403, "task_id_mismatch", str(exc), sha=sha, size=size, job_id=claims.job_id)
     log.info(

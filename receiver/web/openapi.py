@@ -111,7 +111,9 @@ def _param(name: str, where: str = "query", schema: dict[str, Any] | None = None
 def _body(model: type[BaseModel]) -> dict[str, Any]:
     return {
         "required": True,
-        "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}},
+        "content": {
+            "application/json": {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}
+        },
     }
 
 
@@ -150,7 +152,13 @@ def openapi_document(
             },
             "get": {
                 "summary": "List jobs, newest first",
-                "parameters": [_param("status"), _param("model"), _param("since"), _param("before"), limit],
+                "parameters": [
+                    _param("status"),
+                    _param("model"),
+                    _param("since"),
+                    _param("before"),
+                    limit,
+                ],
                 "responses": {"200": _json(_items(ref + "Job"), "jobs"), **_errors(400)},
             },
         },
@@ -179,7 +187,10 @@ def openapi_document(
             "get": {
                 "summary": "One subscriber",
                 "parameters": [sub_id],
-                "responses": {"200": _json({"$ref": ref + "Subscriber"}, "subscriber"), **_errors(404)},
+                "responses": {
+                    "200": _json({"$ref": ref + "Subscriber"}, "subscriber"),
+                    **_errors(404),
+                },
             },
             "delete": {
                 "summary": "Remove a subscriber; its pending deliveries are cancelled",
@@ -192,7 +203,10 @@ def openapi_document(
                 "post": {
                     "summary": summary,
                     "parameters": [sub_id],
-                    "responses": {"200": _json({"$ref": ref + "Subscriber"}, "subscriber"), **_errors(404)},
+                    "responses": {
+                        "200": _json({"$ref": ref + "Subscriber"}, "subscriber"),
+                        **_errors(404),
+                    },
                 }
             }
             for action, summary in (
@@ -205,7 +219,9 @@ def openapi_document(
             "get": {
                 "summary": "List deliveries, newest first",
                 "parameters": [
-                    _param("status", schema={"enum": ["pending", "succeeded", "failed", "cancelled"]}),
+                    _param(
+                        "status", schema={"enum": ["pending", "succeeded", "failed", "cancelled"]}
+                    ),
                     _param("subscriber_id"),
                     _param("event_id"),
                     _param("before"),
@@ -225,7 +241,10 @@ def openapi_document(
             "post": {
                 "summary": "Send a finished delivery again now (same webhook-id)",
                 "parameters": [dlv_id],
-                "responses": {"200": _json({"$ref": ref + "Delivery"}, "delivery"), **_errors(404, 409)},
+                "responses": {
+                    "200": _json({"$ref": ref + "Delivery"}, "delivery"),
+                    **_errors(404, 409),
+                },
             }
         },
         "/api/deliveries/recover": {
@@ -245,7 +264,10 @@ def openapi_document(
             "get": {
                 "summary": "The bounded log of refused callbacks",
                 "parameters": [limit],
-                "responses": {"200": _json(_items("#/components/schemas/Refused"), "refusals"), **_errors(400)},
+                "responses": {
+                    "200": _json(_items("#/components/schemas/Refused"), "refusals"),
+                    **_errors(400),
+                },
             }
         },
     }

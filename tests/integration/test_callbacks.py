@@ -84,7 +84,12 @@ def test_duplicate_and_late_callbacks_are_no_ops(
 ) -> None:
     subscribe(engine, ["task.progress", "task.succeeded", "task.failed"])
     job, ref = make_job()
-    assert post(client, task_body(ref, "SUCCEEDED", artifacts=[{"url": "https://x/v.mp4"}])).status_code == 200
+    assert (
+        post(
+            client, task_body(ref, "SUCCEEDED", artifacts=[{"url": "https://x/v.mp4"}])
+        ).status_code
+        == 200
+    )
     before = table_counts(engine)
     for late in (
         task_body(ref, "SUCCEEDED", artifacts=[{"url": "https://x/v.mp4"}]),
@@ -99,7 +104,9 @@ def test_duplicate_and_late_callbacks_are_no_ops(
     assert after["callbacks"] == before["callbacks"] + 3  # recorded, nothing emitted
 
 
-def test_progress_only_moves_forward(client: FlaskClient, engine: Engine, make_job: JobFactory) -> None:
+def test_progress_only_moves_forward(
+    client: FlaskClient, engine: Engine, make_job: JobFactory
+) -> None:
     subscribe(engine, ["task.progress"])
     job, ref = make_job()
     outcomes = [
