@@ -33,7 +33,15 @@ from client.errors import OutcomeUnknown
 from client.models import VendorError
 from receiver.delivery.urls import check_subscriber_url
 from receiver.domain.events import DEFAULT_EVENT_TYPES, EVENT_TYPES, DomainEvent
-from receiver.domain.tasks import Outcome, TaskState, TaskStatus, TaskUpdate, apply
+from receiver.domain.tasks import (
+    Outcome,
+    TaskState,
+    TaskStatus,
+    TaskUpdate,
+    Transition,
+    apply,
+    parse_status,
+)
 from receiver.ids import new_id
 from receiver.store.repositories import Delivery, Event, Job, Subscriber
 from receiver.store.uow import UnitOfWork
@@ -188,12 +196,15 @@ def accept_callback(
     body_sha256: str,
     source_ip: str | None,
     now: datetime,
+    confirmed: bool = True,
 ) -> CallbackResult:
     """Apply one verified callback, forward only, in ONE transaction.
 
     :param claims: the verified replyRef (names our job).
     :param task: the callback body, validated leniently.
     :param body: the callback body as received (kept, unknown fields included).
+    :param confirmed: False when ``VERIFY_WITH_VENDOR`` could not confirm a terminal status:
+        the callback is kept (outcome ``unconfirmed``) and changes nothing.
     :raises JobNotFound: the replyRef names a job that this database does not have.
     :raises TaskIdMismatch: the job is bound to another vendor taskId.
     """
@@ -205,7 +216,10 @@ def accept_callback(
         if task.taskId and job.task_id and task.taskId != job.task_id:
             raise TaskIdMismatch("this replyRef belongs to another task")
         update = task_update_from_vendor(task)
-        transition = apply(_state_of(job), update)
+        if confirmed:
+            transition = apply(_state_of(job), update)
+        else:
+            transition = Transition(_state_of(job), [], Outcome.UNCONFIRMED)
         repo.add_callback(
             job_id=job.id,
             received_at=now,
@@ -241,6 +255,53 @@ def accept_callback(
             raise TaskIdMismatch("this taskId belongs to another job") from exc
         uow.commit()
     return CallbackResult(transition.outcome, job.id, event_ids)
+
+
+def confirm_terminal(
+    engine: Engine, client: UseapiClient, claims: ReplyRefClaims, task: VendorTask
+) -> tuple[VendorTask, bool]:
+    """``VERIFY_WITH_VENDOR``: confirm a terminal callback with one ``GET /tasks/{taskId}``.
+
+    Non-terminal callbacks pass unchanged. For a terminal one, the vendor's own task object
+    replaces the callback's (its status, artifacts and error are then what we emit) when the
+    vendor reports the same terminal status; otherwise, or when the vendor cannot be asked, the
+    callback is unconfirmed (kept, applied to nothing; ``relay reconcile`` settles it later).
+    The vendor call happens outside any database transaction.
+
+    :returns: (the task object to apply, whether it is confirmed).
+    :raises JobNotFound: the replyRef names no job here.
+    :raises TaskIdMismatch: the job is bound to another taskId.
+    """
+    status = parse_status(task.status)
+    if status is None or not status.is_terminal:
+        return task, True
+    with UnitOfWork(engine) as uow:
+        job = uow.repo.get_job(claims.job_id)
+    if job is None:
+        raise JobNotFound(f"no job {claims.job_id}")
+    if task.taskId and job.task_id and task.taskId != job.task_id:
+        raise TaskIdMismatch("this replyRef belongs to another task")
+    if TaskStatus(job.status).is_terminal:
+        return task, True  # a no-op whatever the vendor says
+    task_id = job.task_id or task.taskId
+    if not task_id:
+        return task, False
+    try:
+        vendor = client.get_task(task_id)
+    except UseapiError as exc:
+        log.warning(
+            "could not confirm a terminal callback", extra={"job_id": job.id, "error": str(exc)}
+        )
+        return task, False
+    if parse_status(vendor.status) is not status:
+        log.warning(
+            "vendor does not confirm the callback's status",
+            extra={"job_id": job.id, "claimed": task.status, "vendor": vendor.status},
+        )
+        return task, False
+    if not vendor.taskId:
+        vendor = vendor.model_copy(update={"taskId": task_id})
+    return vendor, True
 
 
 def _write_events(

@@ -131,6 +131,8 @@ class Settings(BaseSettings):
                 "SECRET_KEY is required when RELAY_ENV=production "
                 "(set it, or RELAY_ENV=development for local use)"
             )
+        if self.verify_with_vendor and not self.useapi_token:
+            raise ValueError("VERIFY_WITH_VENDOR=1 needs USEAPI_TOKEN to ask the vendor")
         return self
 
     @property

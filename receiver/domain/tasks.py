@@ -104,6 +104,7 @@ class Outcome(StrEnum):
     STALE = "stale"
     ALREADY_TERMINAL = "already_terminal"
     UNKNOWN_STATUS = "unknown_status"
+    UNCONFIRMED = "unconfirmed"
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from client.models import VendorTask
 from client.replyref import ReplyRefExpired, ReplyRefInvalid
 from receiver import services
 from receiver.clock import utcnow
+from receiver.domain.tasks import Outcome
 from receiver.store.uow import UnitOfWork
 from receiver.web.context import runtime
 from receiver.web.errors import ApiError, validation_message
@@ -154,7 +155,11 @@ def useapi_callback() -> tuple[Response, int]:
         _refuse(
             400, "invalid_task", validation_message(exc), sha=sha, size=size, job_id=claims.job_id
         )
+    confirmed = True
     try:
+        if rt.settings.verify_with_vendor:
+            with rt.vendor_client() as vendor:
+                task, confirmed = services.confirm_terminal(rt.engine, vendor, claims, task)
         result = services.accept_callback(
             rt.engine,
             claims=claims,
@@ -163,6 +168,7 @@ def useapi_callback() -> tuple[Response, int]:
             body_sha256=sha,
             source_ip=request.remote_addr,
             now=utcnow(),
+            confirmed=confirmed,
         )
     except services.JobNotFound:
         _refuse(
@@ -185,4 +191,5 @@ def useapi_callback() -> tuple[Response, int]:
             "events": len(result.event_ids),
         },
     )
-    return jsonify(accepted=True, outcome=result.outcome.value, job_id=result.job_id), 200
+    status = 202 if result.outcome is Outcome.UNCONFIRMED else 200
+    return jsonify(accepted=True, outcome=result.outcome.value, job_id=result.job_id), status
