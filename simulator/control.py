@@ -60,6 +60,13 @@ def stats() -> ResponseReturnValue:
     return jsonify(get_state().stats())
 
 
+@bp.get("/creates")
+def creates() -> ResponseReturnValue:
+    """The last 200 decoded create bodies as ``[{endpoint, body}]`` (``?endpoint=videos`` keeps
+    one endpoint's), whether or not they were accepted."""
+    return jsonify(get_state().logged_creates(request.args.get("endpoint")))
+
+
 @bp.route("/next", methods=["GET", "POST"])
 def next_outcomes() -> ResponseReturnValue:
     """Queue outcomes for the next create calls (FIFO) or, with GET, show the queue.

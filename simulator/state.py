@@ -15,9 +15,10 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, get_args
 
 from simulator.config import SimulatorConfig
+from simulator.validation import Endpoint
 
 TERMINAL_STATUSES = frozenset({"SUCCEEDED", "FAILED", "CANCELLED"})
 
@@ -116,6 +117,7 @@ class SimulatorState:
     callbacks: list[CallbackAttempt] = field(default_factory=list)
     threads: list[threading.Thread] = field(default_factory=list)
     rng: random.Random = field(default_factory=random.Random)
+    create_log: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=200))
 
     # -- config -----------------------------------------------------------------------------
 
@@ -135,6 +137,20 @@ class SimulatorState:
         """Add ``amount`` to the counter ``name``."""
         with self.lock:
             self.counters[name] += amount
+
+    def log_create(self, endpoint: str, body: dict[str, Any]) -> None:
+        """Remember a decoded create body and its endpoint (the last 200; ``GET /_sim/creates``)."""
+        with self.lock:
+            self.create_log.append({"endpoint": endpoint, "body": copy.deepcopy(body)})
+
+    def logged_creates(self, endpoint: str | None = None) -> list[dict[str, Any]]:
+        """Copies of the logged create bodies, oldest first, optionally for one endpoint."""
+        with self.lock:
+            return [
+                copy.deepcopy(item)
+                for item in self.create_log
+                if endpoint is None or item["endpoint"] == endpoint
+            ]
 
     # -- assets -----------------------------------------------------------------------------
 
@@ -250,6 +266,9 @@ class SimulatorState:
                 "callbacks_failed",
             )
             result: dict[str, Any] = {name: self.counters[name] for name in names}
+            result["creates_by_endpoint"] = {
+                endpoint: self.counters[f"creates_{endpoint}"] for endpoint in get_args(Endpoint)
+            }
             result["tasks"] = {
                 task_id: record.obj.get("status") for task_id, record in self.tasks.items()
             }
@@ -267,6 +286,7 @@ class SimulatorState:
             self.outcomes.clear()
             self.counters.clear()
             self.callbacks.clear()
+            self.create_log.clear()
 
     def start_thread(self, target: Callable[[], None], name: str) -> threading.Thread:
         """Start a daemon thread and remember it so :meth:`shutdown` can wait for it."""

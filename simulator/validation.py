@@ -2,8 +2,15 @@
 
 ``parse_create`` turns a decoded body (JSON object or multipart/form-data fields) into a
 :class:`CreateRequest` or raises :class:`RequestError` with the status and message the vendor would
-send. The Gen-3 and Gen-4 endpoints refuse unknown fields; the unified ``/videos/create`` accepts
-several spellings of each field and ignores the rest.
+send. Every endpoint refuses unknown fields with 400, as useapi.net does.
+
+``POST /videos/create`` takes exactly the field names runway-relay's client sends (``model``,
+``text_prompt``, ``imageAssetId1`` = start frame, ``imageAssetId2`` = end frame, ``aspect_ratio``,
+``duration``, ``seed``, ``exploreMode``, ``replyUrl``, ``replyRef``, ``maxJobs``) and checks them
+per model against :data:`VIDEO_MODELS`, the rows of useapi.net's model comparison tables (page
+"POST /v1/runwayml/videos/create") that the simulator plays: Gen-4 Turbo, Gen-4, Gen-4.5 and
+Kling 3.0. The vendor offers more models (Veo, Sora, Wan, Seedance, …); the simulator answers
+400 for them, naming the models it knows.
 """
 
 from __future__ import annotations
@@ -29,16 +36,6 @@ CAMERA_KEYS = {
 }
 GEN3_RATIOS = ("landscape", "portrait")
 GEN4_RATIOS = ("16:9", "9:16", "1:1", "4:3", "3:4", "21:9")
-RUNWAY_PIXEL_RATIOS = (
-    "1280:720",
-    "720:1280",
-    "1104:832",
-    "832:1104",
-    "960:960",
-    "1584:672",
-    "1280:768",
-    "768:1280",
-)
 DIMENSIONS: dict[str, tuple[int, int]] = {
     "landscape": (1280, 768),
     "portrait": (768, 1280),
@@ -81,45 +78,57 @@ GEN4_FIELDS = frozenset(
     }
 )
 
-# Spellings accepted by POST /videos/create, first match wins.
-VIDEO_ALIASES: dict[str, tuple[str, ...]] = {
-    "text_prompt": ("text_prompt", "prompt", "promptText", "prompt_text", "text"),
-    "firstImage_assetId": (
-        "firstImage_assetId",
-        "firstFrame_assetId",
-        "first_frame_assetId",
-        "firstImageAssetId",
-        "firstImage",
-        "image_assetId",
-        "imageAssetId",
-        "assetId",
-    ),
-    "middleImage_assetId": ("middleImage_assetId", "middleFrame_assetId"),
-    "lastImage_assetId": (
-        "lastImage_assetId",
-        "lastFrame_assetId",
-        "last_frame_assetId",
-        "lastImageAssetId",
-        "lastImage",
-    ),
-    "seconds": ("seconds", "duration"),
-    "aspect_ratio": ("aspect_ratio", "aspectRatio", "ratio"),
-    "seed": ("seed",),
-    "exploreMode": ("exploreMode", "explore_mode", "explore"),
-    "replyUrl": ("replyUrl", "reply_url"),
-    "replyRef": ("replyRef", "reply_ref"),
-    "maxJobs": ("maxJobs", "max_jobs"),
-}
+VIDEO_FIELDS = frozenset(
+    {
+        "model",
+        "text_prompt",
+        "imageAssetId1",
+        "imageAssetId2",
+        "aspect_ratio",
+        "duration",
+        "seed",
+        "exploreMode",
+        "replyUrl",
+        "replyRef",
+        "maxJobs",
+    }
+)
 
-# model name with separators removed -> (canonical model, taskType)
-MODELS: dict[str, tuple[str, str]] = {
-    "gen4turbo": ("gen4-turbo", "gen4_turbo"),
-    "gen3aturbo": ("gen3a-turbo", "gen3a_turbo"),
-    "gen3turbo": ("gen3a-turbo", "gen3a_turbo"),
-    "gen3alphaturbo": ("gen3a-turbo", "gen3a_turbo"),
-    "gen4.5": ("gen4.5", "gen4.5"),
-    "gen45": ("gen4.5", "gen4.5"),
-    "gen4": ("gen4", "gen4"),
+
+@dataclass(frozen=True)
+class VideoModel:
+    """What ``POST /videos/create`` accepts for one ``model``.
+
+    ``durations`` in seconds; ``ratios`` with a start frame, ``text_ratios`` without one;
+    ``images`` the (least, most) reference images (``imageAssetId1``, then ``imageAssetId2``);
+    ``prompt_max`` in characters; ``task_type`` is the task object's ``taskType``.
+    """
+
+    task_type: str
+    durations: tuple[int, ...]
+    ratios: tuple[str, ...]
+    text_ratios: tuple[str, ...]
+    images: tuple[int, int]
+    prompt_required: bool
+    prompt_max: int
+    default_duration: int = 5
+
+
+KLING_RATIOS = ("16:9", "9:16", "1:1")
+
+#: The models the simulator plays, by their exact vendor name (no aliases, no case folding).
+VIDEO_MODELS: dict[str, VideoModel] = {
+    "gen4-turbo": VideoModel("gen4_turbo", (5, 10), GEN4_RATIOS, GEN4_RATIOS, (1, 1), True, 1000),
+    "gen4": VideoModel("gen4", (5, 10), GEN4_RATIOS, GEN4_RATIOS, (1, 1), True, 1000),
+    "gen4.5": VideoModel(
+        "gen4.5", tuple(range(2, 11)), GEN4_RATIOS, ("16:9",), (0, 1), False, 5000
+    ),
+    "kling-3.0-pro": VideoModel(
+        "kling-3.0-pro", (5, 10, 15), KLING_RATIOS, KLING_RATIOS, (0, 2), False, 5000
+    ),
+    "kling-3.0-standard": VideoModel(
+        "kling-3.0-standard", (5, 10, 15), KLING_RATIOS, KLING_RATIOS, (0, 2), False, 5000
+    ),
 }
 
 DIRECTIVE_RE = re.compile(r"\[sim:([A-Za-z_]+)(?:=([^\]]*))?\]")
@@ -322,46 +331,56 @@ def _parse_gen4(data: dict[str, Any], form: bool) -> CreateRequest:
     return req
 
 
-def canonical_model(raw: Any) -> tuple[str, str]:
-    """Map a model name such as ``gen4-turbo``, ``gen3a_turbo`` or ``gen4.5`` to (model, taskType).
+def video_model(raw: Any) -> tuple[str, VideoModel]:
+    """The exact model name and its :class:`VideoModel`.
 
-    :raise RequestError: 400 for anything else.
+    :raise RequestError: 400 when ``raw`` is not a string or not one of :data:`VIDEO_MODELS`.
     """
-    name = _as_str("model", raw).strip().lower()
-    name = name.removeprefix("runway/").removeprefix("runwayml/")
-    key = re.sub(r"[\s_\-]", "", name)
-    if key not in MODELS:
-        raise RequestError(400, f"Parameter model ({raw}) is not supported")
-    return MODELS[key]
+    name = _as_str("model", raw)
+    if name not in VIDEO_MODELS:
+        known = ", ".join(VIDEO_MODELS)
+        raise RequestError(400, f"Parameter model ({name}) is not supported, use one of {known}")
+    return name, VIDEO_MODELS[name]
 
 
 def _parse_videos(data: dict[str, Any], form: bool) -> CreateRequest:
+    _refuse_unknown(data, VIDEO_FIELDS)
     if "model" not in data:
         raise RequestError(400, "Parameter model is required")
-    model, task_type = canonical_model(data["model"])
-    # Keep the first spelling found of each field; everything unrecognised is ignored.
-    picked: dict[str, Any] = {}
-    for canonical, aliases in VIDEO_ALIASES.items():
-        for alias in aliases:
-            if alias in data:
-                picked[canonical] = data[alias]
-                break
-    default_ratio = "landscape" if model == "gen3a-turbo" else "16:9"
+    model, spec = video_model(data["model"])
     req = CreateRequest(
-        endpoint="videos", task_type=task_type, model=model, aspect_ratio=default_ratio
+        endpoint="videos",
+        task_type=spec.task_type,
+        model=model,
+        aspect_ratio="16:9" if "16:9" in spec.ratios else spec.ratios[0],
+        seconds=spec.default_duration,
     )
-    for name in ("firstImage_assetId", "middleImage_assetId", "lastImage_assetId"):
-        if name in picked:
-            setattr(req, _ASSET_ATTR[name], _as_str(name, picked[name]))
-    _common(req, picked, form)
-    if "aspect_ratio" in picked:
-        allowed = GEN3_RATIOS + GEN4_RATIOS + RUNWAY_PIXEL_RATIOS
-        req.aspect_ratio = _choice("aspect_ratio", picked["aspect_ratio"], allowed)
-    if "seconds" in picked:
-        allowed_seconds = tuple(range(2, 11)) if model == "gen4.5" else (5, 10)
-        req.seconds = _seconds(picked["seconds"], form, allowed_seconds)
-    if model == "gen4-turbo" and req.first_asset is None:
-        raise RequestError(400, "Parameter firstImage_assetId is required for gen4-turbo")
+    if "imageAssetId1" in data:
+        req.first_asset = _as_str("imageAssetId1", data["imageAssetId1"])
+    if "imageAssetId2" in data:
+        req.last_asset = _as_str("imageAssetId2", data["imageAssetId2"])
+    if req.last_asset is not None and req.first_asset is None:
+        raise RequestError(400, "Parameter imageAssetId2 requires imageAssetId1")
+    least, most = spec.images
+    count = len(req.asset_ids)
+    if count < least:
+        raise RequestError(400, f"Parameter imageAssetId1 is required for {model}")
+    if count > most:
+        raise RequestError(
+            400, f"Parameter imageAssetId2 is not supported by {model} (at most {most} image)"
+        )
+    _common(req, data, form)
+    if req.text_prompt is None and spec.prompt_required:
+        raise RequestError(400, f"Parameter text_prompt is required for {model}")
+    if req.text_prompt is not None and len(req.text_prompt) > spec.prompt_max:
+        raise RequestError(
+            400, f"Parameter text_prompt is longer than {spec.prompt_max} characters for {model}"
+        )
+    if "aspect_ratio" in data:
+        allowed = spec.ratios if req.first_asset is not None else spec.text_ratios
+        req.aspect_ratio = _choice("aspect_ratio", data["aspect_ratio"], allowed)
+    if "duration" in data:
+        req.seconds = _seconds(data["duration"], form, spec.durations, name="duration")
     return req
 
 

@@ -181,7 +181,7 @@ def queued_response(state: SimulatorState, item: QueuedOutcome, data: dict[str, 
     if kind == "401":
         return error_response(401, {"error": "Unauthorized", "code": 401})
     if kind == "404":
-        asset = data.get("firstImage_assetId")
+        asset = data.get("firstImage_assetId", data.get("imageAssetId1"))
         if not isinstance(asset, str) or not asset:
             asset = new_asset_id(str(uuidlib.uuid4()))
         message = f"Unable to retrieve assetId {asset} (Not found.)"
@@ -204,6 +204,7 @@ def create(endpoint: Endpoint) -> ResponseReturnValue:
     """Shared body of the create routes: queued outcome, validation, task, callbacks."""
     state = get_state()
     state.count("creates")
+    state.count(f"creates_{endpoint}")
     queued = state.pop_outcome()
     forced_error = queued is not None and queued.kind not in ("ok", "lose_answer")
     try:
@@ -212,6 +213,7 @@ def create(endpoint: Endpoint) -> ResponseReturnValue:
         if queued is not None and forced_error:
             return queued_response(state, queued, {})
         raise
+    state.log_create(endpoint, data)
     if queued is not None and forced_error:
         return queued_response(state, queued, data)
 
@@ -259,9 +261,9 @@ def gen4turbo_create() -> ResponseReturnValue:
 
 @bp.post("/videos/create")
 def videos_create() -> ResponseReturnValue:
-    """``POST /videos/create``: the unified endpoint; ``model`` is required, unknown fields ignored.
+    """``POST /videos/create``: the unified endpoint; ``model`` is required, checked per model.
 
-    :raise 400: no or unknown model, a bad value.
+    :raise 400: no or unknown model, an unknown field, a value the model does not take.
     :raise 404: an asset id that was never uploaded.
     """
     return create("videos")

@@ -445,17 +445,16 @@ def test_gen4turbo(sim: Sim) -> None:
 
 def test_videos_create(sim: Sim) -> None:
     asset = sim.upload()
-    assert sim.create({"text_prompt": "x"}, endpoint="videos").status_code == 400
-    assert sim.create({"model": "gen9-ultra"}, endpoint="videos").status_code == 400
-    assert sim.create({"model": "gen4-turbo"}, endpoint="videos").status_code == 400  # no image
+    assert sim.create({"text_prompt": "x"}, endpoint="videos").status_code == 400  # no model
+    unknown = sim.create({"model": "gen9-ultra"}, endpoint="videos")
+    assert unknown.status_code == 400 and "gen4-turbo" in unknown.json()["error"]
 
     body = {
         "model": "gen4-turbo",
-        "firstImage_assetId": asset,
-        "prompt": "waves",
+        "imageAssetId1": asset,
+        "text_prompt": "waves",
         "duration": 10,
-        "ratio": "9:16",
-        "somethingNew": {"a": 1},
+        "aspect_ratio": "9:16",
     }
     response = sim.create(body, endpoint="videos")
     assert response.status_code == 200, response.text
@@ -463,15 +462,66 @@ def test_videos_create(sim: Sim) -> None:
     assert task["taskType"] == "gen4_turbo"
     options = task["options"]
     assert (options["text_prompt"], options["seconds"], options["height"]) == ("waves", 10, 1280)
+    assert options["model"] == "gen4-turbo"
+    logged = sim.control("creates?endpoint=videos")
+    # refused bodies are logged too, in order
+    assert [item["body"].get("imageAssetId1") for item in logged] == [None, None, asset]
+    stats = sim.control("stats")
+    assert stats["creates_by_endpoint"] == {"gen3turbo": 0, "gen4turbo": 0, "videos": 3}
 
-    for model, task_type in (("gen3a_turbo", "gen3a_turbo"), ("gen4.5", "gen4.5")):
-        created = sim.create({"model": model, "text_prompt": "t", "seconds": 5}, endpoint="videos")
-        assert created.status_code == 200, created.text
-        assert created.json()["taskType"] == task_type
-    bad_seconds = sim.create(
-        {"model": "gen4-turbo", "firstImage_assetId": asset, "seconds": 7}, "videos"
-    )
-    assert bad_seconds.status_code == 400
+    kling = {"model": "kling-3.0-pro", "imageAssetId1": asset, "imageAssetId2": asset}
+    created = sim.create({**kling, "duration": 15, "aspect_ratio": "1:1"}, endpoint="videos")
+    assert created.status_code == 200, created.text
+    assert len(created.json()["options"]["keyframes"]) == 2
+    text_only = sim.create({"model": "gen4.5", "text_prompt": "t", "duration": 2}, "videos")
+    assert text_only.status_code == 200, text_only.text
+    assert text_only.json()["taskType"] == "gen4.5"
+
+
+@pytest.mark.parametrize(
+    ("body", "fragment"),
+    [
+        ({"model": "gen4-turbo", "text_prompt": "t"}, "imageAssetId1 is required"),
+        ({"model": "gen4-turbo", "imageAssetId1": "A"}, "text_prompt is required"),
+        ({"model": "gen4-turbo", "imageAssetId1": "A", "imageAssetId2": "A"}, "imageAssetId2"),
+        ({"model": "gen4", "imageAssetId1": "A", "text_prompt": "x" * 1001}, "1000 characters"),
+        (
+            {"model": "gen4-turbo", "imageAssetId1": "A", "text_prompt": "t", "duration": 7},
+            "duration",
+        ),
+        (
+            {"model": "gen4-turbo", "imageAssetId1": "A", "text_prompt": "t", "seconds": 5},
+            "seconds",
+        ),
+        (
+            {
+                "model": "gen4-turbo",
+                "imageAssetId1": "A",
+                "text_prompt": "t",
+                "aspect_ratio": "landscape",
+            },
+            "aspect_ratio",
+        ),
+        ({"model": "gen4.5", "text_prompt": "t", "aspect_ratio": "9:16"}, "aspect_ratio"),
+        ({"model": "gen4.5", "duration": 11}, "duration"),
+        ({"model": "kling-3.0-pro", "aspect_ratio": "4:3"}, "aspect_ratio"),
+        ({"model": "kling-3.0-pro", "imageAssetId2": "A"}, "requires imageAssetId1"),
+        (
+            {"model": "gen4-turbo", "firstImage_assetId": "A", "text_prompt": "t"},
+            "firstImage_assetId",
+        ),
+        ({"model": "gen4-turbo", "imageAssetId1": "A", "prompt": "t"}, "prompt"),
+        ({"model": "GEN4-TURBO", "imageAssetId1": "A", "text_prompt": "t"}, "model"),
+        ({"model": "gen3a_turbo", "text_prompt": "t"}, "model"),
+    ],
+)
+def test_videos_create_validation(sim: Sim, body: dict[str, Any], fragment: str) -> None:
+    asset = sim.upload()
+    filled = {key: asset if value == "A" else value for key, value in body.items()}
+    response = sim.create(filled, endpoint="videos")
+    assert response.status_code == 400, response.text
+    assert fragment in response.json()["error"]
+    assert sim.control("stats")["tasks_created"] == 0
 
 
 # -- assets -----------------------------------------------------------------------------------
