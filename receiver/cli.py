@@ -172,7 +172,9 @@ def worker(ctx: Context, concurrency: int | None) -> None:
         allow_private=settings.allow_private_urls,
         disable_after=settings.subscriber_disable_after_seconds,
     )
-    rt = build_runtime(settings, pool_size=config.concurrency + 2, max_overflow=2)
+    # Senders hold a connection only to record an attempt, so they share a small pool; the
+    # main loop takes one more. (On PostgreSQL the LISTEN connection is separate.)
+    rt = build_runtime(settings, pool_size=settings.db_pool_size + 1)
     the_worker = Worker(rt.engine, config)
 
     def _stop(signum: int, _frame: FrameType | None) -> None:
@@ -215,10 +217,25 @@ def _option_pairs(values: tuple[str, ...]) -> dict[str, Any]:
     type=click.Choice(sorted(REQUEST_TYPES)),
     default="gen3turbo",
     show_default=True,
-    help="which create endpoint to use",
+    help="which create endpoint to use: gen3turbo (Gen-3 Alpha Turbo, being retired by Runway), "
+    "gen4turbo (Gen-4 Turbo, needs --image) or videos (the unified endpoint, needs --video-model)",
 )
-@click.option("--seconds", type=int, help="video length: 5 or 10")
-@click.option("--aspect-ratio", help="gen3turbo: landscape|portrait; gen4turbo: 16:9, 9:16, 1:1, …")
+@click.option(
+    "--video-model",
+    help="--model videos only: the vendor's video model, e.g. gen4-turbo, gen4, gen4.5",
+)
+@click.option(
+    "--seconds",
+    "--duration",
+    "seconds",
+    type=int,
+    help="video length in seconds, sent as the model's own field: seconds (gen3turbo, "
+    "gen4turbo: 5 or 10) or duration (videos: 5 or 10 for gen4-turbo; the vendor checks others)",
+)
+@click.option(
+    "--aspect-ratio",
+    help="gen3turbo: landscape|portrait; gen4turbo and videos: 16:9, 9:16, 1:1, 4:3, 3:4, 21:9",
+)
 @click.option("--seed", type=int, help="1…4294967294")
 @click.option(
     "--explore-mode/--no-explore-mode", default=None, help="relaxed generation (Unlimited plans)"
@@ -236,6 +253,7 @@ def submit(
     last_image: str | None,
     prompt: str | None,
     model: str,
+    video_model: str | None,
     seconds: int | None,
     aspect_ratio: str | None,
     seed: int | None,
@@ -251,9 +269,16 @@ def submit(
     refuses (the job is kept, SUBMIT_FAILED), 2 for bad input or configuration.
     """
     settings = ctx.settings
+    request_type = REQUEST_TYPES[model]
+    model_fields = request_type.model_fields
+    # The video length is `seconds` on gen3turbo/gen4turbo and `duration` on videos.
+    length_field = "duration" if "duration" in model_fields else "seconds"
+    if video_model is not None and "model" not in model_fields:
+        _fail(f"--video-model is for --model videos only, not {model}", 2)
     params: dict[str, Any] = {
+        "model": video_model,
         "text_prompt": prompt,
-        "seconds": seconds,
+        length_field: seconds,
         "aspect_ratio": aspect_ratio,
         "seed": seed,
         "explore_mode": explore_mode,
@@ -291,7 +316,7 @@ def submit(
                 submission=services.Submission(
                     model=model, params=params, images=images, metadata=meta
                 ),
-                request_type=REQUEST_TYPES[model],
+                request_type=request_type,
                 now=utcnow(),
                 allow_http_images=settings.allow_private_urls,
             )
@@ -299,6 +324,8 @@ def submit(
         from receiver.web.errors import validation_message
 
         _fail(f"invalid request: {validation_message(exc)}", 2)
+    except services.InvalidSubmission as exc:
+        _fail(f"invalid request: {exc}", 2)
     except (ReplyRefTooLong, ImageError) as exc:
         _fail(str(exc), 2)
     except services.SubmissionFailed as exc:

@@ -71,6 +71,12 @@ class Settings(BaseSettings):
     secret_rotation_grace_seconds: float = Field(
         86400, ge=0, description="old subscriber secret keeps signing this long after rotation"
     )
+    db_pool_size: int = Field(
+        4, ge=1, le=100, description="PostgreSQL connections kept per process"
+    )
+    db_max_overflow: int = Field(
+        2, ge=0, le=100, description="extra PostgreSQL connections per process under load"
+    )
     max_content_length: int = Field(262144, ge=1024, le=64 * 1024 * 1024)
     reply_ref_max_age: float = Field(2592000, gt=0)
     verify_with_vendor: bool = False

@@ -35,6 +35,7 @@ class Received:
     body: dict[str, Any] | None
     status_answered: int
     error: str | None = None
+    raw: bytes = b""
     at: float = field(default_factory=time.time)
 
 
@@ -64,6 +65,8 @@ class SubscriberServer:
         self.default_status = default_status
         self.hang_seconds = hang_seconds
         self.received: list[Received] = []
+        #: requests that have arrived, counted before any scripted hang (``wait_for_arrivals``)
+        self.arrivals = 0
         self._script: deque[int | str] = deque()
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
@@ -126,9 +129,23 @@ class SubscriberServer:
                 error = str(exc)
         return False, error
 
+    def wait_for_arrivals(self, count: int, timeout: float = 10.0) -> int:
+        """Block until ``count`` requests have arrived (answered or not); returns the count."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self.arrivals < count:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._cond.wait(min(left, 0.05))
+            return self.arrivals
+
     def _wsgi(self, environ: dict[str, Any], start_response: Any) -> Any:
         request = Request(environ)
         body = request.get_data()
+        with self._cond:
+            self.arrivals += 1
+            self._cond.notify_all()
         headers = {k.lower(): v for k, v in request.headers.items()}
         verified, error = self._verify(body, headers)
         try:
@@ -155,6 +172,7 @@ class SubscriberServer:
             body=parsed if isinstance(parsed, dict) else None,
             status_answered=response.status_code,
             error=error,
+            raw=body,
         )
         with self._cond:
             self.received.append(record)

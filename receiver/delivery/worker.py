@@ -23,17 +23,19 @@ from typing import Any, Protocol
 
 from sqlalchemy import Engine
 
+from receiver import metrics
 from receiver.clock import utcnow
 from receiver.delivery.schedule import RetryPolicy, parse_retry_after
 from receiver.delivery.sender import Sender, SendResult
+from receiver.delivery.urls import UnsafeUrl, check_subscriber_url
 from receiver.store.engine import is_sqlite
 from receiver.store.repositories import ClaimedDelivery
 from receiver.store.uow import UnitOfWork
 
 log = logging.getLogger(__name__)
 
-#: How much a lease outlives one attempt's timeout, seconds.
-LEASE_MARGIN_SECONDS = 10.0
+#: How much a lease outlives twice one attempt's timeout, seconds.
+LEASE_MARGIN_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -96,33 +98,57 @@ class SqliteWaker:
 
 
 class PostgresWaker:
-    """Returns from :meth:`wait` when a ``NOTIFY relay_deliveries`` arrives."""
+    """Returns from :meth:`wait` when a ``NOTIFY relay_deliveries`` arrives.
+
+    A lost LISTEN connection is replaced on the next wait; until then the worker falls back to
+    its idle poll, so a database restart costs latency, never deliveries.
+    """
 
     def __init__(self, engine: Engine, kick: threading.Event) -> None:
+        url = engine.url.set(drivername="postgresql")
+        self._dsn = url.render_as_string(hide_password=False)
+        self._kick = kick
+        self._conn: Any = None
+        self._connect()
+
+    def _connect(self) -> None:
         import psycopg
 
-        url = engine.url.set(drivername="postgresql")
-        dsn = url.render_as_string(hide_password=False)
-        self._conn = psycopg.connect(dsn, autocommit=True, connect_timeout=5)
-        self._conn.execute("LISTEN relay_deliveries")
-        self._kick = kick
+        try:
+            self._conn = psycopg.connect(self._dsn, autocommit=True, connect_timeout=5)
+            self._conn.execute("LISTEN relay_deliveries")
+        except psycopg.Error:
+            log.warning("LISTEN connection failed; polling until it is back")
+            self._conn = None
 
     def wait(self, timeout: float) -> None:
+        import psycopg
+
+        if self._conn is None or self._conn.closed:
+            self._connect()
         deadline = time.monotonic() + timeout
         while not self._kick.is_set():
             left = deadline - time.monotonic()
             if left <= 0:
                 return
-            ready, _, _ = select.select([self._conn.fileno()], [], [], min(left, 0.05))
-            if ready:
-                got = False
-                for _ in self._conn.notifies(timeout=0, stop_after=100):
-                    got = True
-                if got:
+            if self._conn is None:
+                self._kick.wait(min(left, 0.05))
+                continue
+            try:
+                ready, _, _ = select.select([self._conn.fileno()], [], [], min(left, 0.05))
+                if ready and any(True for _ in self._conn.notifies(timeout=0, stop_after=100)):
                     return
+            except (psycopg.Error, OSError, ValueError):
+                log.warning("LISTEN connection lost; reconnecting")
+                self.close()
+                return
 
     def close(self) -> None:
-        self._conn.close()
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            finally:
+                self._conn = None
 
 
 class Worker:
@@ -260,6 +286,12 @@ class Worker:
             return
         sub = item.subscriber
         started = utcnow()
+        if not self.config.allow_private:
+            try:  # the scheme and literal-address rules, again (the URL may predate them)
+                check_subscriber_url(sub.url, allow_private=False, resolve=False)
+            except UnsafeUrl as exc:
+                self.record(item, SendResult("blocked", None, 0.0, str(exc)), started)
+                return
         secrets = [sub.secret]
         if (
             sub.previous_secret
@@ -340,11 +372,15 @@ class Worker:
                 extra={"delivery_id": delivery.id, "worker": self.name},
             )
         self.sent += 1
+        # End to end: the event was written when its callback was received.
+        latency = (now - item.event.created_at).total_seconds() if result.ok else None
+        metrics.delivery_attempted(result.outcome, latency)
         log.info(
             "delivery attempt",
             extra={
                 "delivery_id": delivery.id,
                 "event_id": item.event.id,
+                "job_id": item.event.job_id,
                 "subscriber_id": sub.id,
                 "attempt": number,
                 "outcome": result.outcome,

@@ -200,3 +200,73 @@ def test_concurrency_cap_keeps_a_hanging_subscriber_from_blocking_others(
             worker.stop()
             thread.join(10)
         assert not thread.is_alive()
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "[::ffff:127.0.0.1]"])
+def test_delivery_time_guard_blocks_a_private_address(
+    client: FlaskClient,
+    engine: Engine,
+    make_job: JobFactory,
+    subscriber: SubscriberServer,
+    host: str,
+) -> None:
+    """The check runs against the address actually connected to: a URL that slipped in (or a
+    name that now resolves to loopback) is refused at connect time, and nothing is sent."""
+    sub_id = register(engine, subscriber)
+    with engine.begin() as conn:
+        conn.execute(
+            text("UPDATE subscribers SET url = :u WHERE id = :i"),
+            {"u": f"https://{host}:{subscriber.port}/hook", "i": sub_id},
+        )
+    job, ref = make_job()
+    finish(client, ref)
+    worker = Worker(
+        engine,
+        WorkerConfig(
+            retry_schedule=(60.0,),
+            timeout=2.0,
+            concurrency=2,
+            allow_private=False,
+            disable_after=3600.0,
+        ),
+    )
+    worker.run_until_idle()
+    with engine.connect() as conn:
+        outcome, error = conn.execute(text("SELECT outcome, error FROM attempts")).one()
+    assert outcome == "blocked"
+    assert "127.0.0.1" in error or "loopback" in error
+    assert subscriber.arrivals == 0
+
+
+def test_http_url_is_blocked_at_delivery_without_allow_private(
+    client: FlaskClient, engine: Engine, make_job: JobFactory, subscriber: SubscriberServer
+) -> None:
+    register(engine, subscriber)  # registered as http:// while private URLs were allowed
+    job, ref = make_job()
+    finish(client, ref)
+    config = WorkerConfig((60.0,), 2.0, 2, allow_private=False, disable_after=3600.0)
+    Worker(engine, config).run_until_idle()
+    with engine.connect() as conn:
+        outcome, error = conn.execute(text("SELECT outcome, error FROM attempts")).one()
+    assert outcome == "blocked" and "https" in error
+    assert subscriber.arrivals == 0
+
+
+def test_subscriber_failing_longer_than_the_span_is_disabled_then_enabled(
+    client: FlaskClient, engine: Engine, make_job: JobFactory, subscriber: SubscriberServer
+) -> None:
+    sub_id = register(engine, subscriber)
+    subscriber.default_status = 500
+    worker = worker_for(engine, schedule=(0.05,) * 20, disable_after=0.3)
+    job, ref = make_job()
+    finish(client, ref)
+    drain(worker, lambda: not services.get_subscriber(engine, sub_id).enabled, timeout=10)
+    sub = services.get_subscriber(engine, sub_id)
+    assert sub.disabled_reason is not None and "only failures since" in sub.disabled_reason
+    arrivals = subscriber.arrivals
+    worker.run_until_idle()  # a disabled subscriber's deliveries wait
+    assert subscriber.arrivals == arrivals
+    subscriber.default_status = 204
+    services.set_subscriber_enabled(engine, sub_id, True, utcnow())
+    drain(worker, lambda: delivery_row(engine)["status"] == "succeeded")
+    assert services.get_subscriber(engine, sub_id).failing_since is None

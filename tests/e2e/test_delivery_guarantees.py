@@ -1,0 +1,240 @@
+"""Delivery you can trust, end to end: real gunicorn, real `relay worker` processes, the
+simulator's callbacks, and subscribers that verify every signature, all over loopback."""
+
+from __future__ import annotations
+
+import base64
+import signal
+import time
+from contextlib import ExitStack
+from typing import Any
+
+import pytest
+import requests
+from standardwebhooks.webhooks import Webhook
+
+from simulator.demo import tiny_png
+from simulator.subscriber import Received, SubscriberServer
+from tests.e2e.conftest import Stack
+
+pytestmark = pytest.mark.e2e
+
+# A compressed retry schedule and a short attempt timeout, so retries and leases play out in
+# seconds (lease = 2 x timeout + 5 s = 7 s).
+STACK_ENV = {"DELIVERY_RETRY_SCHEDULE": "0.2,0.2,0.2", "DELIVERY_TIMEOUT_SECONDS": "1"}
+IMAGE = "data:image/png;base64," + base64.b64encode(tiny_png()).decode()
+
+
+def add(stack: Stack, server: SubscriberServer, *args: str) -> str:
+    added = stack.relay_json("subscribers", "add", server.url, *args)
+    server.secrets.append(added["secret"])
+    return str(added["id"])
+
+
+def submit(stack: Stack, prompt: str = "a test") -> str:
+    r = stack.api("POST", "/api/tasks", json={"image": IMAGE, "prompt": prompt})
+    assert r.status_code == 201, r.text
+    return str(r.json()["job_id"])
+
+
+def terminal_for(job_id: str) -> Any:
+    return lambda rs: any(
+        r.body and r.body["data"]["job_id"] == job_id and r.status_answered < 300 for r in rs
+    )
+
+
+def deliveries_of(stack: Stack, subscriber_id: str) -> list[dict[str, Any]]:
+    items = stack.api("GET", f"/api/deliveries?subscriber_id={subscriber_id}").json()["items"]
+    return list(items)
+
+
+def test_failing_three_times_then_success_keeps_one_webhook_id(stack: Stack) -> None:
+    with SubscriberServer() as server:
+        sub_id = add(stack, server)
+        server.script(500, 500, 500)
+        job_id = submit(stack)
+        got = server.wait_for(terminal_for(job_id), timeout=20)
+        mine = [r for r in got if r.body and r.body["data"]["job_id"] == job_id]
+        assert [r.status_answered for r in mine] == [500, 500, 500, 204]
+        assert len({r.webhook_id for r in mine}) == 1
+        assert all(r.verified for r in mine)
+        (delivery,) = deliveries_of(stack, sub_id)
+        detail = stack.api("GET", f"/api/deliveries/{delivery['id']}").json()
+        assert detail["status"] == "succeeded"
+        assert [a["status_code"] for a in detail["attempt_log"]] == [500, 500, 500, 204]
+        assert all(a["duration_ms"] >= 0 for a in detail["attempt_log"])
+        shown = stack.relay_json("deliveries", "show", delivery["id"])
+        assert [a["outcome"] for a in shown["attempt_log"]][-1] == "success"
+
+
+def test_dead_letter_is_listed_and_recovered_with_the_same_webhook_id(stack: Stack) -> None:
+    with SubscriberServer(default_status=503) as server:
+        sub_id = add(stack, server)
+        job_id = submit(stack)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            failed = stack.relay_json(
+                "deliveries", "list", "--status", "failed", "--subscriber", sub_id
+            )
+            if failed:
+                break
+            time.sleep(0.2)
+        assert len(failed) == 1 and failed[0]["attempts"] == 4
+        api_failed = stack.api(
+            "GET", f"/api/deliveries?status=failed&subscriber_id={sub_id}"
+        ).json()
+        assert [d["id"] for d in api_failed["items"]] == [failed[0]["id"]]
+        first_id = server.received[0].webhook_id
+
+        server.default_status = 204  # the subscriber is back
+        result = stack.relay_json("deliveries", "recover", "--since", "10m", "--subscriber", sub_id)
+        assert result["requeued"] == 1
+        got = server.wait_for(terminal_for(job_id), timeout=10)
+        assert got[-1].status_answered == 204 and got[-1].webhook_id == first_id
+        assert len(got) == 5
+
+
+def test_a_hanging_subscriber_does_not_delay_nine_others(stack: Stack) -> None:
+    with ExitStack() as stack_of_servers:
+        slow = stack_of_servers.enter_context(SubscriberServer(hang_seconds=3))
+        slow.default_status = "hang"  # type: ignore[assignment]
+        fast = [stack_of_servers.enter_context(SubscriberServer()) for _ in range(9)]
+        add(stack, slow)
+        for server in fast:
+            add(stack, server)
+        started = time.monotonic()
+        job_id = submit(stack)
+        for server in fast:
+            got = server.wait_for(terminal_for(job_id), timeout=10)
+            assert any(r.verified for r in got)
+        elapsed = time.monotonic() - started
+        assert slow.wait_for_arrivals(1, timeout=2) >= 1  # the slow one was tried...
+        assert not slow.received  # ...and is still hanging, while the nine are all served
+        assert elapsed < 3.0, f"the nine took {elapsed:.2f}s"
+
+
+def test_410_disables_and_enable_brings_it_back(stack: Stack) -> None:
+    with SubscriberServer() as server:
+        sub_id = add(stack, server)
+        server.script(410)
+        submit(stack)
+        server.wait_for(lambda rs: len(rs) >= 1, timeout=10)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            sub = stack.api("GET", f"/api/subscribers/{sub_id}").json()
+            if not sub["enabled"]:
+                break
+            time.sleep(0.1)
+        assert sub["enabled"] is False and "410" in sub["disabled_reason"]
+        job_2 = submit(stack)  # no delivery is made for a disabled subscriber
+        time.sleep(1.0)
+        assert len(server.received) == 1
+        enabled = stack.relay_json("subscribers", "enable", sub_id)
+        assert enabled["enabled"] is True
+        job_3 = submit(stack)
+        got = server.wait_for(terminal_for(job_3), timeout=10)
+        assert not any(r.body and r.body["data"]["job_id"] == job_2 for r in got)
+
+
+def test_rotation_sends_two_signatures_that_each_verify(stack: Stack) -> None:
+    with SubscriberServer() as server:
+        sub_id = add(stack, server)
+        old = server.secrets[0]
+        rotated = stack.relay_json("subscribers", "rotate-secret", sub_id)
+        new = rotated["secret"]
+        assert new.startswith("whsec_") and new != old and rotated["previous_secret_expires_at"]
+        job_id = submit(stack)
+        got: list[Received] = server.wait_for(terminal_for(job_id), timeout=10)
+        last = got[-1]
+        assert last.signature is not None and len(last.signature.split(" ")) == 2
+        headers = {
+            "webhook-id": last.webhook_id or "",
+            "webhook-timestamp": last.timestamp or "",
+            "webhook-signature": last.signature,
+        }
+        for secret in (old, new):
+            assert Webhook(secret).verify(last.raw, headers)["data"]["job_id"] == job_id
+
+
+def test_subscriber_urls_are_guarded_at_registration(stack: Stack) -> None:
+    env = {**stack.env, "ALLOW_PRIVATE_URLS": "0"}
+    refused = [
+        "http://example.com/hook",  # not https
+        "https://127.0.0.1/hook",
+        "https://localhost/hook",
+        "https://10.1.2.3/hook",
+        "https://172.16.0.1/hook",
+        "https://192.168.1.1/hook",
+        "https://169.254.169.254/latest/meta-data",
+        "https://100.64.0.1/hook",
+        "https://[::1]/hook",
+        "https://[fd00::1]/hook",
+        "https://[fe80::1]/hook",
+        "https://[::ffff:10.0.0.1]/hook",
+        "https://[2002:a00:1::]/hook",  # 6to4 of 10.0.0.1
+        "https://[64:ff9b::a00:1]/hook",  # NAT64 of 10.0.0.1
+        "https://0.0.0.0/hook",
+    ]
+    import subprocess
+
+    from simulator.processes import bin_path
+
+    for url in refused:
+        result = subprocess.run(
+            [bin_path("relay"), "subscribers", "add", url],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 2, (url, result.stdout)
+        assert "subscriber URL refused" in result.stderr, (url, result.stderr)
+    r = requests.post(
+        stack.base + "/api/subscribers",
+        json={"url": "https://169.254.169.254/"},
+        headers={"Authorization": "Bearer " + stack.env["ADMIN_TOKEN"]},
+        timeout=5,
+    )
+    # this stack allows private URLs (tests), so the API takes it; the CLI above did not
+    assert r.status_code == 201
+
+
+def test_sigterm_finishes_the_attempt_in_flight(stack: Stack) -> None:
+    with SubscriberServer(hang_seconds=0.6) as server:
+        sub_id = add(stack, server)
+        server.script("hang")
+        job_id = submit(stack)
+        assert server.wait_for_arrivals(1, timeout=10) == 1
+        worker = stack.workers[-1]
+        rc = worker.stop(signal.SIGTERM, timeout=10)
+        assert rc == 0
+        assert "worker stopped" in worker.output()
+        (delivery,) = deliveries_of(stack, sub_id)
+        assert delivery["status"] == "succeeded" and delivery["attempts"] == 1
+        assert server.received[0].body and server.received[0].body["data"]["job_id"] == job_id
+        stack.workers.remove(worker)
+        stack.start_worker()
+
+
+def test_kill_9_mid_delivery_loses_nothing(stack: Stack) -> None:
+    with SubscriberServer(hang_seconds=0.8) as server:
+        sub_id = add(stack, server)
+        server.script("hang")
+        job_id = submit(stack)
+        assert server.wait_for_arrivals(1, timeout=10) == 1
+        worker = stack.workers[-1]
+        worker.kill()  # SIGKILL while the request is in flight: the attempt is never recorded
+        stack.workers.remove(worker)
+        (delivery,) = deliveries_of(stack, sub_id)
+        assert delivery["status"] == "pending" and delivery["attempts"] == 0
+        stack.start_worker()  # claims it again once the dead worker's lease expires
+        got = server.wait_for(lambda rs: len(rs) >= 2 and rs[-1].status_answered == 204, timeout=20)
+        mine = [r for r in got if r.body and r.body["data"]["job_id"] == job_id]
+        assert len(mine) == 2 and len({r.webhook_id for r in mine}) == 1
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            (delivery,) = deliveries_of(stack, sub_id)
+            if delivery["status"] == "succeeded":
+                break
+            time.sleep(0.1)
+        assert delivery["status"] == "succeeded"
