@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from receiver import metrics
 from receiver.logs import configure_logging
 from receiver.runtime import Runtime, build_runtime
 from receiver.settings import Settings, load_settings
@@ -38,4 +39,5 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.register_blueprint(health.bp)
     app.register_blueprint(callbacks.bp)
     app.register_blueprint(api.bp)
+    app.register_blueprint(metrics.bp)
     return app

@@ -111,11 +111,14 @@ class Conflict(ServiceError):
 @dataclass(frozen=True)
 class CallbackResult:
     """What :func:`accept_callback` did: ``outcome`` (see :class:`Outcome`), the job, and the
-    ids of the events written (empty for a no-op)."""
+    ids of the events written (empty for a no-op); ``new_status`` is the status the task moved
+    to when its status changed (else None) and ``event_types`` the types of those events."""
 
     outcome: Outcome
     job_id: str
     event_ids: list[str]
+    new_status: str | None = None
+    event_types: tuple[str, ...] = ()
 
 
 def _error_dict(error: str | VendorError | None, code: Any = None) -> dict[str, Any] | None:
@@ -254,7 +257,14 @@ def accept_callback(
         except IntegrityError as exc:  # the taskId is bound to another job already
             raise TaskIdMismatch("this taskId belongs to another job") from exc
         uow.commit()
-    return CallbackResult(transition.outcome, job.id, event_ids)
+    new_status = transition.state.status.value if transition.changed else None
+    return CallbackResult(
+        transition.outcome,
+        job.id,
+        event_ids,
+        new_status=new_status if new_status != job.status else None,
+        event_types=tuple(e.type for e in transition.events),
+    )
 
 
 def confirm_terminal(

@@ -653,6 +653,85 @@ class Repository:
             out.setdefault(sid, {})[status] = count
         return out
 
+    # -- operator's views: the dashboard and the metrics gauges -----------------------------
+
+    def count_jobs(
+        self, *, status: str | None = None, model: str | None = None, since: datetime | None = None
+    ) -> int:
+        """How many jobs :meth:`list_jobs` would page through with these filters."""
+        stmt = select(func.count()).select_from(jobs)
+        if status:
+            stmt = stmt.where(jobs.c.status == status)
+        if model:
+            stmt = stmt.where(jobs.c.model == model)
+        if since:
+            stmt = stmt.where(jobs.c.created_at >= since)
+        return int(self.conn.execute(stmt).scalar_one())
+
+    def count_live_jobs_by_status(self) -> dict[str, int]:
+        """Jobs not finished yet (SUBMITTING, PENDING, THROTTLED, RUNNING), by status."""
+        live = ("SUBMITTING", "PENDING", "THROTTLED", "RUNNING")
+        rows = self.conn.execute(
+            select(jobs.c.status, func.count())
+            .where(jobs.c.status.in_(live))
+            .group_by(jobs.c.status)
+        )
+        return {status: count for status, count in rows}
+
+    def count_callbacks_by_outcome_since(self, since: datetime) -> dict[str, int]:
+        """Accepted callbacks received at or after ``since``, by outcome (applied, duplicate…)."""
+        rows = self.conn.execute(
+            select(callbacks.c.outcome, func.count())
+            .where(callbacks.c.received_at >= since)
+            .group_by(callbacks.c.outcome)
+        )
+        return {outcome: count for outcome, count in rows}
+
+    def count_pending_deliveries(self) -> int:
+        return int(
+            self.conn.execute(
+                select(func.count()).select_from(deliveries).where(deliveries.c.status == "pending")
+            ).scalar_one()
+        )
+
+    def count_disabled_subscribers(self) -> int:
+        """Subscribers that exist (not removed) and are disabled."""
+        return int(
+            self.conn.execute(
+                select(func.count())
+                .select_from(subscribers)
+                .where(subscribers.c.enabled.is_(False), subscribers.c.deleted_at.is_(None))
+            ).scalar_one()
+        )
+
+    def attempts_by_delivery(self, delivery_ids: Sequence[str]) -> dict[str, list[Attempt]]:
+        """Each delivery's attempts, oldest first (deliveries without attempts are absent)."""
+        out: dict[str, list[Attempt]] = {}
+        if not delivery_ids:
+            return out
+        stmt = (
+            select(attempts)
+            .where(attempts.c.delivery_id.in_(list(delivery_ids)))
+            .order_by(attempts.c.id)
+        )
+        for row in self.conn.execute(stmt):
+            attempt = _from_row(Attempt, row)
+            out.setdefault(attempt.delivery_id, []).append(attempt)
+        return out
+
+    def events_by_id(self, event_ids: Sequence[str]) -> dict[str, Event]:
+        if not event_ids:
+            return {}
+        stmt = select(events).where(events.c.id.in_(list(event_ids)))
+        return {e.id: e for e in (_from_row(Event, r) for r in self.conn.execute(stmt))}
+
+    def subscribers_by_id(self, subscriber_ids: Sequence[str]) -> dict[str, Subscriber]:
+        """Subscribers by id, removed ones included (history shows where a delivery went)."""
+        if not subscriber_ids:
+            return {}
+        stmt = select(subscribers).where(subscribers.c.id.in_(list(subscriber_ids)))
+        return {s.id: s for s in (_from_row(Subscriber, r) for r in self.conn.execute(stmt))}
+
 
 def _as_values(obj: Any) -> dict[str, Any]:
     return {f.name: getattr(obj, f.name) for f in fields(obj)}

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from client.models import VendorTask
 from client.replyref import ReplyRefExpired, ReplyRefInvalid
-from receiver import services
+from receiver import metrics, services
 from receiver.clock import utcnow
 from receiver.domain.tasks import Outcome
 from receiver.store.uow import UnitOfWork
@@ -88,6 +88,7 @@ def _refuse(
     status: int, reason: str, message: str, *, sha: str | None, size: int, job_id: str | None = None
 ) -> NoReturn:
     rt = runtime()
+    metrics.callback_refused(reason)
     try:
         with UnitOfWork(rt.engine) as uow:
             uow.repo.add_refused(
@@ -181,6 +182,7 @@ def useapi_callback() -> tuple[Response, int]:
         )
     except services.TaskIdMismatch as exc:
         _refuse(403, "task_id_mismatch", str(exc), sha=sha, size=size, job_id=claims.job_id)
+    metrics.callback_accepted(result.outcome.value, result.new_status, result.event_types)
     log.info(
         "callback accepted",
         extra={

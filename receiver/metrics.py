@@ -1,0 +1,353 @@
+"""Prometheus metrics: what an operator scrapes at ``GET /metrics`` (bearer ``ADMIN_TOKEN``).
+
+Two kinds of numbers, each chosen so that it is right however many processes run:
+
+* **Counters and the latency histogram** are counted where the thing happens: the web process
+  counts callbacks, task transitions and events; ``relay worker`` counts delivery attempts and
+  the end-to-end latency. When ``PROMETHEUS_MULTIPROC_DIR`` names a directory, every process
+  writes its values to files there and a scrape adds them up (prometheus_client's multiprocess
+  mode): ``gunicorn.conf.py`` creates a fresh one for its own workers when none is set, so
+  several web workers need no setup; a ``relay worker`` on the same machine joins in when it is
+  given the same directory, and anywhere else serves its own numbers on ``WORKER_METRICS_PORT``.
+  Without the variable each process keeps its own values.
+* **Gauges** (deliveries pending, the oldest one's age, disabled subscribers, tasks in flight)
+  are read from the database at scrape time by :class:`DatabaseCollector`, so they are the same
+  whichever process answers, on SQLite and PostgreSQL alike.
+
+The metric objects below are process-wide on purpose: in multiprocess mode each process's values
+live in files named after its pid, so there must be exactly one object per metric per process.
+Incrementing one is a lock and an addition (no I/O beyond a memory map), cheap enough for the
+callback path.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import os
+import threading
+from collections.abc import Iterable, Iterator
+from datetime import datetime
+
+from flask import Blueprint, Response, request
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    disable_created_metrics,
+)
+from prometheus_client import generate_latest as _generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
+from werkzeug.serving import BaseWSGIServer, make_server
+from werkzeug.wrappers import Request as WsgiRequest
+from werkzeug.wrappers import Response as WsgiResponse
+
+from receiver.clock import utcnow
+from receiver.store.uow import UnitOfWork
+
+log = logging.getLogger(__name__)
+
+PREFIX = "runway_relay"
+
+#: Callback outcomes when accepted (``receiver.domain.tasks.Outcome``) and refusal reasons.
+ACCEPTED_OUTCOMES = (
+    "applied",
+    "duplicate",
+    "stale",
+    "already_terminal",
+    "unknown_status",
+    "unconfirmed",
+)
+REFUSED_REASONS = (
+    "invalid_body",
+    "reply_ref_missing",
+    "reply_ref_invalid",
+    "reply_ref_expired",
+    "invalid_task",
+    "unknown_job",
+    "task_id_mismatch",
+)
+#: Delivery attempt outcomes (``receiver.delivery.sender.AttemptOutcome``).
+ATTEMPT_OUTCOMES = (
+    "success",
+    "http_error",
+    "redirect",
+    "gone",
+    "timeout",
+    "connection_error",
+    "blocked",
+)
+#: Seconds from callback received to subscriber 2xx: sub-second when all is well, minutes to
+#: a day when a subscriber was down and retries carried the event.
+LATENCY_BUCKETS = (
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+    300.0,
+    1800.0,
+    7200.0,
+    86400.0,
+)
+LIVE_STATES = ("SUBMITTING", "PENDING", "THROTTLED", "RUNNING")
+
+# ``*_created`` series (a timestamp per label set) only double the scrape; multiprocess mode
+# has none either, so both modes expose the same names.
+disable_created_metrics()  # type: ignore[no-untyped-call]
+
+#: The process's own metrics (what per-process mode exposes).
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+CALLBACKS = Counter(
+    f"{PREFIX}_callbacks_received",
+    "Vendor callbacks received, by result (accepted or refused) and outcome "
+    "(what an accepted one did to its task, or why one was refused).",
+    ["result", "outcome"],
+    registry=REGISTRY,
+)
+TRANSITIONS = Counter(
+    f"{PREFIX}_task_transitions",
+    "Task status changes applied from callbacks, by the state entered.",
+    ["state"],
+    registry=REGISTRY,
+)
+EVENTS = Counter(
+    f"{PREFIX}_events_emitted",
+    "Webhook events written to the outbox, by type.",
+    ["type"],
+    registry=REGISTRY,
+)
+ATTEMPTS = Counter(
+    f"{PREFIX}_delivery_attempts",
+    "Delivery attempts made by relay worker, by outcome.",
+    ["outcome"],
+    registry=REGISTRY,
+)
+LATENCY = Histogram(
+    f"{PREFIX}_delivery_latency_seconds",
+    "End to end: from the callback that caused an event to a subscriber's 2xx for it.",
+    buckets=LATENCY_BUCKETS,
+    registry=REGISTRY,
+)
+
+for _outcome in ACCEPTED_OUTCOMES:
+    CALLBACKS.labels("accepted", _outcome)
+for _reason in REFUSED_REASONS:
+    CALLBACKS.labels("refused", _reason)
+for _outcome in ATTEMPT_OUTCOMES:
+    ATTEMPTS.labels(_outcome)
+for _type in ("task.progress", "task.succeeded", "task.failed"):
+    EVENTS.labels(_type)
+
+
+def callback_accepted(outcome: str, new_status: str | None, event_types: Iterable[str]) -> None:
+    """Count one accepted callback, the status it moved its task to (if any), its events."""
+    CALLBACKS.labels("accepted", outcome).inc()
+    if new_status:
+        TRANSITIONS.labels(new_status).inc()
+    for event_type in event_types:
+        EVENTS.labels(event_type).inc()
+
+
+def callback_refused(reason: str) -> None:
+    """Count one refused callback by its reason code (``reply_ref_invalid``, …)."""
+    CALLBACKS.labels("refused", reason).inc()
+
+
+def delivery_attempted(outcome: str, latency_seconds: float | None = None) -> None:
+    """Count one delivery attempt; on success, observe the end-to-end latency (seconds)."""
+    ATTEMPTS.labels(outcome).inc()
+    if latency_seconds is not None:
+        LATENCY.observe(max(0.0, latency_seconds))
+
+
+# -- exposition -----------------------------------------------------------------------------
+
+
+def multiprocess_dir() -> str | None:
+    """The directory of prometheus_client's multiprocess mode, or None in per-process mode.
+
+    This is the library's own variable, which it reads when it is first imported (before any
+    :class:`~receiver.settings.Settings` exists); we read the same value so as to agree with it.
+    """
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    return path if path and os.path.isdir(path) else None
+
+
+class DatabaseCollector:
+    """Gauges read from the database at scrape time (right across processes and databases).
+
+    ``runway_relay_database_up`` is 0 (and the other gauges absent) when the queries fail, so a
+    scrape never turns into an error while the database is away.
+    """
+
+    def __init__(self, engine: Engine, now: datetime | None = None) -> None:
+        self.engine = engine
+        self.now = now
+
+    def collect(self) -> Iterator[Metric]:
+        now = self.now or utcnow()
+        up = GaugeMetricFamily(
+            f"{PREFIX}_database_up", "1 when the scrape-time database queries succeeded."
+        )
+        try:
+            with UnitOfWork(self.engine) as uow:
+                pending = uow.repo.count_pending_deliveries()
+                oldest = uow.repo.oldest_pending_delivery()
+                disabled = uow.repo.count_disabled_subscribers()
+                live = uow.repo.count_live_jobs_by_status()
+        except SQLAlchemyError:
+            log.warning("metrics: database queries failed")
+            up.add_metric([], 0)
+            yield up
+            return
+        up.add_metric([], 1)
+        yield up
+        yield GaugeMetricFamily(
+            f"{PREFIX}_deliveries_pending",
+            "Deliveries waiting for a first or next attempt (or in flight).",
+            value=pending,
+        )
+        age = max(0.0, (now - oldest).total_seconds()) if oldest else 0.0
+        yield GaugeMetricFamily(
+            f"{PREFIX}_delivery_oldest_pending_age_seconds",
+            "Age of the oldest pending delivery, seconds (0 when none is pending).",
+            value=age,
+        )
+        yield GaugeMetricFamily(
+            f"{PREFIX}_subscribers_disabled",
+            "Subscribers disabled (by an operator, a 410 Gone, or failing too long).",
+            value=disabled,
+        )
+        tasks = GaugeMetricFamily(
+            f"{PREFIX}_tasks_in_flight",
+            "Tasks not finished yet, by state.",
+            labels=["state"],
+        )
+        for state in LIVE_STATES:
+            tasks.add_metric([state], live.get(state, 0))
+        yield tasks
+
+
+class _Chain:
+    """A collector that yields what each of ``sources`` (collectors or registries) collects."""
+
+    def __init__(self, *sources: CollectorRegistry | DatabaseCollector) -> None:
+        self.sources = sources
+
+    def collect(self) -> Iterator[Metric]:
+        for source in self.sources:
+            yield from source.collect()
+
+
+def process_registry() -> CollectorRegistry:
+    """This process's counters and histogram, or every process's in multiprocess mode."""
+    path = multiprocess_dir()
+    if path is None:
+        return REGISTRY
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=path)  # type: ignore[no-untyped-call]
+    return registry
+
+
+def render(engine: Engine | None) -> bytes:
+    """The text exposition: counters (this process or all of them) plus database gauges."""
+    registry = CollectorRegistry()
+    sources: list[CollectorRegistry | DatabaseCollector] = [process_registry()]
+    if engine is not None:
+        sources.append(DatabaseCollector(engine))
+    registry.register(_Chain(*sources))
+    return _generate_latest(registry)
+
+
+def bearer_matches(header: str | None, token: str) -> bool:
+    """True when ``header`` is ``Bearer <token>`` (scheme case-insensitive, constant time)."""
+    if not token or not header:
+        return False
+    scheme, _, given = header.partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(
+        given.strip().encode("utf-8", "replace"), token.encode("utf-8")
+    )
+
+
+_UNAUTHORIZED = json.dumps(
+    {
+        "error": {
+            "code": "unauthorized",
+            "message": "a valid 'Authorization: Bearer <ADMIN_TOKEN>' is required",
+        }
+    }
+).encode()
+
+bp = Blueprint("metrics", __name__)
+
+
+@bp.get("/metrics")
+def metrics_endpoint() -> Response:
+    """Prometheus text format. :raise 401: without ``Authorization: Bearer $ADMIN_TOKEN``.
+    :raise 503: when ``ADMIN_TOKEN`` is not set (nothing is exposed without it)."""
+    from receiver.web.context import runtime
+    from receiver.web.errors import ApiError
+
+    rt = runtime()
+    if not rt.settings.admin_token:
+        raise ApiError(503, "admin_disabled", "metrics are off: set ADMIN_TOKEN to scrape them")
+    if not bearer_matches(request.headers.get("Authorization"), rt.settings.admin_token):
+        raise ApiError(
+            401, "unauthorized", "a valid 'Authorization: Bearer <ADMIN_TOKEN>' is required"
+        )
+    response = Response(render(rt.engine), mimetype=None, content_type=CONTENT_TYPE_LATEST)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+# -- the worker's own endpoint --------------------------------------------------------------
+
+
+class WorkerMetricsServer:
+    """``GET /metrics`` of ``relay worker`` on its own port (``WORKER_METRICS_PORT``).
+
+    For hosts where the worker runs apart from the web process (another machine or container)
+    and so cannot share its ``PROMETHEUS_MULTIPROC_DIR``. Same bearer ``ADMIN_TOKEN``; only the
+    worker's own counters (the database gauges are the web process's to serve).
+    """
+
+    def __init__(self, host: str, port: int, admin_token: str) -> None:
+        self.admin_token = admin_token
+        self._server: BaseWSGIServer = make_server(host, port, self._wsgi, threaded=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="worker-metrics", daemon=True
+        )
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_port)
+
+    def start(self) -> WorkerMetricsServer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def _wsgi(self, environ: dict[str, object], start_response: object) -> Iterable[bytes]:
+        req = WsgiRequest(environ)
+        if req.path != "/metrics":
+            resp = WsgiResponse(b"not found", status=404)
+        elif not bearer_matches(req.headers.get("Authorization"), self.admin_token):
+            resp = WsgiResponse(_UNAUTHORIZED, status=401, content_type="application/json")
+        else:
+            resp = WsgiResponse(render(None), status=200, content_type=CONTENT_TYPE_LATEST)
+        return resp(environ, start_response)  # type: ignore[arg-type]
