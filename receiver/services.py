@@ -105,6 +105,14 @@ class Conflict(ServiceError):
     http_status = 409
 
 
+class InvalidSubmission(ServiceError):
+    """A submission that does not fit its model: an image or a field the model does not take,
+    or a required one missing. Refused before anything is stored or sent."""
+
+    code = "validation_error"
+    http_status = 422
+
+
 # -- callbacks ------------------------------------------------------------------------------
 
 
@@ -382,6 +390,67 @@ _IMAGE_FIELDS = {
     "middle": "middle_image_asset_id",
     "last": "last_image_asset_id",
 }
+#: How submitters name each image: (``relay submit`` option, ``POST /api/tasks`` field).
+_IMAGE_NAMES = {
+    "first": ("--image", "image"),
+    "middle": ("--middle-image", "middle_image"),
+    "last": ("--last-image", "last_image"),
+}
+#: Hints for fields whose spelling differs between models (the video length) or that are
+#: easily confused with our own names (``model`` of ``/videos/create`` is the vendor's model).
+_FIELD_HINTS = {
+    "seconds": "video length",
+    "duration": "video length",
+    "model": "the vendor's video model, e.g. gen4-turbo: --video-model / video_model",
+}
+
+
+def check_submission(submission: Submission, request_type: type[CreateRequest]) -> None:
+    """Refuse a submission whose images or field names do not fit ``request_type``, with a
+    message naming the model and what it takes (values are left to the request model).
+
+    :raises InvalidSubmission: an image the model has no field for, a required image or field
+        missing, or a ``params`` key that is neither a field nor a vendor name of the model.
+    """
+    model = request_type.MODEL
+    fields = request_type.model_fields
+    accepted = {name: name for name in fields}  # Python names and vendor names
+    for name, info in fields.items():
+        if isinstance(info.validation_alias, str):
+            accepted[info.validation_alias] = name
+    given = {accepted[key] for key in submission.params if key in accepted}
+
+    def image(slot: str) -> str:
+        option, api_field = _IMAGE_NAMES[slot]
+        return f"{slot} image ({option} / {api_field})"
+
+    takes = [slot for slot, name in _IMAGE_FIELDS.items() if name in fields]
+    for slot in submission.images:
+        if slot not in takes:
+            offered = ", ".join(image(s) for s in takes) or "no image"
+            raise InvalidSubmission(f"{model} takes no {image(slot)}; it takes: {offered}")
+    for name, info in fields.items():
+        if not info.is_required() or name in given:
+            continue
+        needed = next((s for s, field in _IMAGE_FIELDS.items() if field == name), None)
+        if needed is None:
+            hint = f" ({_FIELD_HINTS[name]})" if name in _FIELD_HINTS else ""
+            raise InvalidSubmission(f"{model} needs the field {name!r}{hint}")
+        if needed not in submission.images:
+            raise InvalidSubmission(f"{model} needs a {image(needed)}")
+    unknown = [key for key in submission.params if key not in accepted]
+    if unknown:
+        own = [name for name in fields if name not in _IMAGE_FIELDS.values()]
+        notes = []
+        for key in unknown:
+            same = [n for n in own if n != key and _FIELD_HINTS.get(n) == _FIELD_HINTS.get(key)]
+            if key in _FIELD_HINTS and same:
+                notes.append(f"its {_FIELD_HINTS[key]} is {same[0]!r}")
+        note = f" ({'; '.join(notes)})" if notes else ""
+        raise InvalidSubmission(
+            f"{model} does not take {', '.join(repr(k) for k in unknown)}{note}; "
+            f"its fields: {', '.join(own)}"
+        )
 
 
 def submit_task(
@@ -407,7 +476,9 @@ def submit_task(
     :raises client.images.ImageError: an image cannot be read.
     :raises SubmissionFailed: the vendor refused or failed, or its answer was lost (``cause``
         is the :class:`client.errors.UseapiError`; the job is kept as evidence).
+    :raises InvalidSubmission: see :func:`check_submission` (nothing stored, nothing sent).
     """
+    check_submission(submission, request_type)
     placeholder = {
         _IMAGE_FIELDS[k]: "pending-upload" for k in submission.images if k in _IMAGE_FIELDS
     }

@@ -93,7 +93,14 @@ class TaskSubmissionIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    model: Literal["gen3turbo", "gen4turbo", "videos"] = "gen3turbo"
+    model: Literal["gen3turbo", "gen4turbo", "videos"] = Field(
+        "gen3turbo",
+        description="create endpoint: gen3turbo (being retired by Runway), gen4turbo (needs "
+        "image) or videos (needs video_model)",
+    )
+    video_model: str | None = Field(
+        None, description="videos only: the vendor's video model, e.g. gen4-turbo"
+    )
     image: str | None = Field(None, description="first frame: https URL or data: URI")
     middle_image: str | None = Field(None, description="gen3turbo only")
     last_image: str | None = Field(None, description="gen3turbo and videos")
@@ -151,6 +158,12 @@ def submit_task() -> tuple[Response, int]:
     params = dict(body.options)
     if body.prompt is not None:
         params["text_prompt"] = body.prompt
+    if body.video_model is not None:
+        if "model" not in request_type.model_fields:
+            raise ApiError(
+                422, "validation_error", f"video_model is for model videos only, not {body.model}"
+            )
+        params["model"] = body.video_model
     submission = services.Submission(
         model=body.model, params=params, images=images, metadata=body.metadata
     )
