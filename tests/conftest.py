@@ -108,6 +108,20 @@ def database_url(
 
 
 @pytest.fixture
+def postgres_database_url() -> Iterator[str]:
+    """A migrated, empty PostgreSQL schema (for behaviours SQLite does not have)."""
+    base = _pg()
+    if base is None:
+        pytest.skip("PostgreSQL not reachable at 127.0.0.1:5432 (set TEST_DATABASE_URL)")
+    schema, url = _fresh_pg_schema(base)
+    upgrade(url)
+    try:
+        yield url
+    finally:
+        _drop_pg_schema(base, schema)
+
+
+@pytest.fixture
 def sqlite_url(tmp_path: Path, migrated_sqlite_template: Path) -> str:
     """A migrated SQLite file only (for tests about SQLite itself)."""
     path = tmp_path / "relay.sqlite3"
