@@ -148,3 +148,39 @@ def test_forged_success_changes_nothing(stack: Stack) -> None:
         refused = stack.api("GET", "/api/refused-callbacks").json()["items"]
         assert refused[0]["reason"] == "reply_ref_invalid"
         assert server.wait_for(lambda rs: len(rs) > 0, timeout=1.0) == []
+
+
+def test_concurrent_copies_of_one_callback_emit_one_event(stack: Stack) -> None:
+    """Sixteen copies of the same terminal callback at once, through gunicorn's processes and
+    threads: the database settles them, one applies, fifteen are no-ops."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import requests
+
+    from tests.conftest import SECRET
+
+    data_uri = "data:image/png;base64," + base64.b64encode(tiny_png()).decode()
+    # the simulator holds its own callbacks back for a minute; ours come first
+    r = stack.api("POST", "/api/tasks", json={"image": data_uri, "prompt": "[sim:start=60] x"})
+    assert r.status_code == 201, r.text
+    job = r.json()
+    ref = ReplyRefSigner([SECRET]).sign(job["job_id"], {})
+    body = {
+        "taskId": job["task_id"],
+        "status": "SUCCEEDED",
+        "progressRatio": "1",
+        "artifacts": [{"url": "https://cdn.example/race.mp4"}],
+        "replyRef": ref,
+    }
+
+    def post(_: int) -> requests.Response:
+        return requests.post(stack.base + "/callbacks/useapi", json=body, timeout=10)
+
+    with ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(post, range(16)))
+    assert [a.status_code for a in answers] == [200] * 16
+    outcomes = sorted(a.json()["outcome"] for a in answers)
+    assert outcomes.count("applied") == 1 and outcomes.count("already_terminal") == 15
+    detail = stack.api("GET", f"/api/tasks/{job['job_id']}").json()
+    assert [e["type"] for e in detail["events"]] == ["task.succeeded"]
+    assert len(detail["callbacks"]) == 16
