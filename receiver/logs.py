@@ -8,11 +8,52 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "taskName"}
+
+#: The id of the HTTP request being served in this context (set by the web app around each
+#: request); every record logged meanwhile carries it as ``request_id``, as error bodies do.
+request_id_var: ContextVar[str | None] = ContextVar("relay_request_id", default=None)
+
+#: A safety net behind "log ids, never secrets": an extra whose key names a secret is written
+#: as ``[redacted]``, and a ``whsec_`` secret inside any text is masked.
+_SECRET_KEY_PARTS = (
+    "secret",
+    "token",
+    "password",
+    "authorization",
+    "cookie",
+    "replyref",
+    "reply_ref",
+)
+_SECRET_TEXT = re.compile(r"whsec_[A-Za-z0-9+/=_-]{6,}")
+
+
+def scrub(text: str) -> str:
+    """``text`` with any ``whsec_…`` secret masked."""
+    return _SECRET_TEXT.sub("whsec_[redacted]", text)
+
+
+def record_extras(record: logging.LogRecord) -> dict[str, Any]:
+    """A record's ``extra`` fields plus the current ``request_id``, with secrets redacted."""
+    out: dict[str, Any] = {}
+    request_id = request_id_var.get()
+    if request_id:
+        out["request_id"] = request_id
+    for key, value in record.__dict__.items():
+        if key in _STANDARD or key.startswith("_"):
+            continue
+        if any(part in key.lower() for part in _SECRET_KEY_PARTS):
+            value = "[redacted]"
+        elif isinstance(value, str):
+            value = scrub(value)
+        out[key] = value
+    return out
 
 
 class JsonFormatter(logging.Formatter):
@@ -23,13 +64,11 @@ class JsonFormatter(logging.Formatter):
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(),
             "logger": record.name,
-            "message": record.getMessage(),
+            "message": scrub(record.getMessage()),
         }
-        for key, value in record.__dict__.items():
-            if key not in _STANDARD and not key.startswith("_"):
-                out[key] = value
+        out.update(record_extras(record))
         if record.exc_info:
-            out["exception"] = self.formatException(record.exc_info)
+            out["exception"] = scrub(self.formatException(record.exc_info))
         return json.dumps(out, default=str)
 
 
@@ -37,18 +76,15 @@ class TextFormatter(logging.Formatter):
     """``time level logger: message key=value …`` for local development."""
 
     def format(self, record: logging.LogRecord) -> str:
-        extras = " ".join(
-            f"{k}={v}"
-            for k, v in record.__dict__.items()
-            if k not in _STANDARD and not k.startswith("_")
-        )
+        extras = " ".join(f"{k}={v}" for k, v in record_extras(record).items())
         line = (
-            f"{self.formatTime(record)} {record.levelname:<7} {record.name}: {record.getMessage()}"
+            f"{self.formatTime(record)} {record.levelname:<7} {record.name}: "
+            f"{scrub(record.getMessage())}"
         )
         if extras:
             line += " " + extras
         if record.exc_info:
-            line += "\n" + self.formatException(record.exc_info)
+            line += "\n" + scrub(self.formatException(record.exc_info))
         return line
 
 

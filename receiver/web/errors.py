@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError, OperationalError
 from werkzeug.exceptions import HTTPException
 
+from receiver.logs import request_id_var
 from receiver.services import ServiceError
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,11 @@ def error_response(
     }
     if extra:
         body.update(extra)
+    log.log(
+        logging.WARNING if status >= 500 else logging.INFO,
+        "error response",
+        extra={"status": status, "code": code, "method": request.method, "path": request.path},
+    )
     return jsonify(body), status
 
 
@@ -61,6 +67,11 @@ def register_error_handlers(app: Flask) -> None:
     def _request_id() -> None:
         incoming = request.headers.get("X-Request-ID", "")
         g.request_id = incoming[:64] if incoming.isprintable() and incoming else uuid.uuid4().hex
+        request_id_var.set(g.request_id)  # every log line of this request carries it
+
+    @app.teardown_request
+    def _forget_request_id(_exc: BaseException | None) -> None:
+        request_id_var.set(None)
 
     @app.after_request
     def _echo_request_id(response: Response) -> Response:
