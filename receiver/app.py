@@ -9,7 +9,7 @@ from receiver import metrics
 from receiver.logs import configure_logging
 from receiver.runtime import Runtime, build_runtime
 from receiver.settings import Settings, load_settings
-from receiver.web import api, callbacks, health
+from receiver.web import api, callbacks, dashboard, health
 from receiver.web.errors import register_error_handlers
 
 
@@ -22,7 +22,8 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     """
     settings = settings or (runtime.settings if runtime else load_settings())
     configure_logging(settings.log_format, settings.log_level)
-    app = Flask(__name__, instance_relative_config=True)
+    # The dashboard serves its own assets under /dashboard/static; no app-wide /static.
+    app = Flask(__name__, instance_relative_config=True, static_folder=None)
     app.config.update(
         MAX_CONTENT_LENGTH=settings.max_content_length,
         JSON_SORT_KEYS=False,
@@ -40,4 +41,5 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.register_blueprint(callbacks.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(metrics.bp)
+    dashboard.init_app(app)
     return app
