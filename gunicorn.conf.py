@@ -6,6 +6,8 @@ concurrently; each request holds a database connection only while it runs.
 """
 
 import os
+import shutil
+import tempfile
 
 # Each worker process builds its own app (and database pool) after the fork: no connection is
 # ever shared between processes.
@@ -19,3 +21,23 @@ accesslog = "-" if os.environ.get("ACCESS_LOG", "") == "1" else None
 forwarded_allow_ips = "*"  # the PaaS router; ProxyFix in the app trusts TRUSTED_PROXY_HOPS of it
 if not os.environ.get("PORT"):
     bind = ["0.0.0.0:8000"]
+
+# Prometheus multiprocess mode (receiver/metrics.py): the web workers add up their counters
+# through files in one directory, which must be named before a worker imports prometheus_client,
+# hence here in the master. Unless PROMETHEUS_MULTIPROC_DIR names one already (to share it with
+# a relay worker on this machine), the master makes a fresh one and removes it when it exits.
+_own_metrics_dir = None
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    _own_metrics_dir = tempfile.mkdtemp(prefix="relay-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = _own_metrics_dir
+
+
+def child_exit(server, worker):  # a gunicorn hook: a worker process has exited
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):  # a gunicorn hook: the master is shutting down
+    if _own_metrics_dir:
+        shutil.rmtree(_own_metrics_dir, ignore_errors=True)

@@ -176,6 +176,13 @@ def worker(ctx: Context, concurrency: int | None) -> None:
     # main loop takes one more. (On PostgreSQL the LISTEN connection is separate.)
     rt = build_runtime(settings, pool_size=settings.db_pool_size + 1)
     the_worker = Worker(rt.engine, config)
+    if settings.worker_metrics_port:
+        from receiver.metrics import WorkerMetricsServer
+
+        if not settings.admin_token:
+            _fail("WORKER_METRICS_PORT needs ADMIN_TOKEN (the scrape's bearer token)")
+        WorkerMetricsServer("0.0.0.0", settings.worker_metrics_port, settings.admin_token).start()
+        click.echo(f"worker metrics on :{settings.worker_metrics_port}/metrics", err=True)
 
     def _stop(signum: int, _frame: FrameType | None) -> None:
         log.info("stopping", extra={"signal": signal.Signals(signum).name})

@@ -106,6 +106,11 @@ LIVE_STATES = ("SUBMITTING", "PENDING", "THROTTLED", "RUNNING")
 # has none either, so both modes expose the same names.
 disable_created_metrics()  # type: ignore[no-untyped-call]
 
+# Multiprocess mode writes a file per process into this directory as soon as a metric exists:
+# make sure it does (a PaaS config var may name it on every dyno, even where nothing made it).
+if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
+
 #: The process's own metrics (what per-process mode exposes).
 REGISTRY = CollectorRegistry(auto_describe=True)
 

@@ -77,6 +77,12 @@ class Settings(BaseSettings):
     db_max_overflow: int = Field(
         2, ge=0, le=100, description="extra PostgreSQL connections per process under load"
     )
+    worker_metrics_port: int | None = Field(
+        None,
+        ge=1,
+        le=65535,
+        description="relay worker serves its own /metrics (bearer ADMIN_TOKEN) on this port",
+    )
     max_content_length: int = Field(262144, ge=1024, le=64 * 1024 * 1024)
     reply_ref_max_age: float = Field(2592000, gt=0)
     verify_with_vendor: bool = False
