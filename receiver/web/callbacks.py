@@ -11,10 +11,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
+import re
 from typing import Any, NoReturn
 
 from flask import Blueprint, Response, jsonify, request
 from pydantic import ValidationError
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from client.models import VendorTask
 from client.replyref import ReplyRefExpired, ReplyRefInvalid
@@ -30,6 +33,21 @@ bp = Blueprint("callbacks", __name__)
 
 #: Deepest JSON nesting accepted in a callback (the task object is 4 levels deep).
 MAX_DEPTH = 32
+#: Longest integer accepted, in digits: a longer one does not fit a float (JSON numbers from
+#: the vendor's JavaScript never do).
+MAX_INT_DIGITS = 308
+#: What no stored string may hold: NUL (PostgreSQL's text and jsonb refuse it) and unpaired
+#: UTF-16 surrogates (``"\\ud800"``: not Unicode; neither database stores them).
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+#: The task object's fields whose JSON type SPEC §1 fixes (each may also be null), with the
+#: longest string our tables keep for them.
+_TASK_FIELDS: dict[str, tuple[tuple[type, ...], str, int | None]] = {
+    "taskId": ((str,), "a string", 1024),
+    "status": ((str,), "a string", 40),
+    "progressRatio": ((str, int, float), "a number or a string", None),
+    "artifacts": ((list,), "an array", None),
+    "error": ((str, dict), "a string or an object", None),
+}
 
 
 class BadBody(ValueError):
@@ -40,8 +58,76 @@ def _reject_constant(name: str) -> NoReturn:
     raise BadBody(f"JSON constant {name} is not allowed")
 
 
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise BadBody(f"number {text[:40]} is out of range")
+    return value
+
+
+def _bounded_int(text: str) -> int:
+    digits = len(text.lstrip("-"))
+    if digits > MAX_INT_DIGITS:
+        raise BadBody(f"integer of {digits} digits is too large (at most {MAX_INT_DIGITS})")
+    return int(text)
+
+
+def _json_type(value: Any) -> str:
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, bool):
+        return "a boolean"
+    return "a number"
+
+
+def check_task_fields(body: dict[str, Any]) -> None:
+    """Check the JSON types of the task object's core fields (``taskId``, ``status``: strings;
+    ``progressRatio``: a number or a string; ``artifacts``: an array; ``error``: a string or an
+    object; each may be null or absent) and the length of ``taskId`` (1024) and ``status`` (40).
+    Other fields are not checked: the vendor adds fields, and they are kept as received.
+
+    :raises BadBody: naming the field and what was expected.
+    """
+    for name, (types, expected, longest) in _TASK_FIELDS.items():
+        value = body.get(name)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, types):
+            raise BadBody(f"{name}: expected {expected} or null, got {_json_type(value)}")
+        if longest is not None and isinstance(value, str) and len(value) > longest:
+            raise BadBody(f"{name}: longer than {longest} characters")
+
+
+def _check_strings(value: Any) -> None:
+    """Refuse keys and strings that cannot be stored (see ``_UNSTORABLE``)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, str):
+            found = _UNSTORABLE.search(item)
+            if found:
+                char = found.group()
+                what = (
+                    "NUL (\\u0000)"
+                    if char == "\x00"
+                    else f"an unpaired surrogate (\\u{ord(char):04x})"
+                )
+                raise BadBody(f"a JSON string holds {what}, which is not accepted")
+
+
 def parse_json_object(raw: bytes) -> dict[str, Any]:
-    """Decode a callback body: strict UTF-8, standard JSON, an object at the top, bounded depth.
+    """Decode a callback body: strict UTF-8, standard JSON, an object at the top, bounded depth,
+    finite numbers that fit a float, and strings a database can store (no NUL, no unpaired
+    surrogate).
 
     :raises BadBody: with a precise message (empty, not UTF-8, not JSON, not an object, …).
     """
@@ -52,7 +138,14 @@ def parse_json_object(raw: bytes) -> dict[str, Any]:
     except UnicodeDecodeError as exc:
         raise BadBody(f"body is not valid UTF-8 (byte {exc.start})") from None
     try:
-        value = json.loads(text, parse_constant=_reject_constant)
+        value = json.loads(
+            text,
+            parse_constant=_reject_constant,
+            parse_float=_finite_float,
+            parse_int=_bounded_int,
+        )
+    except BadBody:
+        raise
     except json.JSONDecodeError as exc:
         raise BadBody(
             f"body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
@@ -65,6 +158,7 @@ def parse_json_object(raw: bytes) -> dict[str, Any]:
         raise BadBody(f"expected a JSON object, got {type(value).__name__}")
     if _depth(value) > MAX_DEPTH:
         raise BadBody(f"JSON nested deeper than {MAX_DEPTH} levels")
+    _check_strings(value)
     return value
 
 
@@ -81,7 +175,14 @@ def _depth(value: Any) -> int:
         level = nxt
         if depth > MAX_DEPTH:
             break
-    return depth - 1
+    return depth if level else depth - 1  # cut short: deeper than MAX_DEPTH
+
+
+def _source_ip() -> str | None:
+    """The client's address (after ProxyFix), cut to the 64 characters the tables keep: an
+    ``X-Forwarded-For`` beyond the trusted hops may hold anything."""
+    address = request.remote_addr
+    return address[:64] if address else None
 
 
 def _refuse(
@@ -96,10 +197,10 @@ def _refuse(
                 reason=reason,
                 detail=message,
                 http_status=status,
-                source_ip=request.remote_addr,
+                source_ip=_source_ip(),
                 body_sha256=sha,
                 body_size=size,
-                job_id=job_id,
+                job_id=job_id[:40] if job_id else None,
                 keep=rt.settings.refused_log_size,
             )
             uow.commit()
@@ -110,7 +211,7 @@ def _refuse(
         extra={
             "reason": reason,
             "status": status,
-            "source_ip": request.remote_addr,
+            "source_ip": _source_ip(),
             "job_id": job_id,
         },
     )
@@ -131,7 +232,17 @@ def useapi_callback() -> tuple[Response, int]:
     :raise 503: the database cannot be reached (nothing half-stored; the 2xx was not given).
     """
     rt = runtime()
-    raw = request.get_data(cache=False)
+    try:
+        raw = request.get_data(cache=False)
+    except RequestEntityTooLarge:
+        limit = rt.settings.max_content_length
+        _refuse(
+            413,
+            "request_entity_too_large",
+            f"the body is larger than {limit} bytes (MAX_CONTENT_LENGTH)",
+            sha=None,
+            size=request.content_length or 0,
+        )
     sha = hashlib.sha256(raw).hexdigest()
     size = len(raw)
     try:
@@ -151,6 +262,10 @@ def useapi_callback() -> tuple[Response, int]:
     except ReplyRefInvalid:
         _refuse(401, "reply_ref_invalid", "replyRef does not verify", sha=sha, size=size)
     try:
+        check_task_fields(body)
+    except BadBody as exc:
+        _refuse(400, "invalid_task", str(exc), sha=sha, size=size, job_id=claims.job_id)
+    try:
         task = VendorTask.model_validate(body)
     except ValidationError as exc:
         _refuse(
@@ -167,7 +282,7 @@ def useapi_callback() -> tuple[Response, int]:
             task=task,
             body=body,
             body_sha256=sha,
-            source_ip=request.remote_addr,
+            source_ip=_source_ip(),
             now=utcnow(),
             confirmed=confirmed,
         )
