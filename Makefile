@@ -27,8 +27,14 @@ typecheck: install
 test: lint typecheck
 	$(BIN)/pytest
 
+# Benchmarks, ratios against the bare stack (not part of `make test`; see README "Performance").
+# wrk comes from Debian's packages; PROFILE=1 adds py-spy (PyPI) and profiles; QUICK=1 is short;
+# BENCH_ARGS passes more options (python -m bench --help).
 bench: install
-	$(BIN)/python -m bench
+	@command -v wrk >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq wrk; } \
+	  || { echo "make bench needs wrk: apt-get install wrk"; exit 2; }
+	$(if $(PROFILE),$(BIN)/python -m pip install --quiet py-spy)
+	$(BIN)/python -m bench $(if $(QUICK),--quick) $(if $(PROFILE),--profile) $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .demo instance .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,171 @@
+"""The results: one JSON document and a Markdown table of ratios, absolute figures and targets."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Sequence
+from typing import Any
+
+#: The targets of the benchmark issue, on the project's 2-core machine.
+TARGETS = {
+    "ingest_ratio_sqlite": 0.5,
+    "ingest_ratio_postgres": 0.35,
+    "ingest_p99_ms": 25.0,
+    "fanout_ratio": 0.7,
+    "e2e_light_p50_ms": 30.0,
+    "e2e_light_p99_ms": 150.0,
+    "rss_web_mb": 80.0,
+    "rss_worker_mb": 120.0,
+}
+
+
+def median(values: Sequence[float]) -> float:
+    return float(statistics.median(values)) if values else math.nan
+
+
+def percentile(values: Sequence[float], pct: float) -> float:
+    """Nearest-rank percentile (``pct`` in 0..100); NaN for no values."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    rank = max(1, math.ceil(pct / 100 * len(ordered)))
+    return float(ordered[rank - 1])
+
+
+def _fmt(value: Any, digits: int = 0) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}"
+    return str(value)
+
+
+def _verdict(ok: bool | None) -> str:
+    if ok is None:
+        return "n/a"
+    return "met" if ok else "**missed**"
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """The table printed by ``make bench`` (and pasted into the README's Performance section)."""
+    rows: list[tuple[str, str, str, str, str, str]] = []
+    ingest = result.get("ingest", {})
+    for backend in ("sqlite", "postgres"):
+        item = ingest.get(backend)
+        if not item:
+            continue
+        name = "SQLite" if backend == "sqlite" else "PostgreSQL"
+        floor = TARGETS[f"ingest_ratio_{backend}"]
+        rows.append(
+            (
+                f"Ingest, {name}: callbacks/s ({item['connections']} connections)",
+                _fmt(item["relay"]["rps"]),
+                f"bare Flask {_fmt(item['bare']['rps'])}",
+                _fmt(item["ratio"], 2),
+                f"≥ {floor}",
+                _verdict(item["ratio"] >= floor),
+            )
+        )
+        rows.append(
+            (
+                f"Ingest, {name}: p50 / p99 latency, ms",
+                f"{_fmt(item['relay']['p50_ms'], 1)} / {_fmt(item['relay']['p99_ms'], 1)}",
+                f"{_fmt(item['bare']['p50_ms'], 1)} / {_fmt(item['bare']['p99_ms'], 1)}",
+                "",
+                f"p99 ≤ {TARGETS['ingest_p99_ms']:g}",
+                _verdict(item["relay"]["p99_ms"] <= TARGETS["ingest_p99_ms"]),
+            )
+        )
+    for backend, item in result.get("fanout", {}).items():
+        name = "SQLite" if backend == "sqlite" else "PostgreSQL"
+        rows.append(
+            (
+                f"Fan-out, {name}: deliveries/s (concurrency {item['concurrency']})",
+                _fmt(item["relay"]["dps"]),
+                f"requests loop {_fmt(item['plain']['dps'])}",
+                _fmt(item["ratio"], 2),
+                f"≥ {TARGETS['fanout_ratio']}",
+                _verdict(item["ratio"] >= TARGETS["fanout_ratio"]),
+            )
+        )
+    for backend, item in result.get("e2e", {}).items():
+        name = "SQLite" if backend == "sqlite" else "PostgreSQL"
+        for load in ("light", "heavy"):
+            run = item.get(load)
+            if not run:
+                continue
+            ok: bool | None = None
+            target = ""
+            if load == "light":
+                target = (
+                    f"p50 ≤ {TARGETS['e2e_light_p50_ms']:g}, p99 ≤ {TARGETS['e2e_light_p99_ms']:g}"
+                )
+                ok = (
+                    run["p50_ms"] <= TARGETS["e2e_light_p50_ms"]
+                    and run["p99_ms"] <= TARGETS["e2e_light_p99_ms"]
+                )
+            rows.append(
+                (
+                    f"End to end, {name}, {load} ({_fmt(run['rate'])}/s): p50 / p99, ms",
+                    f"{_fmt(run['p50_ms'], 1)} / {_fmt(run['p99_ms'], 1)}",
+                    "",
+                    "",
+                    target,
+                    _verdict(ok),
+                )
+            )
+    vendor = result.get("vendor")
+    if vendor:
+        relay, poll = vendor["relay"], vendor["polling"]
+        rows.append(
+            (
+                "Vendor requests per completed task",
+                f"{_fmt(relay['requests_per_task'], 1)}"
+                f" ({_fmt(relay['status_per_task'], 1)} status)",
+                f"polling every 10 s: {_fmt(poll['requests_per_task'], 1)}",
+                _fmt(relay["requests_per_task"] / poll["requests_per_task"], 2),
+                "",
+                "",
+            )
+        )
+        rows.append(
+            (
+                "Completion → notification, mean",
+                f"{_fmt(relay['mean_delay_ms'], 1)} ms",
+                f"polling: {_fmt(poll['mean_delay_s'], 2)} s",
+                "",
+                "",
+                "",
+            )
+        )
+    memory = result.get("memory", {})
+    for backend, item in memory.items():
+        name = "SQLite" if backend == "sqlite" else "PostgreSQL"
+        if backend == "bare":
+            continue
+        rows.append(
+            (
+                f"Peak RSS, {name}: gunicorn worker (max of {len(item['web_mb'])}), MB",
+                _fmt(max(item["web_mb"]) if item["web_mb"] else None, 1),
+                f"bare {_fmt(max(memory.get('bare', {}).get('web_mb') or [math.nan]), 1)}",
+                "",
+                f"≤ {TARGETS['rss_web_mb']:g}",
+                _verdict(bool(item["web_mb"]) and max(item["web_mb"]) <= TARGETS["rss_web_mb"]),
+            )
+        )
+        if item.get("worker_mb") is not None:
+            rows.append(
+                (
+                    f"Peak RSS, {name}: relay worker, MB",
+                    _fmt(item["worker_mb"], 1),
+                    "",
+                    "",
+                    f"≤ {TARGETS['rss_worker_mb']:g}",
+                    _verdict(item["worker_mb"] <= TARGETS["rss_worker_mb"]),
+                )
+            )
+    header = ("measure", "runway-relay", "reference", "ratio", "target", "")
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
