@@ -190,7 +190,6 @@ def test_cli_videos_refused_by_the_vendor_marks_the_job_failed(stack: Stack, ima
             ["--model", "videos", "--video-model", "gen4-turbo", "--option", "seconds=10"],
             "its video length is 'duration'",
         ),
-        (["--model", "gen3turbo", "--video-model", "gen4-turbo"], "--model videos only"),
     ],
 )
 def test_cli_refuses_before_any_request(

@@ -5,11 +5,14 @@ API field) before anything is stored or sent (the end-to-end tests in
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
 from client import REQUEST_TYPES
+from receiver.cli import main
 from receiver.services import InvalidSubmission, Submission, check_submission
 
 
@@ -95,3 +98,21 @@ def test_field_list_names_every_field_but_the_images() -> None:
         "explore_mode",
         "max_jobs",
     ]
+
+
+def test_cli_video_model_is_for_videos_only(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # Refused while reading the options: no runtime, database or vendor is touched.
+    monkeypatch.setattr("receiver.cli.configure_logging", lambda *args, **kwargs: None)
+    env = {
+        "RELAY_ENV": "test",
+        "SECRET_KEY": "unit-test-secret-key-0123456789",
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'never-created.sqlite3'}",
+    }
+    result = CliRunner().invoke(
+        main, ["submit", "--model", "gen3turbo", "--video-model", "gen4-turbo"], env=env
+    )
+    assert result.exit_code == 2, result.output
+    assert "--video-model is for --model videos only, not gen3turbo" in result.output
+    assert not (tmp_path / "never-created.sqlite3").exists()
