@@ -149,11 +149,13 @@ def apply(state: TaskState, update: TaskUpdate) -> Transition:
 
     sequence = state.sequence + 1
     if new_status.is_terminal:
+        # The terminal state is the terminal callback's own, whatever arrived before it, so
+        # that any order of the same callbacks ends in the same state.
         succeeded = new_status is TaskStatus.SUCCEEDED
         new_state = TaskState(
             status=new_status,
-            progress=1.0 if succeeded else state.progress,
-            progress_text=update.progress_text or state.progress_text,
+            progress=1.0 if succeeded else update.progress,
+            progress_text=update.progress_text,
             artifacts=list(update.artifacts),
             error=None if succeeded else (update.error or {"message": new_status.value.lower()}),
             sequence=sequence,
