@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo test lint typecheck unit bench clean
+.PHONY: install demo test lint typecheck unit bench clean browser screenshots
 
 install: $(VENV)/.installed
 
@@ -23,9 +23,25 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-# Every test: unit, integration (SQLite file, then PostgreSQL when reachable), end to end.
-test: lint typecheck
+# Every test: unit, integration (SQLite file, then PostgreSQL when reachable), end to end, and
+# the dashboard in a real browser.
+test: lint typecheck browser
 	$(BIN)/pytest
+
+# Debian's Chromium for the browser tests (Playwright drives it and never downloads a browser).
+# Idempotent. Where it cannot be installed (not root, no apt-get, no network) the browser tests
+# skip with the reason; under CI=true they fail instead.
+browser:
+	@if [ -x /usr/bin/chromium ]; then :; \
+	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	  echo "installing Debian's chromium for the browser tests"; \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
+	    || echo "make browser: could not install chromium; the browser tests will say so"; \
+	else echo "make browser: cannot install chromium here (needs root and apt-get)"; fi
+
+# Retake the README's dashboard screenshots (docs/screenshots/) with the browser test.
+screenshots: install browser
+	RELAY_SCREENSHOTS=1 $(BIN)/pytest -q tests/browser -k delivered_task
 
 # Benchmarks, ratios against the bare stack (not part of `make test`; see README "Performance").
 # wrk comes from Debian's packages; PROFILE=1 adds py-spy (PyPI) and profiles; QUICK=1 is short;
