@@ -52,6 +52,28 @@ def _step(message: str) -> None:
     print(f"==> {message}", flush=True)
 
 
+def _keep_open(dashboard: str, admin_token: str, job_id: str) -> None:
+    """Leave everything running a while so the dashboard can be looked at, then return.
+
+    ``DEMO_KEEP_OPEN`` seconds; by default 300 in a terminal and 0 otherwise (CI, scripts).
+    Ctrl-C ends the wait early.
+    """
+    default = "300" if sys.stdin.isatty() else "0"
+    try:
+        seconds = float(os.environ.get("DEMO_KEEP_OPEN", default))
+    except ValueError:
+        seconds = 0.0
+    if seconds <= 0:
+        return
+    _step(f"open {dashboard} and sign in with ADMIN_TOKEN {admin_token}")
+    print(f"    the demo task is {dashboard}/tasks/{job_id}", flush=True)
+    print(f"    everything stays up for {seconds:.0f} s; press Ctrl-C to stop now", flush=True)
+    try:
+        time.sleep(seconds)
+    except KeyboardInterrupt:
+        print("", flush=True)
+
+
 def _run(argv: list[str], env: dict[str, str]) -> str:
     result = subprocess.run(argv, env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
     if result.returncode != 0:
@@ -82,6 +104,8 @@ def main() -> int:
         "LOG_FORMAT": "text",
         "WEB_CONCURRENCY": "2",
         "PYTHONUNBUFFERED": "1",
+        # web and worker count into one directory, so /metrics shows the deliveries too
+        "PROMETHEUS_MULTIPROC_DIR": str(workdir / "metrics"),
     }
     relay = bin_path("relay")
     started: list[Process] = []
@@ -150,6 +174,8 @@ def main() -> int:
         sub.wait_for_line("listening on", 20)
         web.wait_http(f"http://127.0.0.1:{web_port}/readyz", 30)
         worker.wait_for_line("relay worker", 30)
+        dashboard = f"http://127.0.0.1:{web_port}/dashboard"
+        _step(f"dashboard: {dashboard}  (sign in with ADMIN_TOKEN {admin_token})")
 
         image = workdir / "first-frame.png"
         image.write_bytes(tiny_png())
@@ -195,6 +221,8 @@ def main() -> int:
         ok = stats["status_requests"] == 0 and job["status"] == "SUCCEEDED"
         if not ok:
             print("demo FAILED: unexpected final state", flush=True)
+        else:
+            _keep_open(dashboard, admin_token, job["job_id"])
     except Exception as exc:  # report and fall through to cleanup
         print(f"demo FAILED: {exc}", flush=True)
         for proc in started:
