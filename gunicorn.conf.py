@@ -18,7 +18,10 @@ timeout = 30
 graceful_timeout = 25
 keepalive = 5
 accesslog = "-" if os.environ.get("ACCESS_LOG", "") == "1" else None
-forwarded_allow_ips = "*"  # the PaaS router; ProxyFix in the app trusts TRUSTED_PROXY_HOPS of it
+# X-Forwarded-* are read in one place only: ProxyFix in the app, for TRUSTED_PROXY_HOPS hops.
+# gunicorn would otherwise take X-Forwarded-Proto from any peer it trusts, hops or not.
+forwarded_allow_ips = "*"
+secure_scheme_headers: dict[str, str] = {}
 if not os.environ.get("PORT"):
     bind = ["0.0.0.0:8000"]
 

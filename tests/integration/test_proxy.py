@@ -1,0 +1,202 @@
+"""Behind a PaaS router: the client address, scheme and host come from ``X-Forwarded-*`` for
+exactly ``TRUSTED_PROXY_HOPS`` hops (werkzeug's ProxyFix), and nothing beyond them is trusted.
+
+What is observed is what an operator sees: the source address in the refused-callback log and
+in the callback records, and the ``Secure`` flag of the dashboard's session cookie (set when
+the request came over https). The last test runs the Procfile's ``web:`` line (gunicorn) to
+prove that the server in front of the app trusts no more than the app does.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from flask import Flask, jsonify, request
+from sqlalchemy import Engine, text
+
+from receiver import create_app
+from receiver.runtime import Runtime, build_runtime
+from simulator.processes import Process, bin_path, free_port, procfile_command
+from tests.conftest import ADMIN_TOKEN, SECRET, JobFactory, make_settings, task_body
+
+ROOT = Path(__file__).resolve().parents[2]
+#: What a client wrote itself (6.6.6.6), what an inner proxy added (1.1.1.1) and what the
+#: PaaS router appended last (9.9.9.9): only the right-most N are trustworthy.
+CHAIN = "6.6.6.6, 1.1.1.1, 9.9.9.9"
+
+
+@pytest.fixture
+def make_app(sqlite_url: str) -> Iterator[Any]:
+    runtimes: list[Runtime] = []
+
+    def build(hops: int) -> tuple[Flask, Runtime]:
+        rt = build_runtime(make_settings(sqlite_url, trusted_proxy_hops=hops))
+        runtimes.append(rt)
+        app = create_app(runtime=rt)
+        app.config["TESTING"] = True
+        return app, rt
+
+    yield build
+    for rt in runtimes:
+        rt.engine.dispose()
+
+
+def refused_sources(engine: Engine) -> list[str]:
+    with engine.connect() as conn:
+        return list(
+            conn.execute(text("SELECT source_ip FROM refused_callbacks ORDER BY id")).scalars()
+        )
+
+
+def callback_sources(engine: Engine) -> list[str]:
+    with engine.connect() as conn:
+        return list(conn.execute(text("SELECT source_ip FROM callbacks ORDER BY id")).scalars())
+
+
+def cookie_is_secure(response: Any) -> bool:
+    """Whether the dashboard's session cookie carries ``Secure`` (a Flask or a requests
+    response; requests joins several Set-Cookie headers with commas)."""
+    headers = response.headers
+    values = (
+        headers.getlist("Set-Cookie") if hasattr(headers, "getlist") else [headers["Set-Cookie"]]
+    )
+    cookies = [c for c in values if c.startswith("relay_session")]
+    assert cookies, headers
+    return "; Secure" in cookies[0]
+
+
+@pytest.mark.parametrize(
+    ("hops", "client_address"),
+    [(0, "127.0.0.1"), (1, "9.9.9.9"), (2, "1.1.1.1"), (3, "6.6.6.6")],
+)
+def test_client_address_comes_from_the_trusted_hops_only(
+    make_app: Any, hops: int, client_address: str
+) -> None:
+    app, rt = make_app(hops)
+    client = app.test_client()
+    headers = {"X-Forwarded-For": CHAIN}
+    assert client.post("/callbacks/useapi", data=b"{}", headers=headers).status_code == 401
+    job, ref = JobFactory(rt)()
+    r = client.post("/callbacks/useapi", data=json.dumps(task_body(ref)), headers=headers)
+    assert r.status_code == 200
+    assert refused_sources(rt.engine) == [client_address]
+    assert callback_sources(rt.engine) == [client_address]
+
+
+def test_a_chain_shorter_than_the_trusted_hops_is_not_trusted_at_all(make_app: Any) -> None:
+    """Two hops configured, one value present: the request did not come through both proxies,
+    so the header is the client's own claim and the socket address stays."""
+    app, rt = make_app(2)
+    r = app.test_client().post(
+        "/callbacks/useapi", data=b"[]", headers={"X-Forwarded-For": "9.9.9.9"}
+    )
+    assert r.status_code == 400
+    assert refused_sources(rt.engine) == ["127.0.0.1"]
+
+
+@pytest.mark.parametrize(
+    ("hops", "forwarded_proto", "secure"),
+    [
+        (0, "https", False),
+        (1, "https", True),
+        (1, "http", False),
+        (1, "https, http", False),  # the router says http; the client's https is ignored
+        (2, "https, http", True),
+        (2, "https", False),  # fewer values than hops: not trusted
+    ],
+)
+def test_scheme_comes_from_the_trusted_hops_only(
+    make_app: Any, hops: int, forwarded_proto: str, secure: bool
+) -> None:
+    app, _ = make_app(hops)
+    r = app.test_client().get("/dashboard/login", headers={"X-Forwarded-Proto": forwarded_proto})
+    assert r.status_code == 200
+    assert cookie_is_secure(r) is secure
+
+
+def test_host_and_port_come_from_the_trusted_hop(make_app: Any) -> None:
+    app, _ = make_app(1)
+
+    @app.get("/_probe")
+    def probe() -> Any:  # a read-only view of what the app was told, nothing stubbed
+        return jsonify(host=request.host, url=request.url, remote=request.remote_addr)
+
+    r = app.test_client().get(
+        "/_probe",
+        headers={
+            "X-Forwarded-Host": "evil.example, relay.example.com",
+            "X-Forwarded-Port": "1234, 443",
+            "X-Forwarded-Proto": "http, https",
+            "X-Forwarded-For": CHAIN,
+        },
+    )
+    assert r.json == {
+        "host": "relay.example.com",
+        "url": "https://relay.example.com/_probe",
+        "remote": "9.9.9.9",
+    }
+
+
+# -- under gunicorn -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def web(tmp_path: Path, migrated_sqlite_template: Path) -> Iterator[Any]:
+    """Start the Procfile's web line with a given TRUSTED_PROXY_HOPS; stopped by pid."""
+    started: list[Process] = []
+
+    def start(hops: int) -> str:
+        db = tmp_path / f"relay-{hops}.sqlite3"
+        shutil.copy(migrated_sqlite_template, db)
+        port = free_port()
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith(("RELAY_", "DATABASE_"))},
+            "RELAY_ENV": "test",
+            "SECRET_KEY": SECRET,
+            "ADMIN_TOKEN": ADMIN_TOKEN,
+            "DATABASE_URL": f"sqlite:///{db}",
+            "PORT": str(port),
+            "TRUSTED_PROXY_HOPS": str(hops),
+            "WEB_CONCURRENCY": "1",
+            "LOG_FORMAT": "text",
+        }
+        argv = procfile_command("web", ROOT / "Procfile")
+        argv[0] = bin_path(argv[0])
+        proc = Process(f"web-{hops}", argv, env=env, cwd=ROOT)
+        started.append(proc)
+        base = f"http://127.0.0.1:{port}"
+        proc.wait_http(base + "/healthz", 30)
+        return base
+
+    yield start
+    for proc in started:
+        proc.stop()
+
+
+def test_gunicorn_trusts_forwarded_headers_no_further_than_the_app(web: Any) -> None:
+    """gunicorn reads X-Forwarded-Proto itself when it trusts the peer; it must not make a
+    request https that TRUSTED_PROXY_HOPS=0 says nobody may vouch for."""
+    headers = {"X-Forwarded-Proto": "https", "X-Forwarded-For": CHAIN}
+    auth = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    for hops, secure, source in ((0, False, "127.0.0.1"), (1, True, "9.9.9.9")):
+        base = web(hops)
+        with requests.Session() as session:
+            session.trust_env = False
+            r = session.get(base + "/dashboard/login", headers=headers, timeout=10)
+            assert r.status_code == 200
+            assert cookie_is_secure(r) is secure, (hops, r.headers)
+            assert (
+                session.post(
+                    base + "/callbacks/useapi", data=b"{}", headers=headers, timeout=10
+                ).status_code
+                == 401
+            )
+            log = session.get(base + "/api/refused-callbacks", headers=auth, timeout=10).json()
+        assert [item["source_ip"] for item in log["items"]] == [source]
