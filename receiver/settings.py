@@ -46,15 +46,20 @@ class Settings(BaseSettings):
         "production",
         description="production requires SECRET_KEY; development and test allow a generated one",
     )
+    # Secrets (and a database URL, which may hold a password) are left out of repr(), so that
+    # a settings object in a log line or a traceback shows none of them.
     secret_key: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="keys that sign/verify replyRef; first signs, all verify",
+        repr=False,
     )
-    database_url: str = Field("", description="SQLAlchemy URL; empty means instance/relay.sqlite3")
-    useapi_token: str = ""
+    database_url: str = Field(
+        "", description="SQLAlchemy URL; empty means instance/relay.sqlite3", repr=False
+    )
+    useapi_token: str = Field("", repr=False)
     useapi_base_url: str = "https://api.useapi.net/v1/runwayml"
     public_base_url: str = ""
-    admin_token: str = ""
+    admin_token: str = Field("", repr=False)
     port: int = Field(8000, ge=1, le=65535)
     allow_private_urls: bool = False
     delivery_retry_schedule: Annotated[list[float], NoDecode] = Field(
