@@ -312,17 +312,17 @@ def _as_str(value: Any) -> str | None:
 
 def _as_float(value: Any) -> float | None:
     """A finite number or numeric string (``"0.5"``, ``"1"``) as float; bool, NaN, infinity,
-    other strings and other types → None."""
+    an integer too large for a float, other strings and other types → None."""
     if isinstance(value, bool):
         return None
-    if isinstance(value, int | float):
-        number = float(value)
-    elif isinstance(value, str):
-        try:
+    try:
+        if isinstance(value, int | float):
+            number = float(value)
+        elif isinstance(value, str):
             number = float(value.strip())
-        except ValueError:
+        else:
             return None
-    else:
+    except (ValueError, OverflowError):
         return None
     return number if math.isfinite(number) else None
 

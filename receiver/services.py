@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DataError, IntegrityError
 
 from client import (
     CreateRequest,
@@ -764,14 +764,19 @@ def reconcile(
         claims = ReplyRefClaims(job_id=job.id, metadata=job.metadata, issued_at=job.created_at)
         body = task.model_dump(mode="json", exclude_none=True)
         body["reconciled"] = True
-        result = accept_callback(
-            engine,
-            claims=claims,
-            task=task,
-            body=body,
-            body_sha256="",
-            source_ip="reconcile",
-            now=clock(),
-        )
+        try:
+            result = accept_callback(
+                engine,
+                claims=claims,
+                task=task,
+                body=body,
+                body_sha256="",
+                source_ip="reconcile",
+                now=clock(),
+            )
+        except (ServiceError, DataError) as exc:  # one bad answer costs this job, not the pass
+            error = str(exc) if isinstance(exc, ServiceError) else "the database refused the answer"
+            results.append({"job_id": job.id, "task_id": job.task_id, "error": error})
+            continue
         results.append({"job_id": job.id, "task_id": job.task_id, "outcome": result.outcome.value})
     return results
