@@ -1,16 +1,19 @@
 """``/api/*``: tasks, subscribers, deliveries and refused callbacks, behind ``ADMIN_TOKEN``.
 
-Every route needs ``Authorization: Bearer $ADMIN_TOKEN`` (compared in constant time); the
-OpenAPI document is at ``GET /api/openapi.json`` (also behind the token).
+Every request under ``/api`` needs ``Authorization: Bearer $ADMIN_TOKEN`` (compared in constant
+time), unknown paths and methods included; the OpenAPI document is at ``GET /api/openapi.json``
+(also behind the token).
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 from datetime import datetime
 from typing import Any, Literal
 
 from flask import Blueprint, Response, jsonify, request
+from flask.typing import ResponseReturnValue
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from client import REQUEST_TYPES
@@ -32,8 +35,9 @@ from receiver.delivery.urls import UnsafeUrl, check_subscriber_url
 from receiver.domain.events import EVENT_TYPES
 from receiver.settings import ConfigError
 from receiver.store.uow import UnitOfWork
+from receiver.web.callbacks import BadBody, parse_json_object
 from receiver.web.context import runtime
-from receiver.web.errors import ApiError, validation_message
+from receiver.web.errors import ApiError, error_response, validation_message
 from receiver.web.openapi import openapi_document
 
 bp = Blueprint("api", __name__, url_prefix="/api")
@@ -41,25 +45,43 @@ bp = Blueprint("api", __name__, url_prefix="/api")
 MAX_PAGE = 200
 
 
-@bp.before_request
-def _require_admin_token() -> None:
+def _digest(value: str) -> bytes:
+    return hashlib.sha256(value.encode("utf-8", "replace")).digest()
+
+
+@bp.before_app_request
+def _require_admin_token() -> ResponseReturnValue | None:
+    """Guard everything under ``/api``, before routing: an unknown path or method answers 401
+    too, so a caller without the token learns nothing of what exists. The token is compared
+    as SHA-256 digests in constant time (equal lengths: not even its length leaks)."""
+    if request.path != "/api" and not request.path.startswith("/api/"):
+        return None
     token = runtime().settings.admin_token
     if not token:
         raise ApiError(503, "admin_disabled", "the admin API is off: set ADMIN_TOKEN to use it")
     header = request.headers.get("Authorization", "")
     scheme, _, given = header.partition(" ")
     if scheme.lower() != "bearer" or not hmac.compare_digest(
-        given.strip().encode("utf-8", "replace"), token.encode("utf-8")
+        _digest(given.strip()), _digest(token)
     ):
-        raise ApiError(
+        response, status = error_response(
             401, "unauthorized", "a valid 'Authorization: Bearer <ADMIN_TOKEN>' is required"
         )
+        response.headers["WWW-Authenticate"] = 'Bearer realm="runway-relay admin API"'
+        return response, status
+    return None
 
 
 def _json_body(model: type[BaseModel]) -> Any:
-    data = request.get_json(silent=True)
-    if data is None:
-        raise ApiError(400, "invalid_json", "the body must be a JSON object")
+    """The body as ``model``: a JSON object read as strictly as a callback's (UTF-8, finite
+    numbers, no NUL, bounded depth; any Content-Type).
+
+    :raise ApiError: 400 not a JSON object, 422 not a valid ``model``.
+    """
+    try:
+        data = parse_json_object(request.get_data(cache=True))
+    except BadBody as exc:
+        raise ApiError(400, "invalid_json", str(exc)) from None
     try:
         return model.model_validate(data)
     except ValidationError as exc:
@@ -137,9 +159,10 @@ def _check_image_source(value: str, allow_private: bool) -> None:
 def submit_task() -> tuple[Response, int]:
     """Submit a task: upload images, record the job, create the vendor task.
 
-    :returns 201: the job. 202 when the vendor's answer was lost (the job stays SUBMITTING).
+    :returns 201: the job.
     :raise 422: invalid request (nothing stored or sent), 402/429/400: vendor refusals,
-        502: vendor error, 503: vendor or USEAPI_TOKEN unavailable.
+        502: vendor error, or its answer was lost (the job stays SUBMITTING; the error body
+        carries it), 503: vendor or USEAPI_TOKEN unavailable.
     """
     rt = runtime()
     body: TaskSubmissionIn = _json_body(TaskSubmissionIn)

@@ -8,95 +8,190 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from receiver.domain.tasks import TaskStatus
+
 _ERROR = {
     "type": "object",
     "required": ["error"],
     "properties": {
         "error": {
             "type": "object",
-            "required": ["code", "message"],
+            "required": ["code", "message", "request_id"],
+            "additionalProperties": False,
             "properties": {
                 "code": {"type": "string"},
                 "message": {"type": "string"},
                 "request_id": {"type": ["string", "null"]},
             },
-        }
+        },
+        "job": {"$ref": "#/components/schemas/Job", "description": "a failed submission's job"},
     },
+    "additionalProperties": False,
 }
 
 _NULLABLE_STR = {"type": ["string", "null"]}
-_JOB = {
-    "type": "object",
-    "required": ["job_id", "status", "model", "artifacts", "metadata"],
-    "properties": {
+_TIME = {"type": "string", "format": "date-time"}
+_NULLABLE_TIME = {"type": ["string", "null"], "format": "date-time"}
+_NULLABLE_OBJECT = {"type": ["object", "null"]}
+
+
+def _strict(properties: dict[str, Any], *optional: str) -> dict[str, Any]:
+    """An object with exactly these properties: all required but ``optional``, no others."""
+    return {
+        "type": "object",
+        "required": [name for name in properties if name not in optional],
+        "properties": properties,
+        "additionalProperties": False,
+    }
+
+
+_JOB = _strict(
+    {
         "job_id": {"type": "string"},
         "task_id": _NULLABLE_STR,
         "model": {"type": "string"},
-        "status": {"type": "string"},
-        "progress": {"type": ["number", "null"]},
+        "status": {"enum": [s.value for s in TaskStatus]},
+        "progress": {"type": ["number", "null"], "minimum": 0, "maximum": 1},
         "progress_text": _NULLABLE_STR,
         "artifacts": {"type": "array", "items": {"type": "object"}},
-        "error": {"type": ["object", "null"]},
-        "submit_error": {"type": ["object", "null"]},
+        "error": _NULLABLE_OBJECT,
+        "submit_error": _NULLABLE_OBJECT,
         "metadata": {"type": "object"},
         "request": {"type": "object"},
-        "created_at": {"type": "string"},
-        "updated_at": {"type": "string"},
-        "last_callback_at": _NULLABLE_STR,
-        "finished_at": _NULLABLE_STR,
-        "events": {"type": "array", "items": {"type": "object"}},
-        "callbacks": {"type": "array", "items": {"type": "object"}},
-        "deliveries": {"type": "array", "items": {"type": "object"}},
+        "created_at": _TIME,
+        "updated_at": _TIME,
+        "last_callback_at": _NULLABLE_TIME,
+        "finished_at": _NULLABLE_TIME,
+        "events": {"type": "array", "items": {"$ref": "#/components/schemas/Event"}},
+        "callbacks": {"type": "array", "items": {"$ref": "#/components/schemas/Callback"}},
+        "deliveries": {"type": "array", "items": {"$ref": "#/components/schemas/Delivery"}},
     },
-}
-_SUBSCRIBER = {
-    "type": "object",
-    "required": ["id", "url", "event_types", "enabled"],
-    "properties": {
+    "events",
+    "callbacks",
+    "deliveries",
+)
+_EVENT = _strict(
+    {
+        "id": {"type": "string"},
+        "type": {"type": "string"},
+        "sequence": {"type": "integer", "minimum": 1},
+        "created_at": _TIME,
+        "data": {"type": "object", "description": "the webhook body's data"},
+    }
+)
+_CALLBACK = _strict(
+    {
+        "received_at": _TIME,
+        "status": _NULLABLE_STR,
+        "progress": {"type": ["number", "null"]},
+        "outcome": {"type": "string"},
+        "body_sha256": {"type": "string"},
+    }
+)
+_SUBSCRIBER = _strict(
+    {
         "id": {"type": "string"},
         "url": {"type": "string"},
         "description": _NULLABLE_STR,
         "event_types": {"type": "array", "items": {"type": "string"}},
         "enabled": {"type": "boolean"},
         "disabled_reason": _NULLABLE_STR,
+        "disabled_at": _NULLABLE_TIME,
         "max_in_flight": {"type": "integer"},
-        "secret": {"type": "string", "description": "only when created or rotated"},
+        "failing_since": _NULLABLE_TIME,
+        "last_success_at": _NULLABLE_TIME,
+        "last_failure_at": _NULLABLE_TIME,
+        "last_error": _NULLABLE_STR,
+        "created_at": _TIME,
+        "previous_secret_expires_at": _NULLABLE_TIME,
+        "secret": {
+            "type": "string",
+            "pattern": "^whsec_",
+            "description": "only when created or rotated",
+        },
+        "deliveries": {
+            "type": "object",
+            "additionalProperties": {"type": "integer"},
+            "description": "in lists: this subscriber's deliveries counted by status",
+        },
     },
-}
-_DELIVERY = {
-    "type": "object",
-    "required": ["id", "event_id", "subscriber_id", "status", "attempts"],
-    "properties": {
+    "secret",
+    "deliveries",
+)
+_DELIVERY_STATUSES = ["pending", "succeeded", "failed", "cancelled"]
+_ATTEMPT = _strict(
+    {
+        "number": {"type": "integer"},
+        "started_at": _TIME,
+        "duration_ms": {"type": "number"},
+        "status_code": {"type": ["integer", "null"]},
+        "outcome": {"type": "string"},
+        "error": _NULLABLE_STR,
+        "response_body": _NULLABLE_STR,
+    }
+)
+_DELIVERY = _strict(
+    {
         "id": {"type": "string"},
         "event_id": {"type": "string"},
         "subscriber_id": {"type": "string"},
-        "status": {"enum": ["pending", "succeeded", "failed", "cancelled"]},
+        "status": {"enum": _DELIVERY_STATUSES},
         "attempts": {"type": "integer"},
-        "next_attempt_at": _NULLABLE_STR,
+        "next_attempt_at": _NULLABLE_TIME,
+        "leased": {"type": "boolean"},
         "last_status_code": {"type": ["integer", "null"]},
         "last_error": _NULLABLE_STR,
-        "attempt_log": {"type": "array", "items": {"type": "object"}},
+        "created_at": _TIME,
+        "updated_at": _TIME,
+        "completed_at": _NULLABLE_TIME,
+        "attempt_log": {"type": "array", "items": {"$ref": "#/components/schemas/Attempt"}},
     },
-}
+    "attempt_log",
+)
+_REFUSED = _strict(
+    {
+        "id": {"type": "integer"},
+        "received_at": _TIME,
+        "reason": {"type": "string"},
+        "detail": _NULLABLE_STR,
+        "http_status": {"type": "integer"},
+        "source_ip": _NULLABLE_STR,
+        "body_sha256": _NULLABLE_STR,
+        "body_size": {"type": "integer"},
+        "job_id": _NULLABLE_STR,
+    }
+)
 
 
 def _items(ref: str) -> dict[str, Any]:
-    return {
-        "type": "object",
-        "required": ["items"],
-        "properties": {"items": {"type": "array", "items": {"$ref": ref}}},
-    }
+    return _strict({"items": {"type": "array", "items": {"$ref": ref}}})
 
 
 def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
+#: What each error status means on the admin API (every error body is an ``Error``).
+_ERROR_MEANING = {
+    400: "the request cannot be read (query parameter, JSON body)",
+    401: "missing or wrong bearer token (with WWW-Authenticate: Bearer)",
+    402: "the vendor refused: insufficient credits",
+    404: "no such object",
+    409: "conflict with the object's state",
+    413: "body larger than MAX_CONTENT_LENGTH",
+    422: "the body does not fit the model",
+    429: "the vendor is busy; retry later",
+    502: "the vendor failed or its answer was lost (the job is kept as evidence)",
+    503: "the admin API is off (no ADMIN_TOKEN), or the database or the vendor cannot be reached",
+}
+
+
 def _errors(*codes: int) -> dict[str, Any]:
-    out = {"401": _json({"$ref": "#/components/schemas/Error"}, "missing or wrong bearer token")}
-    for code in codes:
-        out[str(code)] = _json({"$ref": "#/components/schemas/Error"}, "error")
-    return out
+    """401 and 503 (every route), plus ``codes``."""
+    return {
+        str(code): _json({"$ref": "#/components/schemas/Error"}, _ERROR_MEANING[code])
+        for code in sorted({401, 503, *codes})
+    }
 
 
 def _param(name: str, where: str = "query", schema: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -128,8 +223,15 @@ def openapi_document(
     schemas: dict[str, Any] = {
         "Error": _ERROR,
         "Job": _JOB,
+        "Event": {
+            **_EVENT,
+            "properties": {**_EVENT["properties"], "type": {"enum": list(event_types)}},
+        },
+        "Callback": _CALLBACK,
         "Subscriber": _SUBSCRIBER,
         "Delivery": _DELIVERY,
+        "Attempt": _ATTEMPT,
+        "Refused": _REFUSED,
     }
     for model in (task_in, subscriber_in, recover_in):
         schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
@@ -147,7 +249,7 @@ def openapi_document(
                 "requestBody": _body(task_in),
                 "responses": {
                     "201": _json({"$ref": ref + "Job"}, "the job"),
-                    **_errors(400, 402, 422, 429, 502, 503),
+                    **_errors(400, 402, 413, 422, 429, 502),
                 },
             },
             "get": {
@@ -155,7 +257,7 @@ def openapi_document(
                 "parameters": [
                     _param("status"),
                     _param("model"),
-                    _param("since"),
+                    _param("since", schema={"type": "string", "format": "date-time"}),
                     _param("before"),
                     limit,
                 ],
@@ -175,7 +277,7 @@ def openapi_document(
                 "requestBody": _body(subscriber_in),
                 "responses": {
                     "201": _json({"$ref": ref + "Subscriber"}, "the subscriber with its secret"),
-                    **_errors(400, 422),
+                    **_errors(400, 413, 422),
                 },
             },
             "get": {
@@ -219,9 +321,7 @@ def openapi_document(
             "get": {
                 "summary": "List deliveries, newest first",
                 "parameters": [
-                    _param(
-                        "status", schema={"enum": ["pending", "succeeded", "failed", "cancelled"]}
-                    ),
+                    _param("status", schema={"enum": _DELIVERY_STATUSES}),
                     _param("subscriber_id"),
                     _param("event_id"),
                     _param("before"),
@@ -253,10 +353,10 @@ def openapi_document(
                 "requestBody": _body(recover_in),
                 "responses": {
                     "200": _json(
-                        {"type": "object", "properties": {"requeued": {"type": "integer"}}},
+                        _strict({"requeued": {"type": "integer", "minimum": 0}}),
                         "how many were queued again",
                     ),
-                    **_errors(400, 422),
+                    **_errors(400, 413, 422),
                 },
             }
         },
@@ -270,8 +370,16 @@ def openapi_document(
                 },
             }
         },
+        "/api/openapi.json": {
+            "get": {
+                "summary": "This document",
+                "responses": {
+                    "200": _json({"type": "object", "required": ["openapi", "paths"]}, "OpenAPI"),
+                    **_errors(),
+                },
+            }
+        },
     }
-    schemas["Refused"] = {"type": "object", "required": ["id", "reason", "received_at"]}
     return {
         "openapi": "3.1.0",
         "info": {
