@@ -35,7 +35,7 @@ from receiver.delivery.urls import UnsafeUrl, check_subscriber_url
 from receiver.domain.events import EVENT_TYPES
 from receiver.settings import ConfigError
 from receiver.store.uow import UnitOfWork
-from receiver.web.callbacks import BadBody, parse_json_object
+from receiver.web.callbacks import BadBody, parse_json_object, read_body
 from receiver.web.context import runtime
 from receiver.web.errors import ApiError, error_response, validation_message
 from receiver.web.openapi import openapi_document
@@ -79,7 +79,7 @@ def _json_body(model: type[BaseModel]) -> Any:
     :raise ApiError: 400 not a JSON object, 422 not a valid ``model``.
     """
     try:
-        data = parse_json_object(request.get_data(cache=True))
+        data = parse_json_object(read_body())
     except BadBody as exc:
         raise ApiError(400, "invalid_json", str(exc)) from None
     try:

@@ -178,6 +178,23 @@ def _depth(value: Any) -> int:
     return depth if level else depth - 1  # cut short: deeper than MAX_DEPTH
 
 
+def read_body() -> bytes:
+    """The request's raw body, refused past ``MAX_CONTENT_LENGTH``.
+
+    A body with a ``Content-Length`` over the limit is refused before it is read (werkzeug);
+    a chunked one is read up to the limit, and werkzeug then hands over what it read without
+    an error, so one more byte is asked for: if there is one, the body was too large.
+
+    :raises RequestEntityTooLarge: the body is larger than ``MAX_CONTENT_LENGTH``.
+    """
+    raw = request.get_data(cache=True)
+    limit = request.max_content_length
+    if limit is not None and len(raw) >= limit and request.content_length is None:
+        if request.environ["wsgi.input"].read(1):
+            raise RequestEntityTooLarge()
+    return raw
+
+
 def _source_ip() -> str | None:
     """The client's address (after ProxyFix), cut to the 64 characters the tables keep: an
     ``X-Forwarded-For`` beyond the trusted hops may hold anything."""
@@ -233,7 +250,7 @@ def useapi_callback() -> tuple[Response, int]:
     """
     rt = runtime()
     try:
-        raw = request.get_data(cache=False)
+        raw = read_body()
     except RequestEntityTooLarge:
         limit = rt.settings.max_content_length
         _refuse(
