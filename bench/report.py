@@ -166,6 +166,47 @@ def markdown(result: dict[str, Any]) -> str:
                 )
             )
     header = ("measure", "runway-relay", "reference", "ratio", "target", "")
+    notes = _notes(result)
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines)
+    return "\n".join(lines + [""] + notes)
+
+
+def _notes(result: dict[str, Any]) -> list[str]:
+    """How to read the table: the machine, and the checks that the references were sound."""
+    notes: list[str] = []
+    box = result.get("machine", {})
+    if box:
+        notes.append(
+            f"Machine: {box.get('cpu')}, {box.get('cores')} cores, {box.get('memory_gb')} GB, "
+            f"Linux {box.get('kernel')}, Python {box.get('python')}, SQLite {box.get('sqlite')}; "
+            f"load average {box.get('load_average_start', [math.nan])[0]:.1f} at start, "
+            f"{box.get('load_average_end', [math.nan])[0]:.1f} at end; "
+            f"WEB_CONCURRENCY={result.get('web_concurrency')}, "
+            f"run took {result.get('duration_s')} s."
+        )
+    ingest = result.get("ingest", {})
+    gen = ingest.get("load_generator")
+    if gen:
+        checks = [
+            f"{name}: {item['callback_outcomes']}"
+            for name, item in ingest.items()
+            if isinstance(item, dict) and "callback_outcomes" in item
+        ]
+        notes.append(
+            f"Load generator: wrk used {gen['wrk_core_fraction_during_bare_runs'] * 100:.0f}% of "
+            f"one core while the bare endpoint ran flat out. Callback outcomes in the database: "
+            + "; ".join(checks)
+            + "."
+        )
+    sink = result.get("sink_capacity")
+    if sink:
+        notes.append(
+            f"Sink: {_fmt(sink['rps'])} hooks/s under wrk (8 connections), far above either "
+            "fan-out figure, so it is not what limits them."
+        )
+    if result.get("profiled"):
+        notes.append("Profiled run (py-spy attached in round 1): figures are lower than usual.")
+    if result.get("skipped"):
+        notes.append(f"Skipped: {result['skipped']}.")
+    return notes

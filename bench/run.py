@@ -531,6 +531,20 @@ def end_to_end(
     }
 
 
+def heavy_rate_for(plan: Plan, *, ingest_rps: float | None, fanout_dps: float | None) -> float:
+    """The heavy end-to-end rate: ``heavy_fraction`` of what the whole pipeline can sustain.
+
+    One callback costs the stack ``1/ingest`` seconds of its capacity and its delivery
+    ``1/fan-out`` more (they share the database and the CPU), so the pipeline saturates near
+    ``1 / (1/ingest + 1/fan-out)`` callbacks per second; with neither measured, 4x the light rate.
+    """
+    parts = [x for x in (ingest_rps, fanout_dps) if x]
+    if not parts:
+        return plan.light_rate * 4
+    capacity = 1 / sum(1 / x for x in parts)
+    return float(max(plan.light_rate * 1.5, round(plan.heavy_fraction * capacity)))
+
+
 # -- 4. vendor requests per task ------------------------------------------------------------------
 
 
@@ -725,12 +739,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=0, help="rounds per comparison")
     parser.add_argument("--seconds", type=float, default=0, help="seconds per ingest run")
     parser.add_argument("--fanout-count", type=int, default=0, help="deliveries per round")
+    parser.add_argument(
+        "--max-in-flight",
+        type=int,
+        default=None,
+        help="the fan-out subscriber's max_in_flight (default: SUBSCRIBER_MAX_IN_FLIGHT, 4)",
+    )
     parser.add_argument("--light-rate", type=float, default=20.0, help="callbacks/s, light")
     parser.add_argument(
         "--heavy-fraction",
         type=float,
         default=0.5,
-        help="heavy rate as a fraction of min(ingest, fan-out) capacity measured in this run",
+        help="heavy rate as a fraction of the pipeline capacity measured in this run",
     )
     parser.add_argument(
         "--sections", default="ingest,fanout,e2e,vendor", help="which sections to run"
@@ -807,7 +827,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         result["sink_capacity"] = sink_capacity(sink_url, work, 2.0, 8)
         capacity: dict[str, float] = {}
         for kind, stack in stacks.items():
-            sub = stack.add_subscriber(sink_url + "/hook", ALL_EVENTS)
+            sub = stack.add_subscriber(sink_url + "/hook", ALL_EVENTS, args.max_in_flight)
             fan_job = data.create_jobs(
                 stack.engine, stack.signer, 1, label="fan", now=datetime.now(UTC)
             )
@@ -821,11 +841,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                     stack, sink_url, rate=plan.light_rate, seconds=plan.e2e_seconds, label="light"
                 )
                 log(f"e2e {kind} light: p50 {light['p50_ms']} ms, p99 {light['p99_ms']} ms")
-                limits = [capacity.get(kind, math.inf)]
-                if "ingest" in result:
-                    limits.append(result["ingest"][kind]["relay"]["rps"])
-                heavy_rate = max(
-                    plan.light_rate * 2, round(plan.heavy_fraction * min(limits + [1000.0]))
+                heavy_rate = heavy_rate_for(
+                    plan,
+                    ingest_rps=result.get("ingest", {}).get(kind, {}).get("relay", {}).get("rps"),
+                    fanout_dps=capacity.get(kind),
                 )
                 heavy = end_to_end(
                     stack, sink_url, rate=heavy_rate, seconds=plan.e2e_seconds, label="heavy"
