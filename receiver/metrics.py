@@ -64,6 +64,7 @@ ACCEPTED_OUTCOMES = (
     "unconfirmed",
 )
 REFUSED_REASONS = (
+    "request_entity_too_large",
     "invalid_body",
     "reply_ref_missing",
     "reply_ref_invalid",
