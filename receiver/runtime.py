@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import Engine
 
@@ -20,14 +21,18 @@ class Runtime:
     signer: ReplyRefSigner
     _extra: dict[str, object] = field(default_factory=dict)
 
-    def vendor_client(self) -> UseapiClient:
+    def vendor_client(self, **options: Any) -> UseapiClient:
         """A new useapi.net client (close it after use).
 
+        :param options: :class:`~client.UseapiClient` options such as ``read_timeout``
+            (seconds) or ``busy_retries``; its defaults otherwise.
         :raises ConfigError: USEAPI_TOKEN is not set.
         """
         if not self.settings.useapi_token:
             raise ConfigError("USEAPI_TOKEN is required to talk to useapi.net")
-        return UseapiClient(self.settings.useapi_token, base_url=self.settings.useapi_base_url)
+        return UseapiClient(
+            self.settings.useapi_token, base_url=self.settings.useapi_base_url, **options
+        )
 
 
 def build_runtime(settings: Settings, *, pool_size: int = 5, max_overflow: int = 5) -> Runtime:

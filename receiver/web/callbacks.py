@@ -33,6 +33,14 @@ bp = Blueprint("callbacks", __name__)
 
 #: Deepest JSON nesting accepted in a callback (the task object is 4 levels deep).
 MAX_DEPTH = 32
+#: ``VERIFY_WITH_VENDOR``'s GET must not keep the vendor's callback waiting (it is not
+#: re-sent if it fails): seconds to connect (tried twice) and to read, and no 429 retries.
+#: A vendor that cannot answer in time leaves the callback unconfirmed (stored, 202).
+CONFIRM_CLIENT_OPTIONS: dict[str, Any] = {
+    "connect_timeout": 2.0,
+    "read_timeout": 5.0,
+    "busy_retries": 0,
+}
 #: Longest integer accepted, in digits: a longer one does not fit a float (JSON numbers from
 #: the vendor's JavaScript never do).
 MAX_INT_DIGITS = 308
@@ -291,7 +299,7 @@ def useapi_callback() -> tuple[Response, int]:
     confirmed = True
     try:
         if rt.settings.verify_with_vendor:
-            with rt.vendor_client() as vendor:
+            with rt.vendor_client(**CONFIRM_CLIENT_OPTIONS) as vendor:
                 task, confirmed = services.confirm_terminal(rt.engine, vendor, claims, task)
         result = services.accept_callback(
             rt.engine,

@@ -284,6 +284,42 @@ def test_vendor_down_leaves_the_callback_unconfirmed_and_answers_quickly(
         rt.engine.dispose()
 
 
+@pytest.mark.parametrize("behaviour", ["hangs", "busy"])
+def test_a_slow_or_busy_vendor_does_not_hold_the_callback(sqlite_url: str, behaviour: str) -> None:
+    """The vendor does not retry a callback it could not deliver, so confirming must not keep
+    it waiting: a vendor that never answers, or answers 429 with a long Retry-After, leaves
+    the callback unconfirmed within seconds, not after the client's 30 s read timeout or its
+    429 retries."""
+    release = threading.Event()
+    asked: list[str] = []
+    fake = Flask("slow-vendor")
+
+    @fake.get("/tasks/<path:task_id>")
+    def get_task(task_id: str) -> Any:
+        asked.append(task_id)
+        if behaviour == "hangs":
+            release.wait(60)
+            return jsonify(taskId=task_id, status="SUCCEEDED")
+        return jsonify(error="busy", code=429), 429, {"Retry-After": "100"}
+
+    server, base = serve(fake)
+    rt = build_runtime(make_settings(sqlite_url, verify_with_vendor=True, useapi_base_url=base))
+    try:
+        app = create_app(runtime=rt)
+        task_id = "user:1-runwayml:a-task:slow"
+        job = add_job(rt.engine, task_id=task_id, created=utcnow())
+        started = time.monotonic()
+        r = post(app.test_client(), callback_for(rt.signer.sign(job.id), task_id, "SUCCEEDED"))
+        elapsed = time.monotonic() - started
+        assert (r.status_code, r.json["outcome"]) == (202, "unconfirmed")
+        assert elapsed < 10, elapsed
+        assert asked == [task_id]  # asked once, no retry loop
+    finally:
+        release.set()
+        server.shutdown()
+        rt.engine.dispose()
+
+
 def test_forged_reply_ref_never_reaches_the_vendor(
     verifying: tuple[FlaskClient, Runtime], vendor: Vendor
 ) -> None:
