@@ -12,6 +12,8 @@ from typing import Annotated, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 #: About three days of retries, in seconds between attempts (SPEC §2, Standard Webhooks'
 #: "Deliverability and reliability" recommendation).
@@ -120,7 +122,21 @@ class Settings(BaseSettings):
         # PaaS hosts write postgres://, which SQLAlchemy 2 no longer accepts; psycopg 3 is ours.
         for prefix in ("postgres://", "postgresql://"):
             if value.startswith(prefix):
-                return "postgresql+psycopg://" + value[len(prefix) :]
+                value = "postgresql+psycopg://" + value[len(prefix) :]
+                break
+        if value:
+            # Checked here so that start-up names DATABASE_URL; the value (which may hold a
+            # password) is never repeated.
+            try:
+                url = make_url(value)
+                backend, _ = url.get_backend_name(), url.port  # .port parses the port
+            except (ArgumentError, ValueError):
+                raise ValueError(
+                    "not a database URL (expected sqlite:///PATH or "
+                    "postgres://USER:PASSWORD@HOST:PORT/NAME)"
+                ) from None
+            if backend not in ("sqlite", "postgresql"):
+                raise ValueError(f"{backend!r} is not supported: use SQLite or PostgreSQL")
         return value
 
     @field_validator("useapi_base_url", "public_base_url")

@@ -75,6 +75,12 @@ def config_error(env: pytest.MonkeyPatch, **variables: str) -> str:
         ({"SECRET_KEY": GOOD_KEY, "ALLOW_PRIVATE_URLS": "perhaps"}, "ALLOW_PRIVATE_URLS"),
         ({"SECRET_KEY": GOOD_KEY, "USEAPI_BASE_URL": "ftp://vendor"}, "USEAPI_BASE_URL"),
         ({"SECRET_KEY": GOOD_KEY, "PUBLIC_BASE_URL": "relay.example.com"}, "PUBLIC_BASE_URL"),
+        ({"SECRET_KEY": GOOD_KEY, "DATABASE_URL": "relay.sqlite3"}, "DATABASE_URL"),
+        (
+            {"SECRET_KEY": GOOD_KEY, "DATABASE_URL": "postgres://u:db-pa55word@h:port/relay"},
+            "DATABASE_URL",
+        ),
+        ({"SECRET_KEY": GOOD_KEY, "DATABASE_URL": "mysql://u:db-pa55word@h/relay"}, "DATABASE_URL"),
     ],
 )
 def test_a_bad_setting_is_named_and_no_value_is_echoed(
@@ -84,7 +90,7 @@ def test_a_bad_setting_is_named_and_no_value_is_echoed(
     message = config_error(env, **variables)
     assert named in message
     assert message.startswith("invalid configuration:")
-    for value in (SHORT_KEY, GOOD_KEY, *variables.values()):
+    for value in (SHORT_KEY, GOOD_KEY, "db-pa55word", *variables.values()):
         if len(value) > 4 and value not in ("production", "https://vendor.example"):
             assert value not in message
 
