@@ -55,10 +55,10 @@ def _step(message: str) -> None:
 def _keep_open(dashboard: str, admin_token: str, job_id: str) -> None:
     """Leave everything running a while so the dashboard can be looked at, then return.
 
-    ``DEMO_KEEP_OPEN`` seconds; by default 300 in a terminal and 0 otherwise (CI, scripts).
+    ``DEMO_KEEP_OPEN`` seconds; by default 120 in a terminal and 0 otherwise (CI, scripts).
     Ctrl-C ends the wait early.
     """
-    default = "300" if sys.stdin.isatty() else "0"
+    default = "120" if sys.stdin.isatty() else "0"
     try:
         seconds = float(os.environ.get("DEMO_KEEP_OPEN", default))
     except ValueError:

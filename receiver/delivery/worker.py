@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 
 #: How much a lease outlives twice one attempt's timeout, seconds.
 LEASE_MARGIN_SECONDS = 5.0
+#: How long to wait when deliveries are due but none can be claimed now, seconds.
+BLOCKED_POLL_SECONDS = 0.05
 
 
 @dataclass(frozen=True)
@@ -262,7 +264,11 @@ class Worker:
         if due is None:
             return self.config.idle_poll
         seconds = (due - utcnow()).total_seconds()
-        return min(self.config.idle_poll, max(0.001, seconds))
+        if seconds <= 0:
+            # Due but not claimable: held by a live lease or behind its subscriber's cap. A slot
+            # freeing up here kicks the loop; elsewhere, look again shortly, without spinning.
+            return min(self.config.idle_poll, BLOCKED_POLL_SECONDS)
+        return min(self.config.idle_poll, seconds)
 
     def claim(self, limit: int) -> list[ClaimedDelivery]:
         """Lease up to ``limit`` due deliveries to this worker (one transaction)."""

@@ -11,7 +11,7 @@ from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, and_, delete, func, insert, or_, select, text, update
+from sqlalchemy import Connection, and_, bindparam, delete, func, insert, or_, select, text, update
 
 from receiver.store.tables import (
     attempts,
@@ -179,7 +179,7 @@ class Repository:
     # -- jobs -------------------------------------------------------------------------------
 
     def add_job(self, job: Job) -> None:
-        self.conn.execute(insert(jobs).values(**_as_values(job)))
+        self.conn.execute(insert(jobs), _as_values(job))
 
     def get_job(self, job_id: str, *, for_update: bool = False) -> Job | None:
         """The job, or None. ``for_update`` locks its row until commit (PostgreSQL; SQLite's
@@ -195,7 +195,9 @@ class Repository:
         return _from_row(Job, row) if row else None
 
     def update_job(self, job_id: str, **values: Any) -> None:
-        self.conn.execute(update(jobs).where(jobs.c.id == job_id).values(**values))
+        # Values travel as parameters of a cached statement, not as literals of a new one.
+        stmt = update(jobs).where(jobs.c.id == bindparam("job_id_"))
+        self.conn.execute(stmt, {"job_id_": job_id, **values})
 
     def mark_submitted(self, job_id: str, task_id: str, now: datetime) -> None:
         """Bind the vendor taskId and move SUBMITTING to PENDING, never backwards: a callback may
@@ -263,16 +265,17 @@ class Repository:
         source_ip: str | None,
     ) -> None:
         self.conn.execute(
-            insert(callbacks).values(
-                job_id=job_id,
-                received_at=received_at,
-                status=status,
-                progress=progress,
-                outcome=outcome,
-                body=body,
-                body_sha256=body_sha256,
-                source_ip=source_ip,
-            )
+            insert(callbacks),
+            {
+                "job_id": job_id,
+                "received_at": received_at,
+                "status": status,
+                "progress": progress,
+                "outcome": outcome,
+                "body": body,
+                "body_sha256": body_sha256,
+                "source_ip": source_ip,
+            },
         )
 
     def list_callbacks(self, job_id: str) -> list[CallbackRecord]:
@@ -337,7 +340,7 @@ class Repository:
     # -- events and deliveries ---------------------------------------------------------------
 
     def add_event(self, event: Event) -> None:
-        self.conn.execute(insert(events).values(**_as_values(event)))
+        self.conn.execute(insert(events), _as_values(event))
 
     def get_event(self, event_id: str) -> Event | None:
         row = self.conn.execute(select(events).where(events.c.id == event_id)).first()
@@ -541,17 +544,18 @@ class Repository:
         worker: str,
     ) -> None:
         self.conn.execute(
-            insert(attempts).values(
-                delivery_id=delivery_id,
-                number=number,
-                started_at=started_at,
-                duration_ms=duration_ms,
-                status_code=status_code,
-                outcome=outcome,
-                error=error,
-                response_body=response_body,
-                worker=worker,
-            )
+            insert(attempts),
+            {
+                "delivery_id": delivery_id,
+                "number": number,
+                "started_at": started_at,
+                "duration_ms": duration_ms,
+                "status_code": status_code,
+                "outcome": outcome,
+                "error": error,
+                "response_body": response_body,
+                "worker": worker,
+            },
         )
 
     def list_attempts(self, delivery_id: str) -> list[Attempt]:
