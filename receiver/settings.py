@@ -214,6 +214,7 @@ def load_settings(**overrides: object) -> Settings:
     except ValidationError as exc:
         lines = []
         for error in exc.errors(include_input=False, include_url=False):
-            name = ".".join(str(p) for p in error["loc"]).upper() or "configuration"
-            lines.append(f"  {name}: {error['msg']}")
+            name = ".".join(str(p) for p in error["loc"]).upper()
+            message = error["msg"].removeprefix("Value error, ")
+            lines.append(f"  {name}: {message}" if name else f"  {message}")
         raise ConfigError("invalid configuration:\n" + "\n".join(lines)) from None
