@@ -43,7 +43,9 @@ from receiver.domain.tasks import (
     parse_status,
 )
 from receiver.ids import new_id
-from receiver.store.repositories import Delivery, Event, Job, Subscriber
+from receiver.store.batch import group_commit
+from receiver.store.engine import is_sqlite
+from receiver.store.repositories import Delivery, Event, Job, Repository, Subscriber
 from receiver.store.uow import UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -211,65 +213,177 @@ def accept_callback(
 ) -> CallbackResult:
     """Apply one verified callback, forward only, in ONE transaction.
 
+    The callback record, the job's new state, its events and their deliveries commit together
+    (SPEC invariant 3). On PostgreSQL the job's row is locked (``FOR UPDATE``) for the
+    transaction. On SQLite the job is read first, outside the write lock, and the transaction
+    (shared with other request threads of this process: :mod:`receiver.store.batch`) updates it
+    only if it has not changed since; if it has, the callback is worked out again from the job
+    as it is inside the transaction. Either way the result is the same as if callbacks ran one
+    at a time.
+
     :param claims: the verified replyRef (names our job).
     :param task: the callback body, validated leniently.
     :param body: the callback body as received (kept, unknown fields included).
+    :param body_sha256: hex SHA-256 of the raw body.
+    :param source_ip: the sender's address (after the trusted proxy hops), or None.
+    :param now: the time of receipt (UTC).
     :param confirmed: False when ``VERIFY_WITH_VENDOR`` could not confirm a terminal status:
         the callback is kept (outcome ``unconfirmed``) and changes nothing.
     :raises JobNotFound: the replyRef names a job that this database does not have.
+    :raises TaskIdMismatch: the job is bound to another vendor taskId, or the callback's taskId
+        to another job.
+    :raises sqlalchemy.exc.SQLAlchemyError: the database failed; nothing was kept.
+    """
+    callback = _Callback(
+        claims=claims,
+        task=task,
+        update=task_update_from_vendor(task),
+        body=body,
+        body_sha256=body_sha256,
+        source_ip=source_ip,
+        now=now,
+        confirmed=confirmed,
+    )
+    if is_sqlite(engine):
+        with UnitOfWork(engine, read_only=True) as uow:
+            seen = uow.repo.get_job(claims.job_id)
+        plan = _plan_callback(seen, callback)
+        return group_commit(engine).run(lambda repo: _write_callback(repo, plan, callback))
+    with UnitOfWork(engine) as uow:
+        plan = _plan_callback(uow.repo.get_job(claims.job_id, for_update=True), callback)
+        result = _write_callback(uow.repo, plan, callback, locked=True)
+        uow.commit()
+    return result
+
+
+@dataclass(frozen=True)
+class _Callback:
+    """A verified callback on its way to the database."""
+
+    claims: ReplyRefClaims
+    task: VendorTask
+    update: TaskUpdate
+    body: dict[str, Any]
+    body_sha256: str
+    source_ip: str | None
+    now: datetime
+    confirmed: bool
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What a callback writes, worked out from the job as read: the transition, the job's new
+    column values, and the events (payloads serialised) with their domain events."""
+
+    job: Job
+    transition: Transition
+    values: dict[str, Any]
+    events: list[tuple[Event, DomainEvent]]
+
+
+def _plan_callback(job: Job | None, callback: _Callback) -> _Plan:
+    """Work out what ``callback`` does to ``job`` (no database access).
+
+    :raises JobNotFound: ``job`` is None.
     :raises TaskIdMismatch: the job is bound to another vendor taskId.
     """
-    with UnitOfWork(engine) as uow:
-        repo = uow.repo
-        job = repo.get_job(claims.job_id, for_update=True)
-        if job is None:
-            raise JobNotFound(f"no job {claims.job_id}")
-        if task.taskId and job.task_id and task.taskId != job.task_id:
-            raise TaskIdMismatch("this replyRef belongs to another task")
-        update = task_update_from_vendor(task)
-        if confirmed:
-            transition = apply(_state_of(job), update)
-        else:
-            transition = Transition(_state_of(job), [], Outcome.UNCONFIRMED)
-        repo.add_callback(
-            job_id=job.id,
-            received_at=now,
-            status=task.status,
-            progress=task.progressRatio,
-            outcome=transition.outcome.value,
-            body=body,
-            body_sha256=body_sha256,
-            source_ip=source_ip,
+    task, now = callback.task, callback.now
+    if job is None:
+        raise JobNotFound(f"no job {callback.claims.job_id}")
+    if task.taskId and job.task_id and task.taskId != job.task_id:
+        raise TaskIdMismatch("this replyRef belongs to another task")
+    if callback.confirmed:
+        transition = apply(_state_of(job), callback.update)
+    else:
+        transition = Transition(_state_of(job), [], Outcome.UNCONFIRMED)
+    values: dict[str, Any] = {"last_callback_at": now, "updated_at": now}
+    if task.taskId and not job.task_id:
+        values["task_id"] = task.taskId
+    task_id = job.task_id or task.taskId
+    planned: list[tuple[Event, DomainEvent]] = []
+    if transition.changed:
+        state = transition.state
+        values.update(
+            status=state.status.value,
+            progress=state.progress,
+            progress_text=state.progress_text,
+            artifacts=state.artifacts,
+            error=state.error,
+            sequence=state.sequence,
+            vendor_task=callback.body,
         )
-        values: dict[str, Any] = {"last_callback_at": now, "updated_at": now}
-        if task.taskId and not job.task_id:
-            values["task_id"] = task.taskId
-        task_id = job.task_id or task.taskId
-        event_ids: list[str] = []
-        if transition.changed:
-            state = transition.state
-            values.update(
-                status=state.status.value,
-                progress=state.progress,
-                progress_text=state.progress_text,
-                artifacts=state.artifacts,
-                error=state.error,
-                sequence=state.sequence,
-                vendor_task=body,
+        if state.status.is_terminal:
+            values["finished_at"] = now
+        for domain_event in transition.events:
+            event_id = new_id("msg")
+            event = Event(
+                id=event_id,
+                job_id=job.id,
+                type=domain_event.type,
+                sequence=domain_event.state.sequence,
+                payload=event_body(event_id, domain_event, job, task_id, now),
+                created_at=now,
             )
-            if state.status.is_terminal:
-                values["finished_at"] = now
-            event_ids = _write_events(repo, job, task_id, transition.events, now)
-        try:
-            repo.update_job(job.id, **values)
-        except IntegrityError as exc:  # the taskId is bound to another job already
-            raise TaskIdMismatch("this taskId belongs to another job") from exc
-        uow.commit()
+            planned.append((event, domain_event))
+    return _Plan(job, transition, values, planned)
+
+
+def _write_callback(
+    repo: Repository, plan: _Plan, callback: _Callback, *, locked: bool = False
+) -> CallbackResult:
+    """Write ``plan`` in the caller's transaction: the job update, the callback record, the
+    events and one delivery per matching enabled subscriber (and wake PostgreSQL workers).
+
+    :param locked: the job was read in this transaction with its row locked, so it cannot have
+        changed; otherwise the update is guarded and, if the job changed since ``plan`` was
+        worked out, the plan is worked out again from the job as it is now.
+    :raises JobNotFound: the job is gone.
+    :raises TaskIdMismatch: see :func:`accept_callback`.
+    """
+    job = plan.job
+    try:
+        if locked:
+            repo.update_job(job.id, **plan.values)
+        elif not repo.update_job_if_unchanged(
+            job.id,
+            expect_status=job.status,
+            expect_sequence=job.sequence,
+            expect_task_id=job.task_id,
+            **plan.values,
+        ):
+            plan = _plan_callback(repo.get_job(job.id), callback)
+            job = plan.job
+            repo.update_job(job.id, **plan.values)
+    except IntegrityError as exc:  # the taskId is bound to another job already
+        raise TaskIdMismatch("this taskId belongs to another job") from exc
+    transition = plan.transition
+    repo.add_callback(
+        job_id=job.id,
+        received_at=callback.now,
+        status=callback.task.status,
+        progress=callback.task.progressRatio,
+        outcome=transition.outcome.value,
+        body=callback.body,
+        body_sha256=callback.body_sha256,
+        source_ip=callback.source_ip,
+    )
+    if plan.events:
+        repo.add_events([event for event, _ in plan.events])
+        routes = repo.subscriber_routes()
+        new_deliveries = [
+            _new_delivery(event.id, sub_id, callback.now)
+            for event, domain_event in plan.events
+            for sub_id, event_types in routes
+            if domain_event.type in event_types
+        ]
+        repo.add_deliveries(new_deliveries)
+        if new_deliveries:
+            repo.notify_deliveries()
     new_status = transition.state.status.value if transition.changed else None
     return CallbackResult(
         transition.outcome,
         job.id,
-        event_ids,
+        [event.id for event, _ in plan.events],
         new_status=new_status if new_status != job.status else None,
         event_types=tuple(e.type for e in transition.events),
     )
@@ -320,34 +434,6 @@ def confirm_terminal(
     if not vendor.taskId:
         vendor = vendor.model_copy(update={"taskId": task_id})
     return vendor, True
-
-
-def _write_events(
-    repo: Any, job: Job, task_id: str | None, domain_events: Sequence[DomainEvent], now: datetime
-) -> list[str]:
-    subs = repo.list_subscribers(enabled_only=True)
-    ids: list[str] = []
-    deliveries: list[Delivery] = []
-    for domain_event in domain_events:
-        event_id = new_id("msg")
-        repo.add_event(
-            Event(
-                id=event_id,
-                job_id=job.id,
-                type=domain_event.type,
-                sequence=domain_event.state.sequence,
-                payload=event_body(event_id, domain_event, job, task_id, now),
-                created_at=now,
-            )
-        )
-        ids.append(event_id)
-        for sub in subs:
-            if domain_event.type in sub.event_types:
-                deliveries.append(_new_delivery(event_id, sub.id, now))
-    repo.add_deliveries(deliveries)
-    if deliveries:
-        repo.notify_deliveries()
-    return ids
 
 
 def _new_delivery(event_id: str, subscriber_id: str, now: datetime) -> Delivery:

@@ -29,6 +29,10 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 #: How long a process waits between tries of another process's writer lock, seconds.
 WRITER_LOCK_POLL_SECONDS = 0.0005
 
+#: The connection execution option that makes a SQLite transaction a reader (a plain
+#: ``BEGIN``, outside the writer queue); see :class:`receiver.store.uow.UnitOfWork`.
+READ_ONLY = "relay_read_only"
+
 
 def is_sqlite(engine: Engine) -> bool:
     """True when the engine talks to SQLite."""
@@ -84,6 +88,12 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
+        if conn.get_execution_options().get(READ_ONLY):
+            # A reader: WAL gives it a snapshot without the write lock, so it neither queues
+            # nor blocks writers. A write in it would fail (SQLite refuses the lock upgrade
+            # while another writer holds the lock, instead of queueing).
+            conn.exec_driver_sql("BEGIN")
+            return
         dbapi_conn = conn.connection.dbapi_connection
         if isinstance(dbapi_conn, _QueuedConnection):
             dbapi_conn.queue_for_write()

@@ -53,6 +53,31 @@ class Job:
     finished_at: datetime | None
 
 
+#: The columns a :class:`Job` is made of (not ``vendor_task``, the last task object as
+#: received, which only the dashboard's job page reads): selecting only these spares decoding
+#: that JSON on every read.
+_JOB_COLUMNS = tuple(jobs.c[f.name] for f in fields(Job))
+#: Prebuilt: one statement object, its compiled form cached, the id a bound parameter.
+_GET_JOB = select(*_JOB_COLUMNS).where(jobs.c.id == bindparam("job_id"))
+_GET_JOB_FOR_UPDATE = _GET_JOB.with_for_update()
+_UPDATE_JOB = update(jobs).where(jobs.c.id == bindparam("job_id_"))
+#: The job update of a callback whose job was read before the transaction: only if unchanged.
+_UPDATE_JOB_IF_UNCHANGED = _UPDATE_JOB.where(
+    jobs.c.status == bindparam("status_"), jobs.c.sequence == bindparam("sequence_")
+)
+_UPDATE_JOB_IF_UNBOUND = _UPDATE_JOB_IF_UNCHANGED.where(jobs.c.task_id.is_(None))
+_UPDATE_JOB_IF_BOUND = _UPDATE_JOB_IF_UNCHANGED.where(jobs.c.task_id == bindparam("task_id_"))
+_INSERT_CALLBACK = insert(callbacks)
+_INSERT_EVENT = insert(events)
+_INSERT_DELIVERY = insert(deliveries)
+#: The enabled subscribers' routing (id and event types), in id order.
+_SUBSCRIBER_ROUTES = (
+    select(subscribers.c.id, subscribers.c.event_types)
+    .where(subscribers.c.deleted_at.is_(None), subscribers.c.enabled.is_(True))
+    .order_by(subscribers.c.id)
+)
+
+
 @dataclass(frozen=True)
 class Event:
     """One outbox event; ``id`` is the ``webhook-id``, ``payload`` the exact body (str)."""
@@ -171,6 +196,7 @@ class Repository:
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
+        self._routes: list[tuple[str, list[str]]] | None = None
 
     @property
     def dialect(self) -> str:
@@ -184,20 +210,45 @@ class Repository:
     def get_job(self, job_id: str, *, for_update: bool = False) -> Job | None:
         """The job, or None. ``for_update`` locks its row until commit (PostgreSQL; SQLite's
         ``BEGIN IMMEDIATE`` already serialises writers)."""
-        stmt = select(jobs).where(jobs.c.id == job_id)
-        if for_update:
-            stmt = stmt.with_for_update()
-        row = self.conn.execute(stmt).first()
+        stmt = _GET_JOB_FOR_UPDATE if for_update else _GET_JOB
+        row = self.conn.execute(stmt, {"job_id": job_id}).first()
         return _from_row(Job, row) if row else None
 
     def find_job_by_task_id(self, task_id: str) -> Job | None:
-        row = self.conn.execute(select(jobs).where(jobs.c.task_id == task_id)).first()
+        row = self.conn.execute(select(*_JOB_COLUMNS).where(jobs.c.task_id == task_id)).first()
         return _from_row(Job, row) if row else None
 
     def update_job(self, job_id: str, **values: Any) -> None:
-        # Values travel as parameters of a cached statement, not as literals of a new one.
-        stmt = update(jobs).where(jobs.c.id == bindparam("job_id_"))
-        self.conn.execute(stmt, {"job_id_": job_id, **values})
+        # Values travel as parameters of a prebuilt statement, not as literals of a new one.
+        self.conn.execute(_UPDATE_JOB, {"job_id_": job_id, **values})
+
+    def update_job_if_unchanged(
+        self,
+        job_id: str,
+        *,
+        expect_status: str,
+        expect_sequence: int,
+        expect_task_id: str | None,
+        **values: Any,
+    ) -> bool:
+        """Update the job only if its ``status``, ``sequence`` and ``task_id`` are still the
+        expected ones (read before this transaction began: optimistic concurrency).
+
+        :returns: False, writing nothing, when the job changed meanwhile (or is gone).
+        """
+        params = {
+            "job_id_": job_id,
+            "status_": expect_status,
+            "sequence_": expect_sequence,
+            **values,
+        }
+        if expect_task_id is None:
+            stmt = _UPDATE_JOB_IF_UNBOUND
+        else:
+            stmt = _UPDATE_JOB_IF_BOUND
+            params["task_id_"] = expect_task_id
+        result = self.conn.execute(stmt, params)
+        return result.rowcount == 1
 
     def mark_submitted(self, job_id: str, task_id: str, now: datetime) -> None:
         """Bind the vendor taskId and move SUBMITTING to PENDING, never backwards: a callback may
@@ -223,7 +274,7 @@ class Repository:
         limit: int = 50,
     ) -> list[Job]:
         """Jobs, newest first; ``before_id`` pages backwards."""
-        stmt = select(jobs).order_by(jobs.c.id.desc()).limit(limit)
+        stmt = select(*_JOB_COLUMNS).order_by(jobs.c.id.desc()).limit(limit)
         if status:
             stmt = stmt.where(jobs.c.status == status)
         if model:
@@ -239,7 +290,7 @@ class Repository:
         live = ("SUBMITTING", "PENDING", "THROTTLED", "RUNNING")
         last_seen = func.coalesce(jobs.c.last_callback_at, jobs.c.created_at)
         stmt = (
-            select(jobs)
+            select(*_JOB_COLUMNS)
             .where(jobs.c.status.in_(live), last_seen < older_than)
             .order_by(jobs.c.created_at)
             .limit(limit)
@@ -265,7 +316,7 @@ class Repository:
         source_ip: str | None,
     ) -> None:
         self.conn.execute(
-            insert(callbacks),
+            _INSERT_CALLBACK,
             {
                 "job_id": job_id,
                 "received_at": received_at,
@@ -342,6 +393,11 @@ class Repository:
     def add_event(self, event: Event) -> None:
         self.conn.execute(insert(events), _as_values(event))
 
+    def add_events(self, rows: Sequence[Event]) -> None:
+        """Insert several events in one statement (executemany)."""
+        if rows:
+            self.conn.execute(_INSERT_EVENT, [_as_values(e) for e in rows])
+
     def get_event(self, event_id: str) -> Event | None:
         row = self.conn.execute(select(events).where(events.c.id == event_id)).first()
         return _from_row(Event, row) if row else None
@@ -352,7 +408,7 @@ class Repository:
 
     def add_deliveries(self, rows: Sequence[Delivery]) -> None:
         if rows:
-            self.conn.execute(insert(deliveries), [_as_values(d) for d in rows])
+            self.conn.execute(_INSERT_DELIVERY, [_as_values(d) for d in rows])
 
     def notify_deliveries(self) -> None:
         """Wake idle PostgreSQL workers when this transaction commits (LISTEN/NOTIFY)."""
@@ -619,6 +675,7 @@ class Repository:
     # -- subscribers --------------------------------------------------------------------------
 
     def add_subscriber(self, sub: Subscriber) -> None:
+        self._routes = None
         self.conn.execute(insert(subscribers).values(**_as_values(sub)))
 
     def get_subscriber(self, subscriber_id: str) -> Subscriber | None:
@@ -629,6 +686,17 @@ class Repository:
         ).first()
         return _from_row(Subscriber, row) if row else None
 
+    def subscriber_routes(self) -> list[tuple[str, list[str]]]:
+        """``[(subscriber id, event types)]`` of the enabled subscribers, in id order: what a
+        new event needs to know to make its deliveries. Read once per repository (that is, per
+        transaction) and then remembered, so a batch of callbacks in one transaction reads it
+        once; writing a subscriber through this repository forgets it."""
+        if self._routes is None:
+            self._routes = [
+                (sub_id, list(types)) for sub_id, types in self.conn.execute(_SUBSCRIBER_ROUTES)
+            ]
+        return self._routes
+
     def list_subscribers(self, *, enabled_only: bool = False) -> list[Subscriber]:
         stmt = select(subscribers).where(subscribers.c.deleted_at.is_(None))
         if enabled_only:
@@ -638,6 +706,7 @@ class Repository:
         ]
 
     def update_subscriber(self, subscriber_id: str, **values: Any) -> bool:
+        self._routes = None
         result = self.conn.execute(
             update(subscribers)
             .where(subscribers.c.id == subscriber_id, subscribers.c.deleted_at.is_(None))

@@ -1,0 +1,241 @@
+"""Group commit (receiver/store/batch.py) and the optimistic job update of callbacks on SQLite.
+
+Real threads on a real SQLite file: pieces of work that arrive while a transaction is open are
+committed together in the next one, one piece's exception rolls back only that piece, and a
+callback worked out from a job that another callback changed meanwhile is worked out again, so
+that the result is the same as one at a time.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, text
+
+from client import ReplyRefSigner, VendorTask
+from receiver import services
+from receiver.clock import utcnow
+from receiver.runtime import Runtime, build_runtime
+from receiver.store.batch import GroupCommit, group_commit
+from receiver.store.repositories import Repository
+from tests.conftest import JobFactory, make_settings, task_body
+
+
+@pytest.fixture
+def sqlite_runtime(sqlite_url: str) -> Any:
+    rt = build_runtime(make_settings(sqlite_url))
+    yield rt
+    rt.engine.dispose()
+
+
+def _refusal(reason: str) -> Callable[[Repository], str]:
+    def write(repo: Repository) -> str:
+        repo.add_refused(
+            received_at=utcnow(),
+            reason=reason,
+            detail=None,
+            http_status=400,
+            source_ip=None,
+            body_sha256=None,
+            body_size=0,
+            job_id=None,
+            keep=1000,
+        )
+        if reason == "boom":
+            raise ValueError("this piece fails after writing")
+        return reason
+
+    return write
+
+
+def _reasons(engine: Engine) -> list[str]:
+    with engine.connect() as conn:
+        return sorted(r[0] for r in conn.execute(text("SELECT reason FROM refused_callbacks")))
+
+
+def _wait_until(condition: Callable[[], bool], seconds: float = 10.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.005)
+
+
+def _hold_the_transaction(gc: GroupCommit) -> tuple[threading.Thread, threading.Event]:
+    """A first piece of work that keeps its transaction open until the event is set, so that
+    the pieces submitted meanwhile queue for the next transaction."""
+    entered, release = threading.Event(), threading.Event()
+
+    def blocker(repo: Repository) -> str:
+        entered.set()
+        assert release.wait(10)
+        return _refusal("first")(repo)
+
+    thread = threading.Thread(target=gc.run, args=(blocker,))
+    thread.start()
+    assert entered.wait(10)
+    return thread, release
+
+
+def test_work_queued_meanwhile_commits_together_and_a_failing_piece_only_rolls_back_itself(
+    sqlite_runtime: Runtime,
+) -> None:
+    engine = sqlite_runtime.engine
+    gc = GroupCommit(engine)
+    first, release = _hold_the_transaction(gc)
+    results: dict[str, Any] = {}
+
+    def submit(reason: str) -> None:
+        try:
+            results[reason] = gc.run(_refusal(reason))
+        except ValueError as exc:
+            results[reason] = exc
+
+    others = [threading.Thread(target=submit, args=(r,)) for r in ("a", "boom", "b", "c")]
+    for thread in others:
+        thread.start()
+    _wait_until(lambda: gc.queued == 4)
+    release.set()
+    for thread in [first, *others]:
+        thread.join(10)
+
+    assert (gc.batches, gc.pieces) == (2, 5)  # the first alone, then the four together
+    assert results["a"] == "a" and results["b"] == "b" and results["c"] == "c"
+    assert isinstance(results["boom"], ValueError)
+    assert _reasons(engine) == ["a", "b", "c", "first"]  # nothing of the failed piece
+
+
+def test_callbacks_worked_out_from_a_job_changed_meanwhile_are_worked_out_again(
+    sqlite_runtime: Runtime,
+) -> None:
+    engine = sqlite_runtime.engine
+    services.create_subscriber(
+        engine,
+        url="http://127.0.0.1:9/hook",
+        event_types=["task.progress", "task.succeeded", "task.failed"],
+        description=None,
+        max_in_flight=4,
+        allow_private=True,
+        now=utcnow(),
+    )
+    job, ref = JobFactory(sqlite_runtime)(task_id="user:1-runwayml:sim@example.com-task:t-1")
+    claims = ReplyRefSigner(sqlite_runtime.settings.signing_keys).verify(ref, max_age=3600)
+    gc = group_commit(engine)
+    first, release = _hold_the_transaction(gc)
+    outcomes: dict[str, Any] = {}
+
+    def accept(status: str, ratio: str) -> None:
+        body = task_body(ref, status, progressRatio=ratio)
+        outcomes[status] = services.accept_callback(
+            engine,
+            claims=claims,
+            task=VendorTask.model_validate(body),
+            body=body,
+            body_sha256="0" * 64,
+            source_ip=None,
+            now=utcnow(),
+        )
+
+    # Both read the job as PENDING (sequence 0) while the write lock is held, then queue.
+    callers = [
+        threading.Thread(target=accept, args=("RUNNING", "0.5")),
+        threading.Thread(target=accept, args=("SUCCEEDED", "1")),
+    ]
+    for thread in callers:
+        thread.start()
+    _wait_until(lambda: gc.queued == 2)
+    release.set()
+    for thread in [first, *callers]:
+        thread.join(10)
+
+    assert {s: r.outcome.value for s, r in outcomes.items()} == {
+        "RUNNING": "applied",
+        "SUCCEEDED": "applied",
+    }
+    with engine.connect() as conn:
+        status, sequence = conn.execute(
+            text("SELECT status, sequence FROM jobs WHERE id = :j"), {"j": job.id}
+        ).one()
+        events = [
+            (row[0], json.loads(row[1])["data"]["status"])
+            for row in conn.execute(
+                text("SELECT sequence, payload FROM events WHERE job_id = :j ORDER BY sequence"),
+                {"j": job.id},
+            )
+        ]
+        deliveries = conn.execute(text("SELECT count(*) FROM deliveries")).scalar_one()
+    # Whichever went first, the second saw its change: one event each, sequences 1 and 2.
+    assert (status, sequence) == ("SUCCEEDED", 2)
+    assert [seq for seq, _ in events] == [1, 2]
+    assert events[-1][1] == "SUCCEEDED"
+    assert deliveries == 2
+
+
+def test_many_threads_many_jobs_end_in_the_same_state_as_one_at_a_time(
+    database_url: str,
+) -> None:
+    """Every stage of every job from several threads at once, on SQLite (group commit and
+    optimistic updates) and PostgreSQL (row locks): each job ends SUCCEEDED with contiguous
+    sequences, one terminal event last, and one callback record per request."""
+    rt = build_runtime(make_settings(database_url))
+    try:
+        engine = rt.engine
+        make_job = JobFactory(rt)
+        jobs = [make_job(task_id=f"user:1-runwayml:sim@example.com-task:t-{n}") for n in range(12)]
+        stages = [("RUNNING", "0.25"), ("RUNNING", "0.5"), ("RUNNING", "0.75"), ("SUCCEEDED", "1")]
+        signer = ReplyRefSigner(rt.settings.signing_keys)
+        work = [
+            (
+                signer.verify(ref, max_age=3600),
+                task_body(ref, s, progressRatio=p, task_uuid=f"t-{n}"),
+            )
+            for n, (_, ref) in enumerate(jobs)
+            for s, p in stages
+        ]
+        errors: list[BaseException] = []
+
+        def run(items: list[tuple[Any, dict[str, Any]]]) -> None:
+            try:
+                for claims, body in items:
+                    services.accept_callback(
+                        engine,
+                        claims=claims,
+                        task=VendorTask.model_validate(body),
+                        body=body,
+                        body_sha256="0" * 64,
+                        source_ip=None,
+                        now=utcnow(),
+                    )
+            except BaseException as exc:  # reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=run, args=(work[i::6],)) for i in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        assert errors == []
+        with engine.connect() as conn:
+            for job, _ in jobs:
+                status, sequence = conn.execute(
+                    text("SELECT status, sequence FROM jobs WHERE id = :j"), {"j": job.id}
+                ).one()
+                rows = conn.execute(
+                    text("SELECT sequence, type FROM events WHERE job_id = :j ORDER BY sequence"),
+                    {"j": job.id},
+                ).all()
+                assert status == "SUCCEEDED"
+                assert (
+                    [r[0] for r in rows]
+                    == list(range(1, len(rows) + 1))
+                    == list(range(1, sequence + 1))
+                )
+                assert [r[1] for r in rows].count("task.succeeded") == 1
+                assert rows[-1][1] == "task.succeeded"
+            assert conn.execute(text("SELECT count(*) FROM callbacks")).scalar_one() == len(work)
+    finally:
+        rt.engine.dispose()
