@@ -214,12 +214,12 @@ def accept_callback(
     """Apply one verified callback, forward only, in ONE transaction.
 
     The callback record, the job's new state, its events and their deliveries commit together
-    (SPEC invariant 3). On PostgreSQL the job's row is locked (``FOR UPDATE``) for the
-    transaction. On SQLite the job is read first, outside the write lock, and the transaction
-    (shared with other request threads of this process: :mod:`receiver.store.batch`) updates it
-    only if it has not changed since; if it has, the callback is worked out again from the job
-    as it is inside the transaction. Either way the result is the same as if callbacks ran one
-    at a time.
+    (SPEC invariant 3), in a transaction shared with the callbacks that other request threads
+    of this process are writing at the same moment (group commit: :mod:`receiver.store.batch`).
+    On PostgreSQL the job's row is locked (``FOR UPDATE``) in that transaction. On SQLite the
+    job is read first, outside the write lock, and the transaction updates it only if it has
+    not changed since; if it has, the callback is worked out again from the job as it is inside
+    the transaction. Either way the result is the same as if callbacks ran one at a time.
 
     :param claims: the verified replyRef (names our job).
     :param task: the callback body, validated leniently.
@@ -248,12 +248,15 @@ def accept_callback(
         with UnitOfWork(engine, read_only=True) as uow:
             seen = uow.repo.get_job(claims.job_id)
         plan = _plan_callback(seen, callback)
-        return group_commit(engine).run(lambda repo: _write_callback(repo, plan, callback))
-    with UnitOfWork(engine) as uow:
-        plan = _plan_callback(uow.repo.get_job(claims.job_id, for_update=True), callback)
-        result = _write_callback(uow.repo, plan, callback, locked=True)
-        uow.commit()
-    return result
+        return group_commit(engine).run(
+            lambda repo: _write_callback(repo, plan, callback), key=claims.job_id
+        )
+
+    def locked(repo: Repository) -> CallbackResult:
+        job = repo.get_job(claims.job_id, for_update=True)
+        return _write_callback(repo, _plan_callback(job, callback), callback, locked=True)
+
+    return group_commit(engine).run(locked, key=claims.job_id)
 
 
 @dataclass(frozen=True)

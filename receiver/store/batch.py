@@ -1,16 +1,21 @@
-"""Group commit: the writes of several request threads in one SQLite transaction.
+"""Group commit: the writes of several request threads in one transaction.
 
-SQLite has one writer at a time, and with ``synchronous=FULL`` every commit waits for an
-fsync. When each request took the writer queue, began, wrote and committed on its own, the
-lock went round the threads one at a time, each paying ``BEGIN IMMEDIATE``, the commit's fsync
-and a hand-over. :class:`GroupCommit` lets the threads of one process share those costs: the
-first thread to arrive becomes the *leader*, takes every piece of work queued so far, runs each
-in its own ``SAVEPOINT`` inside one transaction, commits once, and hands each thread its own
-result or its own exception; threads that arrive meanwhile form the next batch. Nothing is
-answered before the commit that holds it (a 2xx still means "on disk").
+With one transaction per callback, every callback pays the transaction's fixed costs: on SQLite
+the writer queue, ``BEGIN IMMEDIATE``, the commit's fsync (``synchronous=FULL``) and handing
+the write lock on, one thread at a time; on PostgreSQL the round trips of the pool's pre-ping,
+``BEGIN``, ``NOTIFY`` and ``COMMIT``. :class:`GroupCommit` lets the threads of one process
+share them: the first thread to arrive becomes the *leader*, takes every piece of work queued so
+far, runs them one after the other in one transaction, commits once, and hands each thread its
+own result; threads that arrive meanwhile form the next batch. Nothing is answered before the
+commit that holds it (a 2xx still means "stored").
 
-One piece of work failing (an exception from its function) rolls back its savepoint only; the
-commit failing fails every piece of the batch, and none of them is kept.
+A piece that raises spoils the transaction of its batch (on PostgreSQL any error aborts it), so
+the leader rolls the batch back and runs each of its pieces again alone, in a transaction of
+its own: every piece then gets exactly the result or the exception it would have had alone.
+Pieces must therefore be safe to run twice when the first run was rolled back, which functions
+of the repository that only write through it are. Pieces run in the order of their ``key``
+(arrival order among equal keys), so that two batches lock rows in the same order and cannot
+deadlock each other.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from __future__ import annotations
 import threading
 import weakref
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Engine
 
@@ -28,22 +33,26 @@ from receiver.store.uow import UnitOfWork
 R = TypeVar("R")
 
 
+_UNSET: Any = object()
+
+
 class _Work(Generic[R]):
     """One thread's piece of a batch and, once ``done``, its result or exception."""
 
-    __slots__ = ("done", "error", "fn", "value")
+    __slots__ = ("done", "error", "fn", "key", "value")
 
-    def __init__(self, fn: Callable[[Repository], R]) -> None:
+    def __init__(self, fn: Callable[[Repository], R], key: str) -> None:
         self.fn = fn
+        self.key = key
         self.done = False
-        self.value: R | None = None
+        self.value: R = _UNSET
         self.error: BaseException | None = None
 
 
 class GroupCommit:
     """Runs functions of a :class:`Repository` from many threads in shared transactions.
 
-    :param engine: the engine (one ``GroupCommit`` per engine: :func:`group_commit`).
+    :param engine: the engine (one ``GroupCommit`` per engine and process: :func:`group_commit`).
     :param max_batch: the most pieces of work in one transaction; the others wait for the next.
     """
 
@@ -63,18 +72,18 @@ class GroupCommit:
         with self._cond:
             return len(self._queue)
 
-    def run(self, fn: Callable[[Repository], R]) -> R:
+    def run(self, fn: Callable[[Repository], R], *, key: str = "") -> R:
         """Run ``fn(repo)`` in a transaction shared with other threads' work; return its value
         once that transaction has committed.
 
         ``fn`` must write through the repository it is given and nothing else (it may run on
-        another thread), and must not commit. Whatever it raises is raised here, and its writes
-        are rolled back (its savepoint); the others' are kept.
+        another thread, and twice: see the module's docstring), and must not commit.
 
-        :raises sqlalchemy.exc.SQLAlchemyError: the transaction could not begin or commit
-            (nothing of this batch is kept).
+        :param key: pieces of one batch run in ``key`` order (e.g. the id of the row they lock).
+        :raises Exception: whatever ``fn`` raised, run alone (nothing of it is kept), or the
+            database's error if the transaction could not begin or commit (nothing kept).
         """
-        work: _Work[R] = _Work(fn)
+        work: _Work[R] = _Work(fn, key)
         with self._cond:
             self._queue.append(work)  # type: ignore[arg-type]
         while True:
@@ -94,41 +103,53 @@ class GroupCommit:
                     self._cond.notify_all()
         if work.error is not None:
             raise work.error
-        return work.value  # type: ignore[return-value]
+        return work.value
 
     def _run_batch(self, batch: list[_Work[object]]) -> None:
+        batch.sort(key=lambda work: work.key)
         try:
-            with UnitOfWork(self._engine) as uow:
-                if len(batch) == 1:
-                    # Alone: no savepoint needed; an exception rolls the transaction back.
-                    only = batch[0]
-                    try:
-                        only.value = only.fn(uow.repo)
-                    except BaseException as exc:
-                        only.error = exc
-                        return
-                else:
-                    for work in batch:
-                        savepoint = uow.connection.begin_nested()
-                        try:
-                            work.value = work.fn(uow.repo)
-                        except Exception as exc:
-                            savepoint.rollback()
-                            work.error = exc
-                        else:
-                            savepoint.commit()
-                uow.commit()
-                self.batches += 1
-                self.pieces += len(batch)
-        except BaseException as exc:
+            if len(batch) == 1 or not self._run_together(batch):
+                for work in batch:
+                    self._run_alone(work)
+        except BaseException as exc:  # the database failed, or the process is stopping
             for work in batch:
-                if work.error is None:
-                    work.value, work.error = None, exc
+                if work.value is _UNSET and work.error is None:
+                    work.error = exc
             if not isinstance(exc, Exception):
                 raise
         finally:
             for work in batch:
+                if work.value is _UNSET and work.error is None:  # never ran: do not hang
+                    work.error = RuntimeError("the batch was abandoned")
                 work.done = True
+
+    def _run_together(self, batch: list[_Work[object]]) -> bool:
+        """Run every piece in one transaction; False (all rolled back) if one raised."""
+        values: list[object] = []
+        with UnitOfWork(self._engine) as uow:
+            for work in batch:
+                try:
+                    values.append(work.fn(uow.repo))
+                except Exception:
+                    return False
+            uow.commit()
+        for work, value in zip(batch, values, strict=True):
+            work.value = value
+        self.batches += 1
+        self.pieces += len(batch)
+        return True
+
+    def _run_alone(self, work: _Work[object]) -> None:
+        try:
+            with UnitOfWork(self._engine) as uow:
+                value = work.fn(uow.repo)
+                uow.commit()
+        except Exception as exc:
+            work.error = exc
+            return
+        work.value = value
+        self.batches += 1
+        self.pieces += 1
 
 
 _by_engine: weakref.WeakKeyDictionary[Engine, GroupCommit] = weakref.WeakKeyDictionary()

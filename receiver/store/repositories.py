@@ -197,6 +197,7 @@ class Repository:
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
         self._routes: list[tuple[str, list[str]]] | None = None
+        self._notified = False
 
     @property
     def dialect(self) -> str:
@@ -412,8 +413,10 @@ class Repository:
 
     def notify_deliveries(self) -> None:
         """Wake idle PostgreSQL workers when this transaction commits (LISTEN/NOTIFY)."""
-        if self.dialect == "postgresql":
+        if self.dialect == "postgresql" and not self._notified:
+            # Once per transaction is enough (PostgreSQL folds identical notifications anyway).
             self.conn.execute(text("SELECT pg_notify('relay_deliveries', '')"))
+            self._notified = True
 
     def get_delivery(self, delivery_id: str) -> Delivery | None:
         row = self.conn.execute(select(deliveries).where(deliveries.c.id == delivery_id)).first()

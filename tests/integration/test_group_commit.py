@@ -81,32 +81,45 @@ def _hold_the_transaction(gc: GroupCommit) -> tuple[threading.Thread, threading.
     return thread, release
 
 
-def test_work_queued_meanwhile_commits_together_and_a_failing_piece_only_rolls_back_itself(
-    sqlite_runtime: Runtime,
-) -> None:
-    engine = sqlite_runtime.engine
-    gc = GroupCommit(engine)
+def _queue_behind_a_held_transaction(gc: GroupCommit, reasons: list[str]) -> dict[str, Any]:
+    """Hold a transaction open, queue one piece per reason from as many threads, let go, and
+    return what each thread got (its value or its exception)."""
     first, release = _hold_the_transaction(gc)
     results: dict[str, Any] = {}
 
     def submit(reason: str) -> None:
         try:
-            results[reason] = gc.run(_refusal(reason))
+            results[reason] = gc.run(_refusal(reason), key=reason)
         except ValueError as exc:
             results[reason] = exc
 
-    others = [threading.Thread(target=submit, args=(r,)) for r in ("a", "boom", "b", "c")]
+    others = [threading.Thread(target=submit, args=(r,)) for r in reasons]
     for thread in others:
         thread.start()
-    _wait_until(lambda: gc.queued == 4)
+    _wait_until(lambda: gc.queued == len(reasons))
     release.set()
     for thread in [first, *others]:
         thread.join(10)
+    return results
 
+
+def test_work_queued_meanwhile_commits_together(sqlite_runtime: Runtime) -> None:
+    engine = sqlite_runtime.engine
+    gc = GroupCommit(engine)
+    results = _queue_behind_a_held_transaction(gc, ["a", "b", "c", "d"])
     assert (gc.batches, gc.pieces) == (2, 5)  # the first alone, then the four together
-    assert results["a"] == "a" and results["b"] == "b" and results["c"] == "c"
+    assert results == {"a": "a", "b": "b", "c": "c", "d": "d"}
+    assert _reasons(engine) == ["a", "b", "c", "d", "first"]
+
+
+def test_a_failing_piece_fails_alone_and_the_others_are_kept(sqlite_runtime: Runtime) -> None:
+    engine = sqlite_runtime.engine
+    gc = GroupCommit(engine)
+    results = _queue_behind_a_held_transaction(gc, ["a", "boom", "c"])
+    assert results["a"] == "a" and results["c"] == "c"
     assert isinstance(results["boom"], ValueError)
-    assert _reasons(engine) == ["a", "b", "c", "first"]  # nothing of the failed piece
+    assert _reasons(engine) == ["a", "c", "first"]  # nothing of the failed piece, once each
+    assert gc.pieces == 3  # the shared transaction was rolled back; each ran alone
 
 
 def test_callbacks_worked_out_from_a_job_changed_meanwhile_are_worked_out_again(
