@@ -24,7 +24,7 @@ from client.replyref import ReplyRefExpired, ReplyRefInvalid
 from receiver import metrics, services
 from receiver.clock import utcnow
 from receiver.domain.tasks import Outcome
-from receiver.store.uow import UnitOfWork
+from receiver.store.batch import group_commit
 from receiver.web.context import runtime
 from receiver.web.errors import ApiError, validation_message
 
@@ -220,20 +220,23 @@ def _refuse(
 ) -> NoReturn:
     rt = runtime()
     metrics.callback_refused(reason)
+    received_at, source_ip = utcnow(), _source_ip()
     try:
-        with UnitOfWork(rt.engine) as uow:
-            uow.repo.add_refused(
-                received_at=utcnow(),
+        # In the transactions of the moment (group commit): a flood of junk costs one write
+        # per batch of refusals, not one per request, and good callbacks share it.
+        group_commit(rt.engine).run(
+            lambda repo: repo.add_refused(
+                received_at=received_at,
                 reason=reason,
                 detail=message,
                 http_status=status,
-                source_ip=_source_ip(),
+                source_ip=source_ip,
                 body_sha256=sha,
                 body_size=size,
                 job_id=job_id[:40] if job_id else None,
                 keep=rt.settings.refused_log_size,
             )
-            uow.commit()
+        )
     except Exception:  # recording a refusal must never turn it into a 500
         log.warning("could not record a refused callback", exc_info=True)
     log.warning(
