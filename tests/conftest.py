@@ -16,7 +16,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import Engine, create_engine, text
 
-from receiver import create_app
+from receiver import create_app, services
 from receiver.clock import utcnow
 from receiver.ids import new_id
 from receiver.runtime import Runtime, build_runtime
@@ -248,3 +248,17 @@ def table_counts(engine: Engine) -> dict[str, int]:
         for table in ("jobs", "callbacks", "events", "deliveries", "attempts"):
             out[table] = int(conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one())
     return out
+
+
+def subscribe(engine: Engine, types: list[str] | None = None) -> str:
+    """Register a subscriber at an address nothing listens on (for tests that look at the
+    deliveries written, not sent); ``types`` None means the default event types. Its id."""
+    return services.create_subscriber(
+        engine,
+        url="http://127.0.0.1:9/hook",
+        event_types=types,
+        description=None,
+        max_in_flight=4,
+        allow_private=True,
+        now=utcnow(),
+    ).id

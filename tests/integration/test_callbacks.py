@@ -10,27 +10,12 @@ from flask.testing import FlaskClient
 from sqlalchemy import Engine, text
 
 from client import ReplyRefSigner
-from receiver import services
-from receiver.clock import utcnow
-from tests.conftest import JobFactory, table_counts, task_body
+from tests.conftest import JobFactory, subscribe, table_counts, task_body
 
 
 def post(client: FlaskClient, body: Any, **kw: Any) -> Any:
     data = body if isinstance(body, (bytes, str)) else json.dumps(body)
     return client.post("/callbacks/useapi", data=data, content_type="application/json", **kw)
-
-
-def subscribe(engine: Engine, types: list[str] | None = None) -> str:
-    sub = services.create_subscriber(
-        engine,
-        url="http://127.0.0.1:9/hook",
-        event_types=types,
-        description=None,
-        max_in_flight=4,
-        allow_private=True,
-        now=utcnow(),
-    )
-    return sub.id
 
 
 def events_of(engine: Engine, job_id: str) -> list[dict[str, Any]]:

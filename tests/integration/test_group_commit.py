@@ -17,13 +17,14 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, text
 
-from client import ReplyRefSigner, VendorTask
+from client import ReplyRefClaims, ReplyRefSigner, VendorTask
 from receiver import services
 from receiver.clock import utcnow
 from receiver.runtime import Runtime, build_runtime
+from receiver.services import CallbackResult
 from receiver.store.batch import GroupCommit, group_commit
 from receiver.store.repositories import Repository
-from tests.conftest import JobFactory, make_settings, task_body
+from tests.conftest import JobFactory, make_settings, subscribe, task_body
 
 
 @pytest.fixture
@@ -51,6 +52,19 @@ def _refusal(reason: str) -> Callable[[Repository], str]:
         return reason
 
     return write
+
+
+def _accept(engine: Engine, claims: ReplyRefClaims, body: dict[str, Any]) -> CallbackResult:
+    """What the callback route does once the body is verified and validated."""
+    return services.accept_callback(
+        engine,
+        claims=claims,
+        task=VendorTask.model_validate(body),
+        body=body,
+        body_sha256="0" * 64,
+        source_ip=None,
+        now=utcnow(),
+    )
 
 
 def _reasons(engine: Engine) -> list[str]:
@@ -126,15 +140,7 @@ def test_callbacks_worked_out_from_a_job_changed_meanwhile_are_worked_out_again(
     sqlite_runtime: Runtime,
 ) -> None:
     engine = sqlite_runtime.engine
-    services.create_subscriber(
-        engine,
-        url="http://127.0.0.1:9/hook",
-        event_types=["task.progress", "task.succeeded", "task.failed"],
-        description=None,
-        max_in_flight=4,
-        allow_private=True,
-        now=utcnow(),
-    )
+    subscribe(engine, ["task.progress", "task.succeeded", "task.failed"])
     job, ref = JobFactory(sqlite_runtime)(task_id="user:1-runwayml:sim@example.com-task:t-1")
     claims = ReplyRefSigner(sqlite_runtime.settings.signing_keys).verify(ref, max_age=3600)
     gc = group_commit(engine)
@@ -142,25 +148,17 @@ def test_callbacks_worked_out_from_a_job_changed_meanwhile_are_worked_out_again(
     outcomes: dict[str, Any] = {}
 
     def accept(status: str, ratio: str) -> None:
-        body = task_body(ref, status, progressRatio=ratio)
-        outcomes[status] = services.accept_callback(
-            engine,
-            claims=claims,
-            task=VendorTask.model_validate(body),
-            body=body,
-            body_sha256="0" * 64,
-            source_ip=None,
-            now=utcnow(),
-        )
+        outcomes[status] = _accept(engine, claims, task_body(ref, status, progressRatio=ratio))
 
-    # Both read the job as PENDING (sequence 0) while the write lock is held, then queue.
+    # Both read the job as PENDING (sequence 0) while the write lock is held, then queue, in
+    # this order: the second one's plan (sequence 1) is stale once the first has run.
     callers = [
         threading.Thread(target=accept, args=("RUNNING", "0.5")),
         threading.Thread(target=accept, args=("SUCCEEDED", "1")),
     ]
-    for thread in callers:
+    for queued, thread in enumerate(callers, start=1):
         thread.start()
-    _wait_until(lambda: gc.queued == 2)
+        _wait_until(lambda n=queued: gc.queued == n)  # type: ignore[misc]
     release.set()
     for thread in [first, *callers]:
         thread.join(10)
@@ -181,7 +179,7 @@ def test_callbacks_worked_out_from_a_job_changed_meanwhile_are_worked_out_again(
             )
         ]
         deliveries = conn.execute(text("SELECT count(*) FROM deliveries")).scalar_one()
-    # Whichever went first, the second saw its change: one event each, sequences 1 and 2.
+    # The second saw the first's change: one event each, sequences 1 and 2.
     assert (status, sequence) == ("SUCCEEDED", 2)
     assert [seq for seq, _ in events] == [1, 2]
     assert events[-1][1] == "SUCCEEDED"
@@ -214,15 +212,7 @@ def test_many_threads_many_jobs_end_in_the_same_state_as_one_at_a_time(
         def run(items: list[tuple[Any, dict[str, Any]]]) -> None:
             try:
                 for claims, body in items:
-                    services.accept_callback(
-                        engine,
-                        claims=claims,
-                        task=VendorTask.model_validate(body),
-                        body=body,
-                        body_sha256="0" * 64,
-                        source_ip=None,
-                        now=utcnow(),
-                    )
+                    _accept(engine, claims, body)
             except BaseException as exc:  # reported below
                 errors.append(exc)
 

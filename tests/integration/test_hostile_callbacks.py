@@ -26,10 +26,10 @@ from sqlalchemy import Engine, text
 
 from client import ReplyRefSigner
 from client.replyref import ReplyRefInvalid
-from receiver import create_app, services
+from receiver import create_app
 from receiver.clock import utcnow
 from receiver.runtime import Runtime, build_runtime
-from tests.conftest import SECRET, JobFactory, make_settings, table_counts, task_body
+from tests.conftest import SECRET, JobFactory, make_settings, subscribe, table_counts, task_body
 
 WRONG_KEY = "an-attackers-guess-at-the-key-0000"
 #: The salt ReplyRefSigner signs with by default (read from its signature, not copied).
@@ -78,19 +78,6 @@ def post(client: FlaskClient, body: Any, **kw: Any) -> Any:
     data = body if isinstance(body, bytes | str) else json.dumps(body)
     kw.setdefault("content_type", "application/json")
     return client.post("/callbacks/useapi", data=data, **kw)
-
-
-def subscribe(engine: Engine, types: list[str] | None = None) -> str:
-    sub = services.create_subscriber(
-        engine,
-        url="http://127.0.0.1:9/hook",
-        event_types=types,
-        description=None,
-        max_in_flight=4,
-        allow_private=True,
-        now=utcnow(),
-    )
-    return sub.id
 
 
 def job_row(engine: Engine, job_id: str) -> dict[str, Any]:

@@ -18,10 +18,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine, text
 
-from receiver import create_app, services
-from receiver.clock import utcnow
+from receiver import create_app
 from receiver.runtime import Runtime, build_runtime
-from tests.conftest import JobFactory, make_settings, task_body
+from tests.conftest import JobFactory, make_settings, subscribe, task_body
 
 VIDEO = {"url": "https://cdn.example/v.mp4", "assetId": "asset-1", "fileSize": "1234567"}
 TERMINAL = ("task.succeeded", "task.failed")
@@ -123,18 +122,6 @@ def sqlite_runtime(sqlite_url: str) -> Iterator[Runtime]:
     rt = build_runtime(make_settings(sqlite_url))
     yield rt
     rt.engine.dispose()
-
-
-def subscribe(engine: Engine, types: list[str] | None) -> str:
-    return services.create_subscriber(
-        engine,
-        url="http://127.0.0.1:9/hook",
-        event_types=types,
-        description=None,
-        max_in_flight=4,
-        allow_private=True,
-        now=utcnow(),
-    ).id
 
 
 @st.composite
