@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from receiver import metrics
 from receiver.clock import utcnow
@@ -276,6 +276,7 @@ class Worker:
         self._stop = threading.Event()
         self._kick = Kick()
         self._finished: queue.SimpleQueue[_Finished] = queue.SimpleQueue()
+        self._conn: Connection | None = None  # run()'s own connection, kept between steps
         self.sent = 0
 
     def stop(self) -> None:
@@ -304,6 +305,7 @@ class Worker:
         waker = self._make_waker()
         pool = ThreadPoolExecutor(self.config.concurrency, thread_name_prefix="deliver")
         unrecorded: list[_Finished] = []
+        self._conn = None
         in_flight = 0  # claimed and not recorded yet (unrecorded ones included)
         failures = 0
         try:
@@ -318,10 +320,17 @@ class Worker:
                 step: _Step | None = None
                 if unrecorded or limit > 0:
                     try:
+                        if self._conn is None:
+                            self._conn = self.engine.connect()
                         step = self._step(unrecorded, limit)
-                    except Exception:  # the database may be down for a moment: keep the worker
-                        log.exception("recording or claiming failed; retrying shortly")
+                    except Exception as exc:  # the database may be down a moment: keep going
                         failures += 1
+                        if failures == 1 and getattr(exc, "connection_invalidated", False):
+                            # The kept connection was dead (a restart, an idle timeout): once,
+                            # try again at once on a new one.
+                            log.warning("database connection lost; reconnecting")
+                            continue
+                        log.exception("recording or claiming failed; retrying shortly")
                         if stopping and failures >= STOP_RECORD_TRIES:
                             log.error(
                                 "stopping without recording the last attempts; their leases "
@@ -349,6 +358,9 @@ class Worker:
                 waker.wait(self._idle_timeout(step.next_due if step else None))
         finally:
             pool.shutdown(wait=True)
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
             waker.close()
             self._kick.close()
             log.info("worker stopped", extra={"worker": self.name, "sent": self.sent})
@@ -451,24 +463,47 @@ class Worker:
         now = step.now
         sent = [f for f in finished if f.result is not None]
         records = [self._attempt_record(f, now) for f in sent]
-        with UnitOfWork(self.engine) as uow:
-            repo = uow.repo
-            unsent = [f.item.delivery.id for f in finished if f.unsent]
-            if unsent:
-                repo.release_leases(unsent, self.name, now)
-            kept = repo.record_attempts(worker=self.name, now=now, records=records)
-            self._record_health(repo, sent, now)
-            if limit > 0:
-                step.claimed = repo.claim_due(
-                    worker=self.name, now=now, lease_seconds=self.config.lease_seconds, limit=limit
-                )
-                if len(step.claimed) < limit:
-                    step.next_due = repo.next_due_at()
-            uow.commit()
+        if self._conn is None:
+            with UnitOfWork(self.engine) as uow:  # outside run(): a connection of the pool
+                kept = self._write(uow.repo, step, finished, records, limit)
+                uow.commit()
+        else:
+            conn = self._conn
+            try:
+                with conn.begin():  # commits on leaving, rolls back on an exception
+                    kept = self._write(Repository(conn), step, finished, records, limit)
+            except Exception:
+                self._conn = None  # it may be broken (a restart, a failover): open a new one
+                conn.invalidate()
+                conn.close()
+                raise
         step.recorded = [
             (f, r.number, r.delivery_id in kept) for f, r in zip(sent, records, strict=True)
         ]
         return step
+
+    def _write(
+        self,
+        repo: Repository,
+        step: _Step,
+        finished: Sequence[_Finished],
+        records: Sequence[AttemptRecord],
+        limit: int,
+    ) -> set[str]:
+        """The statements of :meth:`_step`, inside its transaction; returns the kept leases."""
+        now = step.now
+        unsent = [f.item.delivery.id for f in finished if f.unsent]
+        if unsent:
+            repo.release_leases(unsent, self.name, now)
+        kept = repo.record_attempts(worker=self.name, now=now, records=records)
+        self._record_health(repo, [f for f in finished if f.result is not None], now)
+        if limit > 0:
+            step.claimed = repo.claim_due(
+                worker=self.name, now=now, lease_seconds=self.config.lease_seconds, limit=limit
+            )
+            if len(step.claimed) < limit:
+                step.next_due = repo.next_due_at()
+        return kept
 
     def _attempt_record(self, finished: _Finished, now: datetime) -> AttemptRecord:
         """The attempt row and the delivery's next step (success, retry time or dead letter)."""
