@@ -1,27 +1,32 @@
 """The delivery worker behind ``relay worker``.
 
-Loop: claim due deliveries under a lease, send each on a thread pool, record the attempt and
-the next step (success, retry time, or dead letter) in one transaction. A crash at any point
-loses nothing: an unsent or unrecorded delivery keeps its row and is claimed again when its
-lease expires (SPEC invariant 4). Idle workers wake when new deliveries commit: PostgreSQL
-through ``LISTEN/NOTIFY``, SQLite by watching ``PRAGMA data_version`` every few milliseconds.
+Loop: claim due deliveries under a lease, send each on a thread pool, and record the attempts in
+batches. Delivery threads only sign and POST; the loop (one thread) takes every finished result
+and, in one transaction, writes their attempts, each delivery's next step (success, retry time,
+or dead letter), each subscriber's health once, and claims due deliveries for the slots just
+freed, so that a subscriber's cap slot is reused at once. A crash at any point loses nothing: an
+unsent or unrecorded delivery keeps its row and is claimed again when its lease expires (SPEC
+invariant 4). Idle workers wake when new deliveries commit: PostgreSQL through
+``LISTEN/NOTIFY``, SQLite by watching ``PRAGMA data_version`` every few milliseconds.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import queue
 import random
 import select
 import socket
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from receiver import metrics
 from receiver.clock import utcnow
@@ -29,7 +34,7 @@ from receiver.delivery.schedule import RetryPolicy, parse_retry_after
 from receiver.delivery.sender import Sender, SendResult
 from receiver.delivery.urls import UnsafeUrl, check_subscriber_url
 from receiver.store.engine import is_sqlite
-from receiver.store.repositories import ClaimedDelivery
+from receiver.store.repositories import AttemptRecord, ClaimedDelivery, Repository
 from receiver.store.uow import UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -38,6 +43,11 @@ log = logging.getLogger(__name__)
 LEASE_MARGIN_SECONDS = 5.0
 #: How long to wait when deliveries are due but none can be claimed now, seconds.
 BLOCKED_POLL_SECONDS = 0.05
+#: How long the loop waits before trying again a transaction that failed, seconds.
+RETRY_SECONDS = 1.0
+#: After :meth:`Worker.stop`, how many failed tries to record the last results before the
+#: worker exits without them (their leases expire and they are delivered again).
+STOP_RECORD_TRIES = 3
 
 
 @dataclass(frozen=True)
@@ -63,6 +73,55 @@ class WorkerConfig:
 class Waker(Protocol):
     def wait(self, timeout: float) -> None: ...
     def close(self) -> None: ...
+
+
+class Kick(threading.Event):
+    """A :class:`threading.Event` that ``select()`` can wait on too (:meth:`fileno`).
+
+    Once :meth:`fileno` was called, :meth:`set` also writes a byte to a socket pair, so that a
+    wait on a database socket returns at once when a delivery finishes; :meth:`clear` drains
+    it and :meth:`close` closes the pair.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._pair: tuple[socket.socket, socket.socket] | None = None
+
+    def set(self) -> None:
+        super().set()
+        pair = self._pair
+        if pair is not None:
+            try:
+                pair[1].send(b"\0")
+            except OSError:  # full (a wake-up is pending anyway) or closed
+                pass
+
+    def clear(self) -> None:
+        super().clear()
+        pair = self._pair
+        if pair is not None:
+            try:
+                while pair[0].recv(4096):
+                    pass
+            except OSError:  # drained (BlockingIOError) or closed
+                pass
+
+    def fileno(self) -> int:
+        """A socket that is readable while a wake-up is pending (made on the first call)."""
+        if self._pair is None:
+            reader, writer = socket.socketpair()
+            reader.setblocking(False)
+            writer.setblocking(False)
+            self._pair = (reader, writer)
+            if self.is_set():
+                writer.send(b"\0")
+        return self._pair[0].fileno()
+
+    def close(self) -> None:
+        pair, self._pair = self._pair, None
+        if pair is not None:
+            pair[0].close()
+            pair[1].close()
 
 
 class SqliteWaker:
@@ -100,13 +159,14 @@ class SqliteWaker:
 
 
 class PostgresWaker:
-    """Returns from :meth:`wait` when a ``NOTIFY relay_deliveries`` arrives.
+    """Returns from :meth:`wait` when a ``NOTIFY relay_deliveries`` arrives, or at once when
+    ``kick`` is set (a delivery finished, or :meth:`Worker.stop`).
 
     A lost LISTEN connection is replaced on the next wait; until then the worker falls back to
     its idle poll, so a database restart costs latency, never deliveries.
     """
 
-    def __init__(self, engine: Engine, kick: threading.Event) -> None:
+    def __init__(self, engine: Engine, kick: Kick) -> None:
         url = engine.url.set(drivername="postgresql")
         self._dsn = url.render_as_string(hide_password=False)
         self._kick = kick
@@ -137,8 +197,11 @@ class PostgresWaker:
                 self._kick.wait(min(left, 0.05))
                 continue
             try:
-                ready, _, _ = select.select([self._conn.fileno()], [], [], min(left, 0.05))
-                if ready and any(True for _ in self._conn.notifies(timeout=0, stop_after=100)):
+                fd = self._conn.fileno()
+                ready, _, _ = select.select([fd, self._kick.fileno()], [], [], min(left, 0.05))
+                if fd in ready and any(
+                    True for _ in self._conn.notifies(timeout=0, stop_after=100)
+                ):
                     return
             except (psycopg.Error, OSError, ValueError):
                 log.warning("LISTEN connection lost; reconnecting")
@@ -153,11 +216,43 @@ class PostgresWaker:
                 self._conn = None
 
 
+@dataclass(frozen=True)
+class _Finished:
+    """A claimed delivery back from a delivery thread, waiting to be recorded.
+
+    ``result`` is None when nothing is known of an attempt: ``unsent`` True when it was never
+    sent (the worker was stopping: its lease is given back), False when the thread failed (the
+    lease is left to expire, so that it is delivered again). ``started`` is aware UTC.
+    """
+
+    item: ClaimedDelivery
+    result: SendResult | None
+    started: datetime
+    unsent: bool = False
+
+
+@dataclass
+class _Step:
+    """What one transaction of :meth:`Worker._step` did (for reporting after commit).
+
+    ``recorded`` pairs each recorded attempt with its number and whether the lease was still
+    held; ``next_due`` is the earliest due time of a pending delivery, read when the claim came
+    back short (None otherwise, or when nothing is pending).
+    """
+
+    now: datetime
+    recorded: list[tuple[_Finished, int, bool]] = field(default_factory=list)
+    claimed: list[ClaimedDelivery] = field(default_factory=list)
+    next_due: datetime | None = None
+
+
 class Worker:
     """Claims, sends and records deliveries until :meth:`stop` is called.
 
-    Thread pool of ``config.concurrency`` senders. :meth:`stop` (SIGTERM) stops claiming, lets
-    attempts in flight finish (each is bounded by the timeout) and returns unsent claims.
+    Thread pool of ``config.concurrency`` senders; the calling thread records and claims. A slot
+    stays in flight from its claim until its attempt is recorded. :meth:`stop` (SIGTERM) stops
+    claiming, lets attempts in flight finish (each is bounded by the timeout), records them and
+    gives back claims that were not sent yet.
     """
 
     def __init__(
@@ -178,11 +273,10 @@ class Worker:
             pool_size=max(2, config.concurrency),
         )
         self._rng = rng or random.Random()
-        self._rng_lock = threading.Lock()
         self._stop = threading.Event()
-        self._kick = threading.Event()
-        self._in_flight = 0
-        self._lock = threading.Lock()
+        self._kick = Kick()
+        self._finished: queue.SimpleQueue[_Finished] = queue.SimpleQueue()
+        self._conn: Connection | None = None  # run()'s own connection, kept between steps
         self.sent = 0
 
     def stop(self) -> None:
@@ -200,67 +294,107 @@ class Worker:
         return PostgresWaker(self.engine, self._kick)
 
     def run(self) -> None:
-        """The loop; returns after :meth:`stop` once in-flight attempts are done."""
+        """The loop; returns after :meth:`stop` once in-flight attempts are recorded.
+
+        A failed transaction (the database is away) loses no result: they stay queued and the
+        loop tries again every :data:`RETRY_SECONDS`. After :meth:`stop` it gives up after
+        :data:`STOP_RECORD_TRIES` failures; those deliveries are sent again once their leases
+        expire.
+        """
         log.info("worker started", extra={"worker": self.name})
         waker = self._make_waker()
         pool = ThreadPoolExecutor(self.config.concurrency, thread_name_prefix="deliver")
+        unrecorded: list[_Finished] = []
+        self._conn = None
+        in_flight = 0  # claimed and not recorded yet (unrecorded ones included)
+        failures = 0
         try:
-            while not self._stop.is_set():
+            while True:
                 self._kick.clear()
-                free = self.config.concurrency - self._in_flight
-                claimed: list[ClaimedDelivery] = []
-                if free > 0:
+                unrecorded.extend(self._take_finished())
+                stopping = self._stop.is_set()
+                if stopping and in_flight == 0:
+                    break
+                # Slots of attempts still running; the unrecorded ones free theirs below.
+                limit = 0 if stopping else self.config.concurrency - (in_flight - len(unrecorded))
+                step: _Step | None = None
+                if unrecorded or limit > 0:
                     try:
-                        claimed = self.claim(free)
-                    except Exception:  # the database may be down for a moment: keep the worker
-                        log.exception("claim failed; retrying shortly")
-                        self._stop.wait(1.0)
+                        if self._conn is None:
+                            self._conn = self.engine.connect()
+                        step = self._step(unrecorded, limit)
+                    except Exception as exc:  # the database may be down a moment: keep going
+                        failures += 1
+                        if failures == 1 and getattr(exc, "connection_invalidated", False):
+                            # The kept connection was dead (a restart, an idle timeout): once,
+                            # try again at once on a new one.
+                            log.warning("database connection lost; reconnecting")
+                            continue
+                        log.exception("recording or claiming failed; retrying shortly")
+                        if stopping and failures >= STOP_RECORD_TRIES:
+                            log.error(
+                                "stopping without recording the last attempts; their leases "
+                                "expire and they are delivered again",
+                                extra={"worker": self.name, "unrecorded": len(unrecorded)},
+                            )
+                            break
+                        (time.sleep if stopping else self._stop.wait)(RETRY_SECONDS)
                         continue
-                for item in claimed:
-                    with self._lock:
-                        self._in_flight += 1
-                    future = pool.submit(self._deliver, item)
-                    future.add_done_callback(self._done)
-                if claimed and len(claimed) >= free:
-                    # Full: wait for a slot to free up (``_done`` kicks).
+                    failures = 0
+                    in_flight -= len(unrecorded)
+                    unrecorded = []
+                    self._report(step)
+                    for item in step.claimed:
+                        in_flight += 1
+                        pool.submit(self._deliver, item)
+                if not self._finished.empty():
+                    continue  # more results to record (and their slots to fill) right away
+                if stopping or in_flight >= self.config.concurrency:
+                    # Waiting for a result (``_deliver`` kicks) or, when stopping, the last ones.
                     self._kick.wait(self.config.idle_poll)
                     continue
-                if claimed:
+                if step is not None and step.claimed and len(step.claimed) >= limit:
                     continue  # more may be due right away
-                waker.wait(self._idle_timeout())
+                waker.wait(self._idle_timeout(step.next_due if step else None))
         finally:
             pool.shutdown(wait=True)
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
             waker.close()
+            self._kick.close()
             log.info("worker stopped", extra={"worker": self.name, "sent": self.sent})
 
     def run_until_idle(self, max_rounds: int = 1000) -> int:
         """Deliver everything due now, on this thread; returns the number of attempts.
 
-        For tests and one-shot use; ``max_rounds`` bounds the loop.
+        Each round claims up to ``config.concurrency`` deliveries, sends them one after the
+        other, and records them in the transaction that claims the next round. For tests and
+        one-shot use; ``max_rounds`` bounds the loop.
         """
         done = 0
-        for _ in range(max_rounds):
-            claimed = self.claim(self.config.concurrency)
-            if not claimed:
-                break
-            for item in claimed:
-                self._deliver(item)
-                done += 1
-        return done
+        finished: list[_Finished] = []
+        rounds = 0
+        while True:
+            limit = self.config.concurrency if rounds < max_rounds else 0
+            step = self._step(finished, limit)
+            self._report(step)
+            if not step.claimed:
+                return done
+            rounds += 1
+            finished = [self._attempt(item) for item in step.claimed]
+            done += sum(1 for f in finished if f.result is not None)
 
-    def _done(self, future: Future[None]) -> None:
-        with self._lock:
-            self._in_flight -= 1
-        if future.exception() is not None:
-            log.error("delivery thread failed", exc_info=future.exception())
-        self._kick.set()
+    def _take_finished(self) -> list[_Finished]:
+        out: list[_Finished] = []
+        while True:
+            try:
+                out.append(self._finished.get_nowait())
+            except queue.Empty:
+                return out
 
-    def _idle_timeout(self) -> float:
-        try:
-            with UnitOfWork(self.engine) as uow:
-                due = uow.repo.next_due_at()
-        except Exception:
-            return self.config.idle_poll
+    def _idle_timeout(self, due: datetime | None) -> float:
+        """How long to sleep, seconds, given the earliest due time of a pending delivery."""
         if due is None:
             return self.config.idle_poll
         seconds = (due - utcnow()).total_seconds()
@@ -272,32 +406,37 @@ class Worker:
 
     def claim(self, limit: int) -> list[ClaimedDelivery]:
         """Lease up to ``limit`` due deliveries to this worker (one transaction)."""
-        now = utcnow()
-        with UnitOfWork(self.engine) as uow:
-            claimed = uow.repo.claim_due(
-                worker=self.name, now=now, lease_seconds=self.config.lease_seconds, limit=limit
-            )
-            uow.commit()
-        return claimed
+        return self._step([], limit).claimed
 
-    def _rand(self) -> float:
-        with self._rng_lock:
-            return self._rng.random()
+    def record(self, item: ClaimedDelivery, result: SendResult, started: datetime) -> None:
+        """Write one attempt, the delivery's next step and the subscriber's health at once
+        (a batch of one; see :meth:`_step`).
+
+        :param started: aware UTC time the attempt started.
+        """
+        self._report(self._step([_Finished(item, result, started)], 0))
 
     def _deliver(self, item: ClaimedDelivery) -> None:
-        if self._stop.is_set():
-            with UnitOfWork(self.engine) as uow:
-                uow.repo.release_lease(item.delivery.id, self.name, utcnow())
-                uow.commit()
-            return
-        sub = item.subscriber
+        """On a pool thread: send, queue the result for the loop, wake it."""
+        try:
+            finished = self._attempt(item)
+        except Exception:
+            log.exception("delivery thread failed", extra={"delivery_id": item.delivery.id})
+            finished = _Finished(item, None, utcnow())
+        self._finished.put(finished)
+        self._kick.set()
+
+    def _attempt(self, item: ClaimedDelivery) -> _Finished:
+        """Sign and POST one claimed delivery (no database); unsent when stopping."""
         started = utcnow()
+        if self._stop.is_set():
+            return _Finished(item, None, started, unsent=True)
+        sub = item.subscriber
         if not self.config.allow_private:
             try:  # the scheme and literal-address rules, again (the URL may predate them)
                 check_subscriber_url(sub.url, allow_private=False, resolve=False)
             except UnsafeUrl as exc:
-                self.record(item, SendResult("blocked", None, 0.0, str(exc)), started)
-                return
+                return _Finished(item, SendResult("blocked", None, 0.0, str(exc)), started)
         secrets = [sub.secret]
         if (
             sub.previous_secret
@@ -306,94 +445,173 @@ class Worker:
         ):
             secrets.append(sub.previous_secret)
         result = self.sender.send(sub.url, item.event.id, item.event.payload, secrets, started)
-        self.record(item, result, started)
+        return _Finished(item, result, started)
 
-    def record(self, item: ClaimedDelivery, result: SendResult, started: datetime) -> None:
-        """Write the attempt, the delivery's next step and the subscriber's health at once."""
-        now = utcnow()
-        delivery, sub = item.delivery, item.subscriber
-        number = delivery.attempts + 1
-        values: dict[str, Any] = {
-            "attempts": number,
-            "last_status_code": result.status_code,
-            "last_error": result.error,
-            "updated_at": now,
-        }
-        disable_reason: str | None = None
+    def _step(self, finished: Sequence[_Finished], limit: int) -> _Step:
+        """One transaction: record ``finished`` (attempt rows, the deliveries' next steps, the
+        subscribers' health), give back unsent claims, then claim up to ``limit`` due
+        deliveries for the slots this frees.
+
+        Nothing is reported here (see :meth:`_report`): on an exception the transaction is
+        rolled back and ``finished`` can be given again.
+
+        :raises sqlalchemy.exc.SQLAlchemyError: when the database fails; nothing is kept.
+        """
+        step = _Step(now=utcnow())
+        if not finished and limit <= 0:
+            return step
+        now = step.now
+        sent = [f for f in finished if f.result is not None]
+        records = [self._attempt_record(f, now) for f in sent]
+        if self._conn is None:
+            with UnitOfWork(self.engine) as uow:  # outside run(): a connection of the pool
+                kept = self._write(uow.repo, step, finished, records, limit)
+                uow.commit()
+        else:
+            conn = self._conn
+            try:
+                with conn.begin():  # commits on leaving, rolls back on an exception
+                    kept = self._write(Repository(conn), step, finished, records, limit)
+            except Exception:
+                self._conn = None  # it may be broken (a restart, a failover): open a new one
+                conn.invalidate()
+                conn.close()
+                raise
+        step.recorded = [
+            (f, r.number, r.delivery_id in kept) for f, r in zip(sent, records, strict=True)
+        ]
+        return step
+
+    def _write(
+        self,
+        repo: Repository,
+        step: _Step,
+        finished: Sequence[_Finished],
+        records: Sequence[AttemptRecord],
+        limit: int,
+    ) -> set[str]:
+        """The statements of :meth:`_step`, inside its transaction; returns the kept leases."""
+        now = step.now
+        unsent = [f.item.delivery.id for f in finished if f.unsent]
+        if unsent:
+            repo.release_leases(unsent, self.name, now)
+        kept = repo.record_attempts(worker=self.name, now=now, records=records)
+        self._record_health(repo, [f for f in finished if f.result is not None], now)
+        if limit > 0:
+            step.claimed = repo.claim_due(
+                worker=self.name, now=now, lease_seconds=self.config.lease_seconds, limit=limit
+            )
+            if len(step.claimed) < limit:
+                step.next_due = repo.next_due_at()
+        return kept
+
+    def _attempt_record(self, finished: _Finished, now: datetime) -> AttemptRecord:
+        """The attempt row and the delivery's next step (success, retry time or dead letter)."""
+        result = finished.result
+        assert result is not None
+        number = finished.item.delivery.attempts + 1
+        status = "pending"
+        next_at: datetime | None = None
+        completed: datetime | None = None
         if result.ok:
-            values.update(status="succeeded", completed_at=now)
+            status, completed = "succeeded", now
         elif result.outcome == "gone":
-            values.update(status="failed", completed_at=now)
-            disable_reason = "the endpoint answered 410 Gone"
+            status, completed = "failed", now
         else:
             next_at = self.policy.next_attempt_at(
                 number,
                 now,
-                rand=self._rand(),
+                rand=self._rng.random(),
                 retry_after=parse_retry_after(result.retry_after, now),
                 slow_down=result.outcome == "timeout" or result.status_code == 429,
             )
             if next_at is None:
-                values.update(status="failed", completed_at=now)
-            else:
-                values["next_attempt_at"] = next_at
-        with UnitOfWork(self.engine) as uow:
-            repo = uow.repo
-            repo.add_attempt(
-                delivery_id=delivery.id,
-                number=number,
-                started_at=started,
-                duration_ms=result.duration_ms,
-                status_code=result.status_code,
-                outcome=result.outcome,
-                error=result.error,
-                response_body=result.response_body,
-                worker=self.name,
-            )
-            kept = repo.finish_attempt(delivery_id=delivery.id, worker=self.name, values=values)
-            if result.ok:
-                repo.update_subscriber(sub.id, failing_since=None, last_success_at=now)
-            else:
-                current = repo.get_subscriber(sub.id)
-                failing_since = (current.failing_since if current else None) or now
-                health: dict[str, Any] = {
-                    "failing_since": failing_since,
-                    "last_failure_at": now,
-                    "last_error": (result.error or "")[:500],
-                }
-                if disable_reason is None and now - failing_since > timedelta(
-                    seconds=self.config.disable_after
-                ):
-                    disable_reason = (
+                status, completed = "failed", now
+        return AttemptRecord(
+            delivery_id=finished.item.delivery.id,
+            number=number,
+            started_at=finished.started,
+            duration_ms=result.duration_ms,
+            status_code=result.status_code,
+            outcome=result.outcome,
+            error=result.error,
+            response_body=result.response_body,
+            status=status,
+            next_attempt_at=next_at,
+            completed_at=completed,
+        )
+
+    def _record_health(self, repo: Repository, sent: Sequence[_Finished], now: datetime) -> None:
+        """Each subscriber's health after these attempts, in order, written once per subscriber.
+
+        A success clears ``failing_since``; a failure sets it (unless already set) and may
+        disable the subscriber: at once for 410 Gone, or once it has seen only failures for
+        longer than ``config.disable_after`` seconds.
+        """
+        by_sub: dict[str, list[SendResult]] = {}
+        for f in sent:
+            assert f.result is not None
+            by_sub.setdefault(f.item.subscriber.id, []).append(f.result)
+        failing = [sid for sid, results in by_sub.items() if not all(r.ok for r in results)]
+        current = repo.live_subscribers(failing)
+        for sid, results in by_sub.items():
+            sub = current.get(sid)
+            failing_since = sub.failing_since if sub else None
+            enabled = bool(sub and sub.enabled)
+            health: dict[str, Any] = {}
+            for result in results:
+                if result.ok:
+                    failing_since = None
+                    health.update(failing_since=None, last_success_at=now)
+                    continue
+                failing_since = failing_since or now
+                health.update(
+                    failing_since=failing_since,
+                    last_failure_at=now,
+                    last_error=(result.error or "")[:500],
+                )
+                reason: str | None = None
+                if result.outcome == "gone":
+                    reason = "the endpoint answered 410 Gone"
+                elif now - failing_since > timedelta(seconds=self.config.disable_after):
+                    reason = (
                         f"only failures since {failing_since.isoformat()} "
                         f"(more than {self.config.disable_after:.0f} s)"
                     )
-                if disable_reason and current and current.enabled:
-                    health.update(enabled=False, disabled_reason=disable_reason, disabled_at=now)
-                repo.update_subscriber(sub.id, **health)
-            uow.commit()
-        if not kept:
-            log.warning(
-                "lease lost before the attempt was recorded",
-                extra={"delivery_id": delivery.id, "worker": self.name},
+                if reason and enabled:
+                    health.update(enabled=False, disabled_reason=reason, disabled_at=now)
+                    enabled = False
+            repo.set_subscriber_health(sid, health)
+
+    def _report(self, step: _Step) -> None:
+        """After commit: a warning per lost lease, then metrics and a log line per attempt."""
+        now = step.now
+        for finished, number, kept in step.recorded:
+            item, result = finished.item, finished.result
+            assert result is not None
+            delivery, sub = item.delivery, item.subscriber
+            if not kept:
+                log.warning(
+                    "lease lost before the attempt was recorded",
+                    extra={"delivery_id": delivery.id, "worker": self.name},
+                )
+            self.sent += 1
+            # End to end: the event was written when its callback was received.
+            latency = (now - item.event.created_at).total_seconds() if result.ok else None
+            metrics.delivery_attempted(result.outcome, latency)
+            log.info(
+                "delivery attempt",
+                extra={
+                    "delivery_id": delivery.id,
+                    "event_id": item.event.id,
+                    "job_id": item.event.job_id,
+                    "subscriber_id": sub.id,
+                    "attempt": number,
+                    "outcome": result.outcome,
+                    "status_code": result.status_code,
+                    "duration_ms": round(result.duration_ms, 1),
+                },
             )
-        self.sent += 1
-        # End to end: the event was written when its callback was received.
-        latency = (now - item.event.created_at).total_seconds() if result.ok else None
-        metrics.delivery_attempted(result.outcome, latency)
-        log.info(
-            "delivery attempt",
-            extra={
-                "delivery_id": delivery.id,
-                "event_id": item.event.id,
-                "job_id": item.event.job_id,
-                "subscriber_id": sub.id,
-                "attempt": number,
-                "outcome": result.outcome,
-                "status_code": result.status_code,
-                "duration_ms": round(result.duration_ms, 1),
-            },
-        )
 
 
-__all__ = ["PostgresWaker", "SqliteWaker", "Worker", "WorkerConfig"]
+__all__ = ["Kick", "PostgresWaker", "SqliteWaker", "Worker", "WorkerConfig"]

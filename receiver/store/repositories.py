@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Connection, and_, bindparam, delete, func, insert, or_, select, text, update
 
 from receiver.store.tables import (
+    UTCDateTime,
     attempts,
     callbacks,
     deliveries,
@@ -189,6 +190,109 @@ class ClaimedDelivery:
     delivery: Delivery
     event: Event
     subscriber: Subscriber
+
+
+@dataclass(frozen=True)
+class AttemptRecord:
+    """One finished attempt and its delivery's next step, for :meth:`Repository.record_attempts`.
+
+    ``number`` counts attempts from 1 (it becomes the delivery's ``attempts``); ``duration_ms``
+    in milliseconds. ``status`` is the delivery's next status: ``pending`` to try again at
+    ``next_attempt_at``, or final (``succeeded``, ``failed``) with ``completed_at`` set. A None
+    ``next_attempt_at`` or ``completed_at`` leaves the column as it is.
+    """
+
+    delivery_id: str
+    number: int
+    started_at: datetime
+    duration_ms: float
+    status_code: int | None
+    outcome: str
+    error: str | None
+    response_body: str | None
+    status: str
+    next_attempt_at: datetime | None
+    completed_at: datetime | None
+
+
+# Prebuilt statements of the delivery worker's hot path: compiled once, run with parameters.
+_busy = deliveries.alias("busy")
+_NOW = bindparam("now_", type_=UTCDateTime())
+_ROOMS = select(
+    subscribers.c.id,
+    subscribers.c.max_in_flight
+    - select(func.count())
+    .select_from(_busy)
+    .where(
+        _busy.c.subscriber_id == subscribers.c.id,
+        _busy.c.status == "pending",
+        _busy.c.lease_expires_at > _NOW,
+    )
+    .correlate(subscribers)
+    .scalar_subquery(),
+).where(subscribers.c.enabled.is_(True), subscribers.c.deleted_at.is_(None))
+_DUE = (
+    select(deliveries.c.id, deliveries.c.subscriber_id)
+    .where(
+        deliveries.c.subscriber_id.in_(bindparam("subs_", expanding=True)),
+        deliveries.c.status == "pending",
+        deliveries.c.next_attempt_at <= _NOW,
+        or_(deliveries.c.lease_expires_at.is_(None), deliveries.c.lease_expires_at <= _NOW),
+    )
+    .order_by(deliveries.c.next_attempt_at)
+)
+_LEASE = (
+    update(deliveries)
+    .where(deliveries.c.id.in_(bindparam("ids_", expanding=True)))
+    .values(
+        lease_owner=bindparam("worker_"),
+        lease_expires_at=bindparam("expires_", type_=UTCDateTime()),
+        updated_at=_NOW,
+    )
+)
+_KEPT = select(deliveries.c.id).where(
+    deliveries.c.id.in_(bindparam("ids_", expanding=True)),
+    deliveries.c.lease_owner == bindparam("worker_"),
+    deliveries.c.status == "pending",
+)
+_ADD_ATTEMPT = insert(attempts)
+_FINISH = (
+    update(deliveries)
+    .where(
+        deliveries.c.id == bindparam("id_"),
+        deliveries.c.lease_owner == bindparam("worker_"),
+        deliveries.c.status == "pending",
+    )
+    .values(
+        lease_owner=None,
+        lease_expires_at=None,
+        status=bindparam("status_"),
+        attempts=bindparam("attempts_"),
+        last_status_code=bindparam("status_code_"),
+        last_error=bindparam("error_"),
+        updated_at=_NOW,
+        next_attempt_at=func.coalesce(
+            bindparam("next_attempt_at_", type_=UTCDateTime()), deliveries.c.next_attempt_at
+        ),
+        completed_at=func.coalesce(
+            bindparam("completed_at_", type_=UTCDateTime()), deliveries.c.completed_at
+        ),
+    )
+)
+_RELEASE = (
+    update(deliveries)
+    .where(
+        deliveries.c.id.in_(bindparam("ids_", expanding=True)),
+        deliveries.c.lease_owner == bindparam("worker_"),
+    )
+    .values(lease_owner=None, lease_expires_at=None, updated_at=_NOW)
+)
+_LIVE_SUBSCRIBERS = select(subscribers).where(
+    subscribers.c.id.in_(bindparam("ids_", expanding=True)), subscribers.c.deleted_at.is_(None)
+)
+_SET_HEALTH = update(subscribers).where(
+    subscribers.c.id == bindparam("subscriber_id_"), subscribers.c.deleted_at.is_(None)
+)
 
 
 class Repository:
@@ -475,61 +579,41 @@ class Repository:
         """Lease up to ``limit`` due deliveries to ``worker`` until ``now + lease_seconds``.
 
         A delivery is due when pending, its ``next_attempt_at`` has come, no live lease holds it,
-        and its subscriber is enabled and below its ``max_in_flight`` cap. PostgreSQL locks the
-        candidates ``FOR UPDATE SKIP LOCKED``, so concurrent workers take disjoint sets; SQLite's
-        ``BEGIN IMMEDIATE`` makes the whole claim one writer at a time.
+        and its subscriber is enabled and below its ``max_in_flight`` cap (live leases count as
+        in flight). The room under each cap is read first, so a subscriber at its cap costs one
+        count, not a scan of its backlog, and nothing at all is read further when no subscriber
+        has room. PostgreSQL locks the candidates ``FOR UPDATE SKIP LOCKED``, so concurrent
+        workers take disjoint sets; SQLite's ``BEGIN IMMEDIATE`` makes the whole claim one
+        writer at a time.
+
+        :param now: aware UTC time of the claim.
+        :param lease_seconds: how long the lease lasts, seconds.
+        :returns: the leased deliveries with their events and subscribers, oldest due first
+            (empty when ``limit`` is 0 or less).
         """
-        busy = deliveries.alias("busy")
-        in_flight = (
-            select(func.count())
-            .select_from(busy)
-            .where(
-                busy.c.subscriber_id == deliveries.c.subscriber_id,
-                busy.c.status == "pending",
-                busy.c.lease_expires_at > now,
-            )
-            .correlate(deliveries)
-            .scalar_subquery()
-        )
-        stmt = (
-            select(
-                deliveries.c.id,
-                deliveries.c.subscriber_id,
-                subscribers.c.max_in_flight,
-                in_flight.label("busy"),
-            )
-            .join(subscribers, subscribers.c.id == deliveries.c.subscriber_id)
-            .where(
-                deliveries.c.status == "pending",
-                deliveries.c.next_attempt_at <= now,
-                or_(deliveries.c.lease_expires_at.is_(None), deliveries.c.lease_expires_at <= now),
-                subscribers.c.enabled.is_(True),
-                subscribers.c.deleted_at.is_(None),
-                in_flight < subscribers.c.max_in_flight,
-            )
-            .order_by(deliveries.c.next_attempt_at)
-            .limit(max(limit * 4, 50))
-        )
+        if limit <= 0:
+            return []
+        rooms = {sid: room for sid, room in self.conn.execute(_ROOMS, {"now_": now}) if room > 0}
+        if not rooms:
+            return []
+        # Over-fetch: a subscriber's candidates beyond its room are skipped below.
+        stmt = _DUE.limit(max(limit * 4, 50))
         if self.dialect == "postgresql":
             stmt = stmt.with_for_update(of=deliveries, skip_locked=True)
-        # Honour each subscriber's cap within this batch too.
-        room: dict[str, int] = {}
+        params = {"subs_": list(rooms), "now_": now}
         chosen: list[str] = []
-        for delivery_id, subscriber_id, cap, active in self.conn.execute(stmt):
+        for delivery_id, subscriber_id in self.conn.execute(stmt, params):
+            if rooms[subscriber_id] <= 0:
+                continue
+            rooms[subscriber_id] -= 1
+            chosen.append(delivery_id)
             if len(chosen) >= limit:
                 break
-            left = room.setdefault(subscriber_id, cap - active)
-            if left <= 0:
-                continue
-            room[subscriber_id] = left - 1
-            chosen.append(delivery_id)
         if not chosen:
             return []
         expires = now + timedelta(seconds=lease_seconds)
         self.conn.execute(
-            update(deliveries)
-            .where(deliveries.c.id.in_(chosen))
-            .values(lease_owner=worker, lease_expires_at=expires, updated_at=now)
+            _LEASE, {"ids_": chosen, "worker_": worker, "expires_": expires, "now_": now}
         )
         return self._load_claimed(chosen)
 
@@ -616,6 +700,75 @@ class Repository:
                 "worker": worker,
             },
         )
+
+    def record_attempts(
+        self, *, worker: str, now: datetime, records: Sequence[AttemptRecord]
+    ) -> set[str]:
+        """Write a batch of finished attempts: every attempt row (one multi-row insert), then
+        each delivery's next step where ``worker`` still holds its lease (one executemany).
+
+        An attempt whose lease was lost (it expired and another worker took the delivery, or
+        the delivery was cancelled) keeps its attempt row but leaves the delivery untouched.
+        PostgreSQL locks the deliveries still held until commit, so none is taken in between.
+
+        :param now: aware UTC time of the recording (the deliveries' ``updated_at``).
+        :returns: the ids of the deliveries whose lease was still held (and so were updated).
+        """
+        if not records:
+            return set()
+        self.conn.execute(
+            _ADD_ATTEMPT,
+            [
+                {
+                    "delivery_id": r.delivery_id,
+                    "number": r.number,
+                    "started_at": r.started_at,
+                    "duration_ms": r.duration_ms,
+                    "status_code": r.status_code,
+                    "outcome": r.outcome,
+                    "error": r.error,
+                    "response_body": r.response_body,
+                    "worker": worker,
+                }
+                for r in records
+            ],
+        )
+        stmt = _KEPT
+        if self.dialect == "postgresql":
+            stmt = stmt.with_for_update()
+        ids = list(dict.fromkeys(r.delivery_id for r in records))
+        kept = set(self.conn.execute(stmt, {"ids_": ids, "worker_": worker}).scalars())
+        rows = [
+            {
+                "id_": r.delivery_id,
+                "worker_": worker,
+                "now_": now,
+                "status_": r.status,
+                "attempts_": r.number,
+                "status_code_": r.status_code,
+                "error_": r.error,
+                "next_attempt_at_": r.next_attempt_at,
+                "completed_at_": r.completed_at,
+            }
+            for r in records
+            if r.delivery_id in kept
+        ]
+        if rows:
+            self.conn.execute(_FINISH, rows)
+        return kept
+
+    def release_leases(self, delivery_ids: Sequence[str], worker: str, now: datetime) -> int:
+        """Give claimed but unsent deliveries back (SIGTERM before they were sent); only those
+        whose lease ``worker`` still holds.
+
+        :returns: how many leases were given back.
+        """
+        if not delivery_ids:
+            return 0
+        result = self.conn.execute(
+            _RELEASE, {"ids_": list(delivery_ids), "worker_": worker, "now_": now}
+        )
+        return int(result.rowcount)
 
     def list_attempts(self, delivery_id: str) -> list[Attempt]:
         stmt = select(attempts).where(attempts.c.delivery_id == delivery_id).order_by(attempts.c.id)
@@ -715,6 +868,24 @@ class Repository:
             .where(subscribers.c.id == subscriber_id, subscribers.c.deleted_at.is_(None))
             .values(**values)
         )
+        return result.rowcount == 1
+
+    def live_subscribers(self, subscriber_ids: Sequence[str]) -> dict[str, Subscriber]:
+        """Subscribers by id, removed ones left out (those :meth:`get_subscriber` finds)."""
+        if not subscriber_ids:
+            return {}
+        rows = self.conn.execute(_LIVE_SUBSCRIBERS, {"ids_": list(subscriber_ids)})
+        return {s.id: s for s in (_from_row(Subscriber, r) for r in rows)}
+
+    def set_subscriber_health(self, subscriber_id: str, values: dict[str, Any]) -> bool:
+        """Set health columns of a subscriber that is not removed (``failing_since``,
+        ``last_success_at``, ``enabled``, …) as parameters of a cached statement.
+
+        :returns: False when no such subscriber exists (or it was removed).
+        """
+        if not values:
+            return False
+        result = self.conn.execute(_SET_HEALTH, {"subscriber_id_": subscriber_id, **values})
         return result.rowcount == 1
 
     def subscriber_stats(self) -> dict[str, dict[str, int]]:
