@@ -48,6 +48,18 @@ def deliveries_of(stack: Stack, subscriber_id: str) -> list[dict[str, Any]]:
     return list(items)
 
 
+def recorded(stack: Stack, delivery_id: str, status: str, seconds: float = 5.0) -> Any:
+    """The delivery once the worker has recorded it as ``status`` (the subscriber gets the
+    request before the worker writes the attempt down)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        detail = stack.api("GET", f"/api/deliveries/{delivery_id}").json()
+        if detail["status"] == status or time.monotonic() > deadline:
+            assert detail["status"] == status
+            return detail
+        time.sleep(0.05)
+
+
 def test_failing_three_times_then_success_keeps_one_webhook_id(stack: Stack) -> None:
     with SubscriberServer() as server:
         sub_id = add(stack, server)
@@ -59,8 +71,7 @@ def test_failing_three_times_then_success_keeps_one_webhook_id(stack: Stack) -> 
         assert len({r.webhook_id for r in mine}) == 1
         assert all(r.verified for r in mine)
         (delivery,) = deliveries_of(stack, sub_id)
-        detail = stack.api("GET", f"/api/deliveries/{delivery['id']}").json()
-        assert detail["status"] == "succeeded"
+        detail = recorded(stack, delivery["id"], "succeeded")
         assert [a["status_code"] for a in detail["attempt_log"]] == [500, 500, 500, 204]
         assert all(a["duration_ms"] >= 0 for a in detail["attempt_log"])
         shown = stack.relay_json("deliveries", "show", delivery["id"])
