@@ -495,9 +495,6 @@ class Repository:
 
     # -- events and deliveries ---------------------------------------------------------------
 
-    def add_event(self, event: Event) -> None:
-        self.conn.execute(insert(events), _as_values(event))
-
     def add_events(self, rows: Sequence[Event]) -> None:
         """Insert several events in one statement (executemany)."""
         if rows:
@@ -642,64 +639,6 @@ class Repository:
                 )
             )
         return out
-
-    def release_lease(self, delivery_id: str, worker: str, now: datetime) -> None:
-        """Give a claimed but unsent delivery back (SIGTERM before it was sent)."""
-        self.conn.execute(
-            update(deliveries)
-            .where(deliveries.c.id == delivery_id, deliveries.c.lease_owner == worker)
-            .values(lease_owner=None, lease_expires_at=None, updated_at=now)
-        )
-
-    def finish_attempt(
-        self,
-        *,
-        delivery_id: str,
-        worker: str,
-        values: dict[str, Any],
-    ) -> bool:
-        """Write an attempt's result to the delivery if ``worker`` still holds its lease.
-
-        :returns: False when the lease was lost (it expired and another worker took it).
-        """
-        result = self.conn.execute(
-            update(deliveries)
-            .where(
-                deliveries.c.id == delivery_id,
-                deliveries.c.lease_owner == worker,
-                deliveries.c.status == "pending",
-            )
-            .values(lease_owner=None, lease_expires_at=None, **values)
-        )
-        return result.rowcount == 1
-
-    def add_attempt(
-        self,
-        *,
-        delivery_id: str,
-        number: int,
-        started_at: datetime,
-        duration_ms: float,
-        status_code: int | None,
-        outcome: str,
-        error: str | None,
-        response_body: str | None,
-        worker: str,
-    ) -> None:
-        self.conn.execute(
-            insert(attempts),
-            {
-                "delivery_id": delivery_id,
-                "number": number,
-                "started_at": started_at,
-                "duration_ms": duration_ms,
-                "status_code": status_code,
-                "outcome": outcome,
-                "error": error,
-                "response_body": response_body,
-                "worker": worker,
-            },
-        )
 
     def record_attempts(
         self, *, worker: str, now: datetime, records: Sequence[AttemptRecord]
