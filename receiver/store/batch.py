@@ -60,7 +60,7 @@ class GroupCommit:
         self._engine = engine
         self._max_batch = max_batch
         self._cond = threading.Condition()
-        self._queue: list[_Work[object]] = []
+        self._queue: list[_Work[Any]] = []
         self._leading = False
         #: Transactions committed and pieces of work in them (for tests and the benchmark).
         self.batches = 0
@@ -85,7 +85,7 @@ class GroupCommit:
         """
         work: _Work[R] = _Work(fn, key)
         with self._cond:
-            self._queue.append(work)  # type: ignore[arg-type]
+            self._queue.append(work)
         while True:
             with self._cond:
                 while not work.done and (self._leading or work not in self._queue):
@@ -93,8 +93,11 @@ class GroupCommit:
                 if work.done:
                     break
                 self._leading = True
-                batch = self._queue[: self._max_batch]
-                del self._queue[: self._max_batch]
+                # Its own piece first (a leader never returns with its work still queued),
+                # then the oldest others; run in key order.
+                self._queue.remove(work)
+                batch = [work, *self._queue[: self._max_batch - 1]]
+                del self._queue[: self._max_batch - 1]
             try:
                 self._run_batch(batch)
             finally:
@@ -105,25 +108,27 @@ class GroupCommit:
             raise work.error
         return work.value
 
-    def _run_batch(self, batch: list[_Work[object]]) -> None:
-        batch.sort(key=lambda work: work.key)
+    def _run_batch(self, batch: list[_Work[Any]]) -> None:
+        """Run a batch; every piece ends with a value or an error, each raised in its own
+        thread by :meth:`run` (a ``BaseException`` included: it is never raised in the
+        leader's thread on another piece's behalf)."""
         try:
+            batch.sort(key=lambda piece: piece.key)
             if len(batch) == 1 or not self._run_together(batch):
                 for work in batch:
-                    self._run_alone(work)
+                    if work.error is None:
+                        self._run_alone(work)
         except BaseException as exc:  # the database failed, or the process is stopping
             for work in batch:
                 if work.value is _UNSET and work.error is None:
                     work.error = exc
-            if not isinstance(exc, Exception):
-                raise
         finally:
             for work in batch:
                 if work.value is _UNSET and work.error is None:  # never ran: do not hang
                     work.error = RuntimeError("the batch was abandoned")
                 work.done = True
 
-    def _run_together(self, batch: list[_Work[object]]) -> bool:
+    def _run_together(self, batch: list[_Work[Any]]) -> bool:
         """Run every piece in one transaction; False (all rolled back) if one raised."""
         values: list[object] = []
         with UnitOfWork(self._engine) as uow:
@@ -132,6 +137,9 @@ class GroupCommit:
                     values.append(work.fn(uow.repo))
                 except Exception:
                     return False
+                except BaseException as exc:  # SystemExit, KeyboardInterrupt: its own, once
+                    work.error = exc
+                    return False
             uow.commit()
         for work, value in zip(batch, values, strict=True):
             work.value = value
@@ -139,12 +147,12 @@ class GroupCommit:
         self.pieces += len(batch)
         return True
 
-    def _run_alone(self, work: _Work[object]) -> None:
+    def _run_alone(self, work: _Work[Any]) -> None:
         try:
             with UnitOfWork(self._engine) as uow:
                 value = work.fn(uow.repo)
                 uow.commit()
-        except Exception as exc:
+        except BaseException as exc:
             work.error = exc
             return
         work.value = value

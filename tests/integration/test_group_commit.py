@@ -49,6 +49,8 @@ def _refusal(reason: str) -> Callable[[Repository], str]:
         )
         if reason == "boom":
             raise ValueError("this piece fails after writing")
+        if reason == "exit":
+            raise SystemExit(3)
         return reason
 
     return write
@@ -104,7 +106,7 @@ def _queue_behind_a_held_transaction(gc: GroupCommit, reasons: list[str]) -> dic
     def submit(reason: str) -> None:
         try:
             results[reason] = gc.run(_refusal(reason), key=reason)
-        except ValueError as exc:
+        except BaseException as exc:  # what this thread got, SystemExit included
             results[reason] = exc
 
     others = [threading.Thread(target=submit, args=(r,)) for r in reasons]
@@ -242,3 +244,15 @@ def test_many_threads_many_jobs_end_in_the_same_state_as_one_at_a_time(
             assert conn.execute(text("SELECT count(*) FROM callbacks")).scalar_one() == len(work)
     finally:
         rt.engine.dispose()
+
+
+def test_a_system_exit_in_one_piece_is_raised_in_its_own_thread_only(
+    sqlite_runtime: Runtime,
+) -> None:
+    engine = sqlite_runtime.engine
+    gc = GroupCommit(engine)
+    results = _queue_behind_a_held_transaction(gc, ["a", "exit", "c"])
+    assert results["a"] == "a" and results["c"] == "c"
+    assert isinstance(results["exit"], SystemExit)
+    assert _reasons(engine) == ["a", "c", "first"]
+    assert gc.queued == 0
