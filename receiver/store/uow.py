@@ -35,12 +35,6 @@ class UnitOfWork:
         self.repo = Repository(self._conn)
         return self
 
-    @property
-    def connection(self) -> Connection:
-        """The transaction's connection (for a savepoint: ``uow.connection.begin_nested()``)."""
-        assert self._conn is not None
-        return self._conn
-
     def commit(self) -> None:
         """Commit the transaction (the only way anything is kept)."""
         assert self._conn is not None
