@@ -392,7 +392,7 @@ def subscribers_add(
 @pass_ctx
 def subscribers_list(ctx: Context) -> None:
     """List subscribers with their delivery counts."""
-    with UnitOfWork(ctx.runtime.engine) as uow:
+    with UnitOfWork(ctx.runtime.engine, read_only=True) as uow:
         subs = uow.repo.list_subscribers()
         stats = uow.repo.subscriber_stats()
     _emit([presenters.subscriber_json(s, stats=stats.get(s.id, {})) for s in subs])
@@ -475,7 +475,7 @@ def deliveries_list(
     ctx: Context, status: str | None, subscriber_id: str | None, limit: int
 ) -> None:
     """List deliveries, newest first (--status failed: the dead letters)."""
-    with UnitOfWork(ctx.runtime.engine) as uow:
+    with UnitOfWork(ctx.runtime.engine, read_only=True) as uow:
         items = uow.repo.list_deliveries(status=status, subscriber_id=subscriber_id, limit=limit)
     _emit([presenters.delivery_json(d) for d in items])
 
@@ -485,7 +485,7 @@ def deliveries_list(
 @pass_ctx
 def deliveries_show(ctx: Context, delivery_id: str) -> None:
     """One delivery with its attempt log."""
-    with UnitOfWork(ctx.runtime.engine) as uow:
+    with UnitOfWork(ctx.runtime.engine, read_only=True) as uow:
         delivery = uow.repo.get_delivery(delivery_id)
         if delivery is None:
             _fail(f"no delivery {delivery_id}")

@@ -208,7 +208,7 @@ class DatabaseCollector:
             f"{PREFIX}_database_up", "1 when the scrape-time database queries succeeded."
         )
         try:
-            with UnitOfWork(self.engine) as uow:
+            with UnitOfWork(self.engine, read_only=True) as uow:
                 pending = uow.repo.count_pending_deliveries()
                 oldest = uow.repo.oldest_pending_delivery()
                 disabled = uow.repo.count_disabled_subscribers()

@@ -410,7 +410,7 @@ def confirm_terminal(
     status = parse_status(task.status)
     if status is None or not status.is_terminal:
         return task, True
-    with UnitOfWork(engine) as uow:
+    with UnitOfWork(engine, read_only=True) as uow:
         job = uow.repo.get_job(claims.job_id)
     if job is None:
         raise JobNotFound(f"no job {claims.job_id}")
@@ -639,7 +639,7 @@ def _record_submit_error(
 
 def get_job(engine: Engine, job_id: str) -> Job:
     """:raises JobNotFound:"""
-    with UnitOfWork(engine) as uow:
+    with UnitOfWork(engine, read_only=True) as uow:
         job = uow.repo.get_job(job_id)
     if job is None:
         raise JobNotFound(f"no job {job_id}")
@@ -709,7 +709,7 @@ def create_subscriber(
 
 def get_subscriber(engine: Engine, subscriber_id: str) -> Subscriber:
     """:raises SubscriberNotFound:"""
-    with UnitOfWork(engine) as uow:
+    with UnitOfWork(engine, read_only=True) as uow:
         sub = uow.repo.get_subscriber(subscriber_id)
     if sub is None:
         raise SubscriberNotFound(f"no subscriber {subscriber_id}")
@@ -836,7 +836,7 @@ def reconcile(
     :param clock: a callable returning the current aware UTC time.
     :returns: one ``{"job_id", "task_id", "outcome" | "error"}`` per job looked at.
     """
-    with UnitOfWork(engine) as uow:
+    with UnitOfWork(engine, read_only=True) as uow:
         stale = uow.repo.jobs_without_recent_callback(cutoff, limit=limit)
     results: list[dict[str, Any]] = []
     for job in stale:

@@ -229,7 +229,7 @@ def submit_task() -> tuple[Response, int]:
 def list_tasks() -> Response:
     """Jobs, newest first. Query: ``status``, ``model``, ``since`` (ISO-8601), ``before``
     (a job id, to page), ``limit`` (1..200)."""
-    with UnitOfWork(runtime().engine) as uow:
+    with UnitOfWork(runtime().engine, read_only=True) as uow:
         jobs = uow.repo.list_jobs(
             status=request.args.get("status"),
             model=request.args.get("model"),
@@ -243,7 +243,7 @@ def list_tasks() -> Response:
 @bp.get("/tasks/<job_id>")
 def get_task(job_id: str) -> Response:
     """One job with its state, progress, artifacts and events. :raise 404:"""
-    with UnitOfWork(runtime().engine) as uow:
+    with UnitOfWork(runtime().engine, read_only=True) as uow:
         job = uow.repo.get_job(job_id)
         if job is None:
             raise ApiError(404, "job_not_found", f"no job {job_id}")
@@ -292,7 +292,7 @@ def create_subscriber() -> tuple[Response, int]:
 
 @bp.get("/subscribers")
 def list_subscribers() -> Response:
-    with UnitOfWork(runtime().engine) as uow:
+    with UnitOfWork(runtime().engine, read_only=True) as uow:
         subs = uow.repo.list_subscribers()
         stats = uow.repo.subscriber_stats()
     return jsonify(items=[presenters.subscriber_json(s, stats=stats.get(s.id, {})) for s in subs])
@@ -348,7 +348,7 @@ def list_deliveries() -> Response:
         raise ApiError(
             400, "invalid_status", f"status must be one of {', '.join(DELIVERY_STATUSES)}"
         )
-    with UnitOfWork(runtime().engine) as uow:
+    with UnitOfWork(runtime().engine, read_only=True) as uow:
         items = uow.repo.list_deliveries(
             status=status,
             subscriber_id=request.args.get("subscriber_id"),
@@ -362,7 +362,7 @@ def list_deliveries() -> Response:
 @bp.get("/deliveries/<delivery_id>")
 def get_delivery(delivery_id: str) -> Response:
     """One delivery with its attempt log. :raise 404:"""
-    with UnitOfWork(runtime().engine) as uow:
+    with UnitOfWork(runtime().engine, read_only=True) as uow:
         delivery = uow.repo.get_delivery(delivery_id)
         if delivery is None:
             raise ApiError(404, "delivery_not_found", f"no delivery {delivery_id}")
@@ -402,7 +402,7 @@ def recover() -> Response:
 @bp.get("/refused-callbacks")
 def refused_callbacks() -> Response:
     """The bounded log of refused callbacks, newest first."""
-    with UnitOfWork(runtime().engine) as uow:
+    with UnitOfWork(runtime().engine, read_only=True) as uow:
         items = uow.repo.list_refused(limit=_limit())
     return jsonify(items=[presenters.refused_json(r) for r in items])
 

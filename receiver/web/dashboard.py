@@ -378,7 +378,7 @@ def overview() -> str:
     """Tasks by state, the last hour's callbacks, deliveries, troubled subscribers."""
     now = utcnow()
     hour_ago = now - timedelta(hours=1)
-    with UnitOfWork(runtime().engine) as uow:
+    with UnitOfWork(runtime().engine, read_only=True) as uow:
         repo = uow.repo
         tasks = repo.count_jobs_by_status()
         accepted = repo.count_callbacks_by_outcome_since(hour_ago)
@@ -411,7 +411,7 @@ def tasks() -> str:
     since_raw = request.args.get("since", "")
     since = parse_since(since_raw, utcnow())
     before = request.args.get("before") or None
-    with UnitOfWork(runtime().engine) as uow:
+    with UnitOfWork(runtime().engine, read_only=True) as uow:
         jobs = uow.repo.list_jobs(
             status=state, model=model, since=since, before_id=before, limit=PAGE_SIZE + 1
         )
@@ -441,7 +441,7 @@ def task(job_id: str) -> str:
 
     :raise 404: no such job.
     """
-    with UnitOfWork(runtime().engine) as uow:
+    with UnitOfWork(runtime().engine, read_only=True) as uow:
         repo = uow.repo
         job = repo.get_job(job_id)
         if job is None:
@@ -486,7 +486,7 @@ def _success_rate(stats: Mapping[str, int]) -> float | None:
 def _subscribers_page(
     *, status: int = 200, shown: Subscriber | None = None, error: str | None = None
 ) -> tuple[str, int]:
-    with UnitOfWork(runtime().engine) as uow:
+    with UnitOfWork(runtime().engine, read_only=True) as uow:
         subscribers = uow.repo.list_subscribers()
         stats = uow.repo.subscriber_stats()
     rows = [(s, stats.get(s.id, {}), _success_rate(stats.get(s.id, {}))) for s in subscribers]
@@ -574,7 +574,7 @@ def deliveries() -> str:
     """Deliveries by status (failed ones first), each with its last attempt."""
     status = _choice("status", (*DELIVERY_STATUSES, "all")) or "failed"
     before = request.args.get("before") or None
-    with UnitOfWork(runtime().engine) as uow:
+    with UnitOfWork(runtime().engine, read_only=True) as uow:
         repo = uow.repo
         items = repo.list_deliveries(
             status=None if status == "all" else status, before_id=before, limit=PAGE_SIZE + 1
@@ -638,7 +638,7 @@ def refused() -> str:
     """The bounded log of refused callbacks, newest first (``before`` pages by id)."""
     raw = request.args.get("before", "")
     before = int(raw) if raw.isdigit() else None
-    with UnitOfWork(runtime().engine) as uow:
+    with UnitOfWork(runtime().engine, read_only=True) as uow:
         items = uow.repo.list_refused(limit=PAGE_SIZE + 1, before_id=before)
     more = len(items) > PAGE_SIZE
     items = items[:PAGE_SIZE]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify
 from sqlalchemy import text
 
+from receiver.store.engine import READ_ONLY
 from receiver.web.context import runtime
 
 bp = Blueprint("health", __name__)
@@ -21,6 +22,7 @@ def readyz() -> tuple[Response, int]:
     """200 when ``SELECT 1`` succeeds on the database, else 503."""
     try:
         with runtime().engine.connect() as conn:
+            conn.execution_options(**{READ_ONLY: True})  # SQLite: a reader, never queued
             conn.execute(text("SELECT 1"))
     except Exception as exc:  # any driver error means "not ready"
         return jsonify(status="unavailable", error=type(exc).__name__), 503

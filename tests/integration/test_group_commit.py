@@ -18,13 +18,13 @@ import pytest
 from sqlalchemy import Engine, text
 
 from client import ReplyRefClaims, ReplyRefSigner, VendorTask
-from receiver import services
+from receiver import create_app, services
 from receiver.clock import utcnow
 from receiver.runtime import Runtime, build_runtime
 from receiver.services import CallbackResult
 from receiver.store.batch import GroupCommit, group_commit
 from receiver.store.repositories import Repository
-from tests.conftest import JobFactory, make_settings, subscribe, task_body
+from tests.conftest import ADMIN_TOKEN, JobFactory, make_settings, subscribe, task_body
 
 
 @pytest.fixture
@@ -256,3 +256,25 @@ def test_a_system_exit_in_one_piece_is_raised_in_its_own_thread_only(
     assert isinstance(results["exit"], SystemExit)
     assert _reasons(engine) == ["a", "c", "first"]
     assert gc.queued == 0
+
+
+def test_reads_do_not_wait_for_a_writer(sqlite_runtime: Runtime) -> None:
+    """Readiness, the API and the dashboard read as WAL readers: while a write transaction holds
+    SQLite's write lock (and the process's writer queue), they still answer at once."""
+    engine = sqlite_runtime.engine
+    app = create_app(runtime=sqlite_runtime)
+    client = app.test_client()
+    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    gc = GroupCommit(engine)
+    holder, release = _hold_the_transaction(gc)
+    try:
+        assert client.get("/readyz").status_code == 200
+        assert client.get("/api/tasks", headers=admin).status_code == 200
+        assert client.get("/api/subscribers", headers=admin).status_code == 200
+        assert client.get("/api/deliveries", headers=admin).status_code == 200
+        # Had they queued behind the writer, they would have answered only once it gave up.
+        assert holder.is_alive() and not release.is_set()
+    finally:
+        release.set()
+        holder.join(10)
+    assert _reasons(engine) == ["first"]
