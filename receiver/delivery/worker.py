@@ -429,14 +429,6 @@ class Worker:
         """Lease up to ``limit`` due deliveries to this worker (one transaction)."""
         return self._step([], limit).claimed
 
-    def record(self, item: ClaimedDelivery, result: SendResult, started: datetime) -> None:
-        """Write one attempt, the delivery's next step and the subscriber's health at once
-        (a batch of one; see :meth:`_step`).
-
-        :param started: aware UTC time the attempt started.
-        """
-        self._report(self._step([_Finished(item, result, started)], 0))
-
     def _deliver(self, item: ClaimedDelivery) -> None:
         """On a pool thread: send, queue the result for the loop, wake it."""
         try:

@@ -792,10 +792,9 @@ class Repository:
             ]
         return self._routes
 
-    def list_subscribers(self, *, enabled_only: bool = False) -> list[Subscriber]:
+    def list_subscribers(self) -> list[Subscriber]:
+        """Every subscriber not removed (enabled or not), in id order."""
         stmt = select(subscribers).where(subscribers.c.deleted_at.is_(None))
-        if enabled_only:
-            stmt = stmt.where(subscribers.c.enabled.is_(True))
         return [
             _from_row(Subscriber, r) for r in self.conn.execute(stmt.order_by(subscribers.c.id))
         ]
