@@ -355,7 +355,7 @@ def test_failed_callbacks_are_recorded_and_retried_when_configured(
         ("POST", "/videos/create"),
         ("POST", "/assets/?name=x"),
         ("GET", "/tasks/some-task"),
-        ("GET", "/scheduler"),
+        ("GET", "/scheduler/"),
         ("DELETE", "/scheduler/some-task"),
     ],
 )
@@ -617,7 +617,7 @@ def test_lose_answer_delays_the_answer_and_the_scheduler_lists_the_task(sim: Sim
             timeout=(2, 0.3),
         )
     assert time.monotonic() - started < 1.0
-    listed = sim.call("GET", "/scheduler").json()
+    listed = sim.call("GET", "/scheduler/").json()
     assert [item["replyRef"] for item in listed] == ["lost-1"]
     assert TASK_ID_RE.match(listed[0]["taskId"])
     stats = sim.control("stats")
@@ -643,13 +643,13 @@ def test_scheduler_lists_live_tasks_only_and_delete_stops_callbacks(
     received.wait_terminal(fast["taskId"])
     wait_until(lambda: sim.control("stats")["tasks"][fast["taskId"]] == "SUCCEEDED")
 
-    listed = sim.call("GET", "/scheduler").json()
+    listed = sim.call("GET", "/scheduler/").json()
     assert listed == [{"taskId": slow_id, "replyUrl": f"{base}/cb", "replyRef": "s"}]
 
     assert sim.call("DELETE", f"/scheduler/{slow_id}").status_code == 200
     assert sim.call("DELETE", f"/scheduler/{slow_id}").status_code == 404
     assert sim.call("DELETE", f"/scheduler/{fast['taskId']}").status_code == 404
-    assert sim.call("GET", "/scheduler").json() == []
+    assert sim.call("GET", "/scheduler/").json() == []
     sim.join_task_threads()
     assert received.bodies(slow_id) == []  # no callback after DELETE /scheduler
     assert sim.control("stats")["scheduler_requests"] == 5
@@ -734,8 +734,8 @@ def test_command_line_prints_port_and_stops_on_sigterm() -> None:
         url = f"http://127.0.0.1:{match.group(1)}"
         with requests.Session() as http:
             http.trust_env = False
-            assert http.get(f"{url}/scheduler", timeout=5).status_code == 401
-            ok = http.get(f"{url}/scheduler", headers={"Authorization": "Bearer T"}, timeout=5)
+            assert http.get(f"{url}/scheduler/", timeout=5).status_code == 401
+            ok = http.get(f"{url}/scheduler/", headers={"Authorization": "Bearer T"}, timeout=5)
             assert ok.json() == []
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=5) == 0
