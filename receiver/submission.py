@@ -175,11 +175,6 @@ def check_submission(submission: Submission, target: Route) -> None:
         if slot not in slots:
             offered = ", ".join(image(s) for s in slots) or "no image"
             raise InvalidSubmission(f"{model} takes no {image(slot)}; it takes: {offered}")
-    named = {accepted[key] for key in submission.params if key in accepted}
-    required = {name for name, info in fields.items() if info.is_required()}
-    needs_image = (spec is not None and spec.min_images > 0) or "first_image_asset_id" in required
-    if needs_image and not given and not named & set(slots.values()):
-        raise InvalidSubmission(f"{model} needs a {image('first')}")
     unknown = [key for key in submission.params if key not in accepted]
     if unknown:
         own = [n for n in fields if n not in slots.values() and n not in ("model", "email")]
@@ -193,6 +188,11 @@ def check_submission(submission: Submission, target: Route) -> None:
             f"{model} does not take {', '.join(repr(k) for k in unknown)}{note}; "
             f"its fields: {', '.join(own)}"
         )
+    named = {accepted[key] for key in submission.params if key in accepted}
+    required = {name for name, info in fields.items() if info.is_required()}
+    needs_image = (spec is not None and spec.min_images > 0) or "first_image_asset_id" in required
+    if needs_image and not given and not named & set(slots.values()):
+        raise InvalidSubmission(f"{model} needs a {image('first')}")
 
 
 def submit_task(
