@@ -5,6 +5,7 @@ API field) before anything is stored or sent (the end-to-end tests in
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -133,3 +134,31 @@ def test_cli_video_model_is_for_videos_only(
     assert result.exit_code == 2, result.output
     assert "--video-model / video_model is for model videos only, not gen3turbo" in result.output
     assert not (tmp_path / "never-created.sqlite3").exists()
+
+
+def test_relay_models_prints_the_table_with_its_source() -> None:
+    from client.catalog import SOURCE, VIDEO_MODELS
+
+    result = CliRunner().invoke(main, ["models"])
+    assert result.exit_code == 0, result.output
+    assert SOURCE in result.output and "(default gen4.5)" in result.output
+    for name in VIDEO_MODELS:
+        assert f"\n{name}  (" in result.output
+    assert "startFrameAssetId, endFrameAssetId" in result.output
+    assert "at most 5000 characters" in result.output
+    as_json = CliRunner().invoke(main, ["models", "--json"])
+    table = json.loads(as_json.output)
+    assert [m["model"] for m in table["models"]] == list(VIDEO_MODELS)
+    assert table["models"][0]["durations"] == list(range(2, 11))
+
+
+def test_submit_help_is_made_from_the_table() -> None:
+    from client.catalog import VIDEO_MODELS
+
+    result = CliRunner().invoke(main, ["submit", "--help"], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "default gen4.5" in text
+    for spec in VIDEO_MODELS.values():
+        assert f"{spec.name}: " in text
+    assert "--account" in text and "USEAPI_ACCOUNT_EMAIL" in text
