@@ -38,6 +38,7 @@ __all__ = [
     "Route",
     "VideoModel",
     "check_video_request",
+    "markdown_table",
     "model_description",
     "route",
 ]
@@ -364,6 +365,39 @@ def model_description() -> str:
         "retired by Runway on 2026-07-30) and gen4turbo use their own endpoints; 'videos' "
         "with video_model is an alias."
     )
+
+
+def markdown_table() -> str:
+    """The table as Markdown (the README's "Models" section is checked against it)."""
+    lines = [
+        "| model | duration (s) | aspect_ratio with an image / without | resolution "
+        "| reference images | text_prompt | audio | exploreMode |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for spec in VIDEO_MODELS.values():
+        ratios = (
+            f"{_allowed(spec.aspect_ratios) or '—'} / {_allowed(spec.text_aspect_ratios) or '—'}"
+        )
+        fields = spec.image_fields
+        named = (
+            ", ".join(f"`{f}`" for f in fields)
+            if len(fields) <= 2
+            else (f"`{fields[0]}`…`{fields[-1]}`")
+        )
+        images = f"{spec.min_images}–{spec.max_images} ({named})"
+        if spec.keyframe_fields:
+            images += " or keyframes " + " / ".join(f"`{f}`" for f in spec.keyframe_fields)
+        if spec.video_fields:
+            images += f", up to {len(spec.video_fields)} videos"
+        prompt = "required" if spec.prompt_required else "optional"
+        if spec.prompt_max:
+            prompt += f", ≤ {spec.prompt_max} chars"
+        lines.append(
+            f"| `{spec.name}` | {_allowed(spec.durations)} | {ratios} "
+            f"| {_allowed(spec.resolutions) or '—'} | {images} | {prompt} "
+            f"| {spec.audio or '—'} | {'yes' if spec.explore_mode else '—'} |"
+        )
+    return "\n".join(lines)
 
 
 def _allowed(values: tuple[Any, ...]) -> str:

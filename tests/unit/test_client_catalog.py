@@ -308,3 +308,12 @@ def _outcome(kind: str) -> Any:
     from simulator.state import QueuedOutcome
 
     return QueuedOutcome(kind=kind)
+
+
+def test_readme_models_section_is_the_table() -> None:
+    from client.catalog import markdown_table
+
+    readme = (_REPO / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Models\n", 1)[1].split("\n## ", 1)[0]
+    assert markdown_table() in section
+    assert "Runway retired\n  Gen-3 Alpha Turbo on 2026-07-30" in section
