@@ -12,8 +12,12 @@ from __future__ import annotations
 import json
 import math
 from typing import Any
+from urllib.parse import quote
 
+import requests
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from client.errors import UnexpectedResponse
 
 __all__ = [
     "SchedulerEntry",
@@ -21,6 +25,9 @@ __all__ = [
     "VendorError",
     "VendorTask",
     "account_items",
+    "json_object",
+    "parse_json",
+    "quote_task_id",
     "scheduler_items",
     "unwrap_task",
     "with_email",
@@ -363,3 +370,42 @@ def account_items(parsed: Any) -> list[dict[str, Any]] | None:
         error = value.get("error")
         accounts.append({**value, "email": email, "error": error if error else None})
     return accounts
+
+
+# useapi.net task ids look like "user:<id>-runwayml:<email>-task:<uuid>"; ":" and "@" are legal
+# in a path segment and the vendor's own examples send them unescaped (useapi's comparison script:
+# encoding them breaks the path match). Everything else that is not unreserved (notably "/",
+# "?", "#", "%", spaces) is percent-encoded.
+_PATH_SAFE = ":@"
+
+
+def quote_task_id(task_id: str) -> str:
+    """A task id as a path segment: ``:`` and ``@`` raw, everything else percent-encoded.
+
+    Raises:
+        ValueError: ``task_id`` is empty or not a string.
+    """
+    if not isinstance(task_id, str) or not task_id:
+        raise ValueError("task_id must be a non-empty string")
+    return quote(task_id, safe=_PATH_SAFE)
+
+
+def parse_json(response: requests.Response) -> Any:
+    """The body as JSON; ``UnexpectedResponse`` (with the status) if it is not JSON."""
+    try:
+        return json.loads(response.content)
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:
+        raise UnexpectedResponse(
+            "the vendor's answer is not JSON", http_status=response.status_code
+        ) from e
+
+
+def json_object(response: requests.Response) -> dict[str, Any]:
+    """The body as a JSON object; ``UnexpectedResponse`` if it is anything else."""
+    parsed = parse_json(response)
+    if not isinstance(parsed, dict):
+        raise UnexpectedResponse(
+            f"the vendor's answer is JSON {type(parsed).__name__}, not an object",
+            http_status=response.status_code,
+        )
+    return parsed

@@ -30,6 +30,7 @@ __all__ = [
     "DEFAULT_MODEL",
     "ENDPOINT_MODELS",
     "GEN4_ASPECT_RATIOS",
+    "KNOWN_MODELS",
     "RETIRED_ADVICE",
     "RETIRED_MODELS",
     "SOURCE",
@@ -291,6 +292,11 @@ VIDEO_MODELS: dict[str, VideoModel] = {
         ),
     )
 }
+
+
+#: Every model name runway-relay knows: the table's, those passed through unchecked, and the
+#: two own endpoints (jobs record these names; e.g. the dashboard's model filter offers them).
+KNOWN_MODELS: tuple[str, ...] = (*VIDEO_MODELS, *UNLISTED_MODELS, *ENDPOINT_MODELS)
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ Retry policy, because useapi.net has no idempotency key:
   jittered 10..30 s, then send again, at most ``busy_retries`` times.
 - :class:`~client.errors.ConnectFailed`: the request never left, so it is sent once more.
 - :class:`~client.errors.OutcomeUnknown` on a create: NEVER re-sent. The client looks for the
-  ``replyRef`` in ``GET /scheduler`` and returns that task, or raises ``OutcomeUnknown``.
+  ``replyRef`` in ``GET /scheduler/`` and returns that task, or raises ``OutcomeUnknown``.
 - Every other 4xx and every 5xx is raised at once.
 """
 
@@ -34,11 +34,18 @@ import time
 from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any, Self
-from urllib.parse import quote
 
 import requests
 
-from client.answers import account_items, scheduler_items, unwrap_task, with_email
+from client.answers import (
+    account_items,
+    json_object,
+    parse_json,
+    quote_task_id,
+    scheduler_items,
+    unwrap_task,
+    with_email,
+)
 from client.errors import (
     AccountBusy,
     ConnectFailed,
@@ -73,12 +80,6 @@ MAX_RETRY_AFTER_SECONDS = 120.0
 #: (useapi.net docs: POST /v1/runwayml/gen3turbo/create, 429: "wait … at least 10..30 seconds").
 BUSY_DELAY_MIN_SECONDS = 10.0
 BUSY_DELAY_MAX_SECONDS = 30.0
-
-# useapi.net task ids look like "user:<id>-runwayml:<email>-task:<uuid>"; ":" and "@" are legal
-# in a path segment and the vendor's own examples send them unescaped (useapi's comparison script:
-# encoding them breaks the path match). Everything else that is not unreserved (notably "/",
-# "?", "#", "%", spaces) is percent-encoded.
-_PATH_SAFE = ":@"
 
 
 class UseapiClient:
@@ -199,7 +200,7 @@ class UseapiClient:
             data=loaded.data,
             headers={"Content-Type": loaded.content_type},
         )
-        body = self._json_object(response)
+        body = json_object(response)
         asset_id = body.get("assetId")
         if not isinstance(asset_id, str) or not asset_id:
             raise UnexpectedResponse(
@@ -252,7 +253,7 @@ class UseapiClient:
         except OutcomeUnknown as lost:
             return self._recover_lost_create(reply_ref, lost, email)
         try:
-            body = self._json_object(response)
+            body = json_object(response)
             task = VendorTask.model_validate(unwrap_task(body))
             if not task.taskId:
                 raise UnexpectedResponse(
@@ -266,22 +267,19 @@ class UseapiClient:
     def create_gen3turbo(
         self, request: Gen3TurboRequest, reply_url: str, reply_ref: str
     ) -> VendorTask:
-        """:meth:`create` for ``POST /gen3turbo/create`` (useapi.net docs: POST
-        /v1/runwayml/gen3turbo/create). Same errors as :meth:`create`."""
+        """:meth:`create` for ``POST /gen3turbo/create``; same answer and errors."""
         return self.create(request, reply_url=reply_url, reply_ref=reply_ref)
 
     def create_gen4turbo(
         self, request: Gen4TurboRequest, reply_url: str, reply_ref: str
     ) -> VendorTask:
-        """:meth:`create` for ``POST /gen4turbo/create`` (useapi.net docs: POST
-        /v1/runwayml/gen4turbo/create). Same errors as :meth:`create`."""
+        """:meth:`create` for ``POST /gen4turbo/create``; same answer and errors."""
         return self.create(request, reply_url=reply_url, reply_ref=reply_ref)
 
     def create_video(
         self, request: VideosCreateRequest, reply_url: str, reply_ref: str
     ) -> VendorTask:
-        """:meth:`create` for ``POST /videos/create`` (useapi.net docs: POST
-        /v1/runwayml/videos/create). Same errors as :meth:`create`."""
+        """:meth:`create` for ``POST /videos/create``; same answer and errors."""
         return self.create(request, reply_url=reply_url, reply_ref=reply_ref)
 
     def get_task(self, task_id: str, *, email: str | None = None) -> VendorTask:
@@ -299,9 +297,9 @@ class UseapiClient:
                 body is not a JSON object; ``ConnectFailed`` / ``OutcomeUnknown`` on transport
                 failure (a GET is re-sent once after ``ConnectFailed``).
         """
-        path = f"/tasks/{self._quote_id(task_id)}"
+        path = f"/tasks/{quote_task_id(task_id)}"
         response = self._send_with_retries("GET", path, params=with_email({}, email))
-        return VendorTask.model_validate(unwrap_task(self._json_object(response)))
+        return VendorTask.model_validate(unwrap_task(json_object(response)))
 
     def list_scheduler(self, *, email: str | None = None) -> list[SchedulerEntry]:
         """The tasks the vendor is tracking: ``GET {base}/scheduler/`` (trailing slash, as
@@ -317,7 +315,7 @@ class UseapiClient:
             body is neither an array nor an object.
         """
         response = self._send_with_retries("GET", "/scheduler/", params=with_email({}, email))
-        items = scheduler_items(self._json(response))
+        items = scheduler_items(parse_json(response))
         if items is None:
             raise UnexpectedResponse(
                 "the scheduler answer is neither a JSON array nor an object",
@@ -338,23 +336,18 @@ class UseapiClient:
     def list_accounts(self) -> list[dict[str, Any]]:
         """The Runway accounts configured at useapi.net: ``GET {base}/accounts``.
 
-        The answer is read leniently: an object keyed by email (each value an object), an
-        array of objects, or ``{"accounts": …}`` of either. Every item comes back as a dict
-        with at least ``email`` (str) and ``error`` (the pending error, or None: an account
-        with an error must be fixed at useapi.net, ``POST /accounts/{email}``, before it can
-        generate).
+        Read leniently (:func:`~client.answers.account_items`): each item has at least
+        ``email`` and ``error`` (pending, or None; such an account must be fixed at useapi.net).
 
         Raises:
             UseapiError subclasses as for :meth:`get_task`; ``UnexpectedResponse`` when the
             body is neither an array nor an object.
         """
         response = self._send_with_retries("GET", "/accounts")
-        accounts = account_items(self._json(response))
+        accounts = account_items(parse_json(response))
         if accounts is None:
-            raise UnexpectedResponse(
-                "the accounts answer is neither a JSON array nor an object",
-                http_status=response.status_code,
-            )
+            message = "the accounts answer is neither a JSON array nor an object"
+            raise UnexpectedResponse(message, http_status=response.status_code)
         return accounts
 
     def cancel(self, task_id: str, *, email: str | None = None) -> None:
@@ -365,7 +358,7 @@ class UseapiClient:
             mapped by :func:`~client.errors.from_response`; transport errors as
             :meth:`get_task`.
         """
-        path = f"/scheduler/{self._quote_id(task_id)}"
+        path = f"/scheduler/{quote_task_id(task_id)}"
         self._send_with_retries("DELETE", path, params=with_email({}, email))
 
     # -- internals -------------------------------------------------------------------------
@@ -504,30 +497,3 @@ class UseapiClient:
             replyUrl=entry.replyUrl,
             status="PENDING",
         )
-
-    @staticmethod
-    def _quote_id(task_id: str) -> str:
-        if not isinstance(task_id, str) or not task_id:
-            raise ValueError("task_id must be a non-empty string")
-        return quote(task_id, safe=_PATH_SAFE)
-
-    @staticmethod
-    def _json(response: requests.Response) -> Any:
-        """The body as JSON; ``UnexpectedResponse`` (with the status) if it is not JSON."""
-        try:
-            return json.loads(response.content)
-        except (ValueError, UnicodeDecodeError, RecursionError) as e:
-            raise UnexpectedResponse(
-                "the vendor's answer is not JSON", http_status=response.status_code
-            ) from e
-
-    @classmethod
-    def _json_object(cls, response: requests.Response) -> dict[str, Any]:
-        """The body as a JSON object; ``UnexpectedResponse`` if it is anything else."""
-        parsed = cls._json(response)
-        if not isinstance(parsed, dict):
-            raise UnexpectedResponse(
-                f"the vendor's answer is JSON {type(parsed).__name__}, not an object",
-                http_status=response.status_code,
-            )
-        return parsed

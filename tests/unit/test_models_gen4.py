@@ -162,3 +162,26 @@ def test_submit_help_is_made_from_the_table() -> None:
     for spec in VIDEO_MODELS.values():
         assert f"{spec.name}: " in text
     assert "--account" in text and "USEAPI_ACCOUNT_EMAIL" in text
+
+
+def test_openapi_document_is_made_from_the_table() -> None:
+    from client.catalog import SOURCE, VIDEO_MODELS
+    from receiver.domain.events import EVENT_TYPES
+    from receiver.web.api import RecoverIn, SubscriberIn, TaskSubmissionIn
+    from receiver.web.openapi import openapi_document
+
+    doc = openapi_document(
+        task_in=TaskSubmissionIn,
+        subscriber_in=SubscriberIn,
+        recover_in=RecoverIn,
+        event_types=EVENT_TYPES,
+    )
+    table = doc["components"]["x-video-models"]
+    assert table["source"] == SOURCE and table["default"] == "gen4.5"
+    assert [m["model"] for m in table["models"]] == list(VIDEO_MODELS)
+    model = doc["components"]["schemas"]["TaskSubmissionIn"]["properties"]["model"]
+    assert model["default"] == "gen4.5"
+    for spec in VIDEO_MODELS.values():
+        assert f"{spec.name} (duration" in model["description"]
+        assert spec.name in model["examples"]
+    assert "account" in doc["components"]["schemas"]["TaskSubmissionIn"]["properties"]
