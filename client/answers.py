@@ -291,7 +291,7 @@ class VendorTask(_Lenient):
 
 
 class SchedulerEntry(_Lenient):
-    """One task the vendor is tracking, as listed by ``GET /scheduler``.
+    """One task the vendor is tracking, as listed by ``GET /scheduler/``.
 
     Source: SPEC.md section 1 ("``GET /scheduler`` lists running tasks as
     ``[{taskId, replyUrl, replyRef}]``"); the same entries appear in a 429's ``runningTasks``

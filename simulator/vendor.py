@@ -195,21 +195,24 @@ def read_body() -> tuple[dict[str, Any], bool]:
     return data, False
 
 
-def busy_response(state: SimulatorState, jobs: int, retry_after: float | None) -> Response:
-    """429 "Account … is busy executing N tasks", listing the live tasks under ``runningTasks``."""
+def busy_response(
+    state: SimulatorState, jobs: int, retry_after: float | None, account: str = ACCOUNT_EMAIL
+) -> Response:
+    """429 "Account … is busy executing N tasks", listing the account's live tasks under
+    ``runningTasks``."""
     running = [
         {
-            "email": ACCOUNT_EMAIL,
+            "email": account,
             "taskId": task["taskId"],
             "id": task["id"],
             "replyUrl": task.get("replyUrl"),
             "replyRef": task.get("replyRef"),
         }
-        for task in state.live_tasks()[:10]
+        for task in state.live_tasks(account)[:10]
     ]
     body = {
-        "error": f"Account {ACCOUNT_EMAIL} is busy executing {jobs} tasks",
-        "runningTasks": {ACCOUNT_EMAIL: running},
+        "error": f"Account {account} is busy executing {jobs} tasks",
+        "runningTasks": {account: running},
         "code": 429,
     }
     return with_retry_after(error_response(429, body), retry_after)
@@ -284,7 +287,7 @@ def create(endpoint: Endpoint) -> ResponseReturnValue:
     if config.max_jobs is not None:
         limit = req.max_jobs or config.max_jobs
         if len(state.live_tasks(account)) >= limit:
-            return busy_response(state, limit, None)
+            return busy_response(state, limit, None, account)
 
     plan = TaskPlan.from_config(config, directives)
     root = base_url(state)
