@@ -47,7 +47,12 @@ def model_line(spec: VideoModel) -> str:
         prompt += f" <= {spec.prompt_max}"
     parts = [
         f"{spec.name}: {_range(spec.durations)} s",
-        f"ratios {','.join(spec.aspect_ratios) or '-'}",
+        f"ratios {','.join(spec.aspect_ratios) or '-'}"
+        + (
+            f" (without an image: {','.join(spec.text_aspect_ratios)})"
+            if spec.text_aspect_ratios and spec.text_aspect_ratios != spec.aspect_ratios
+            else ""
+        ),
         f"images {images}",
         f"prompt {prompt}",
     ]
