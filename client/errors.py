@@ -209,7 +209,7 @@ class OutcomeUnknown(TransportError):
     reset or closed after sending, a broken chunked body.
 
     The vendor may or may not have acted on it. useapi.net has no idempotency key, so a create
-    that ends here is never re-sent; look for its ``replyRef`` in ``GET /scheduler`` instead.
+    that ends here is never re-sent; look for its ``replyRef`` in ``GET /scheduler/`` instead.
     """
 
 

@@ -14,15 +14,11 @@ Vendor facts live here, each with the useapi.net page it comes from:
 
 Requests are strict (``extra="forbid"``, no type coercion: ``True`` is not an int, ``"5"`` is
 not 5) and frozen; they fail with pydantic's ``ValidationError`` before any network call.
-Answers are lenient (``extra="allow"``, every field optional, wrong types coerced or dropped as
-each field documents) because the receiver validates untrusted callback bodies with them and
-must keep fields the vendor adds.
+The answers (lenient) live in :mod:`client.answers` and are re-exported here.
 """
 
 from __future__ import annotations
 
-import json
-import math
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
@@ -31,14 +27,17 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
-    field_validator,
     model_validator,
 )
+
+from client.answers import SchedulerEntry, VendorArtifact, VendorError, VendorTask
+from client.catalog import check_video_request
 
 __all__ = [
     "MAX_REPLY_REF_LENGTH",
     "MAX_REPLY_URL_LENGTH",
     "REQUEST_TYPES",
+    "Email",
     "CreateRequest",
     "Gen3TurboRequest",
     "Gen4TurboRequest",
@@ -88,6 +87,10 @@ Seed = Annotated[int, Field(strict=True, ge=1, le=4294967294)]
 MaxJobs = Annotated[int, Field(strict=True, ge=1, le=10)]
 #: Gen-4 aspect ratios (useapi.net docs: POST /v1/runwayml/gen4turbo/create).
 Gen4AspectRatio = Literal["16:9", "9:16", "1:1", "4:3", "3:4", "21:9"]
+#: A useapi.net account: the Runway account's email as configured at useapi.net ("email is
+#: optional when only one account is configured; if you have multiple accounts configured, this
+#: parameter becomes required": useapi.net accounts pages).
+Email = Annotated[str, StringConstraints(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", max_length=254)]
 
 
 class CreateRequest(BaseModel):
@@ -109,6 +112,15 @@ class CreateRequest(BaseModel):
 
     ENDPOINT: ClassVar[str] = ""
     MODEL: ClassVar[str] = ""
+
+    #: The useapi.net account that runs the task (vendor field ``email``); required by the
+    #: vendor when several accounts are configured. Use the account that uploaded the assets.
+    email: Email | None = None
+
+    def vendor_fields(self) -> dict[str, Any]:
+        """The request's own fields under their vendor names, ``None`` fields left out (no
+        ``replyUrl``/``replyRef``)."""
+        return self.model_dump(by_alias=True, exclude_none=True, mode="json")
 
     def to_payload(self, reply_url: str, reply_ref: str) -> dict[str, Any]:
         """The JSON body to POST: vendor field names, ``None`` fields left out, plus
@@ -142,7 +154,7 @@ class CreateRequest(BaseModel):
                 f"reply_ref is {len(reply_ref)} characters; useapi.net accepts at most "
                 f"{MAX_REPLY_REF_LENGTH}"
             )
-        payload = self.model_dump(by_alias=True, exclude_none=True, mode="json")
+        payload = self.vendor_fields()
         payload["replyUrl"] = reply_url
         payload["replyRef"] = reply_ref
         return payload
@@ -245,43 +257,78 @@ class Gen4TurboRequest(CreateRequest):
 class VideosCreateRequest(CreateRequest):
     """``POST /videos/create``: the unified endpoint; ``model`` picks the video model.
 
-    Sources: useapi.net docs, POST /v1/runwayml/videos/create (its model comparison tables:
-    models such as ``gen4``, ``gen4-turbo``, ``gen4.5``; durations from 2 s (Gen-4.5) up to 15 s
-    (Kling, Seedance); aspect ratios 16:9, 9:16, 1:1, 4:3, 3:4, 21:9; Gen-4 and Gen-4 Turbo
-    need one reference image), and useapi.net's own batch script for that endpoint
-    ("runwayml.mjs", version 3.0), whose JSON body uses ``model``, ``text_prompt``,
-    ``aspect_ratio``, ``duration``, ``seed``, ``exploreMode``, ``imageAssetId1`` (the start
-    frame) and ``imageAssetId2`` (the end frame). The page's own "Request Body" section was not
-    available to us: ranges here are the union over models and the vendor checks the rest
-    (e.g. which durations a given model allows). ``replyUrl``/``replyRef``/``maxJobs`` behave
-    as on the other create endpoints (SPEC.md section 1).
+    Sources: useapi.net docs, POST /v1/runwayml/videos/create (its model table, kept in
+    :data:`client.catalog.VIDEO_MODELS` with its dates) and useapi.net's script for that
+    endpoint (``runwayml.mjs`` v3.1), whose body uses ``model``, ``email``, ``text_prompt``,
+    ``aspect_ratio``, ``duration``, ``seed``, ``exploreMode``, ``imageAssetId1`` (start frame)
+    and ``imageAssetId2`` (end frame); ``resolution`` from third-party code; Seedance's
+    ``imageAssetId1..11``, ``videoAssetId1..3``, ``startFrameAssetId``/``endFrameAssetId``.
+
+    A model in the table is checked against its row (:func:`client.catalog.check_video_request`)
+    when the request is built; any other model name passes (the vendor decides).
 
     Fields (vendor name in brackets):
-        model [model]: REQUIRED non-empty str, e.g. ``"gen4-turbo"``.
-        text_prompt [text_prompt]: str (required by some models, e.g. Gen-4 Turbo).
-        first_image_asset_id [imageAssetId1]: asset id of the start frame / first reference.
-        last_image_asset_id [imageAssetId2]: asset id of the end frame / second reference.
-        (Python names match :class:`Gen3TurboRequest` and :class:`Gen4TurboRequest`, so one
-        mapping of image slots to fields serves every model.)
-        aspect_ratio [aspect_ratio]: one of 16:9, 9:16, 1:1, 4:3, 3:4, 21:9.
-        duration [duration]: int seconds, 2..15.
-        seed [seed]: int 1..4294967294.
-        explore_mode [exploreMode]: bool.
+        model [model]: REQUIRED vendor model name, e.g. ``"gen4.5"``.
+        email [email]: the account (see :class:`CreateRequest`).
+        text_prompt [text_prompt]: str.
+        first_image_asset_id [imageAssetId1], last_image_asset_id [imageAssetId2]: start and
+            end frame (Gen-4.x, Kling); Python names as in the other requests, so one mapping
+            of image slots serves every model.
+        reference_asset_ids [imageAssetId1..N]: Seedance's reference images (not with the two
+            above). video_asset_ids [videoAssetId1..N]: Seedance's reference videos.
+        start_frame_asset_id [startFrameAssetId], end_frame_asset_id [endFrameAssetId]:
+            Seedance's keyframe mode.
+        aspect_ratio [aspect_ratio]: str such as ``"16:9"``. resolution [resolution]: str such
+            as ``"720p"``. duration [duration]: int seconds, 1..60 (the row narrows it).
+        seed [seed]: int 1..4294967294. explore_mode [exploreMode]: bool.
         max_jobs [maxJobs]: int 1..10.
+
+    Raises (on construction): ``ValidationError`` as for :class:`CreateRequest`, and with the
+    table's message (naming the field and the allowed values) when the row refuses it.
     """
 
     ENDPOINT: ClassVar[str] = "/videos/create"
     MODEL: ClassVar[str] = "videos"
 
-    model: Annotated[str, StringConstraints(min_length=1)]
+    model: Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r"^\S+$")]
     text_prompt: str | None = None
     first_image_asset_id: AssetId | None = _vendor_name("imageAssetId1")
     last_image_asset_id: AssetId | None = _vendor_name("imageAssetId2")
-    aspect_ratio: Gen4AspectRatio | None = None
-    duration: Annotated[int, Field(strict=True, ge=2, le=15)] | None = None
+    reference_asset_ids: tuple[AssetId, ...] | None = None
+    video_asset_ids: tuple[AssetId, ...] | None = None
+    start_frame_asset_id: AssetId | None = _vendor_name("startFrameAssetId")
+    end_frame_asset_id: AssetId | None = _vendor_name("endFrameAssetId")
+    aspect_ratio: Annotated[str, StringConstraints(min_length=1, max_length=20)] | None = None
+    resolution: Annotated[str, StringConstraints(min_length=1, max_length=20)] | None = None
+    duration: Annotated[int, Field(strict=True, ge=1, le=60)] | None = None
     seed: Seed | None = None
     explore_mode: bool | None = _vendor_name("exploreMode")
     max_jobs: MaxJobs | None = _vendor_name("maxJobs")
+
+    def vendor_fields(self) -> dict[str, Any]:
+        """As :meth:`CreateRequest.vendor_fields`, with ``reference_asset_ids`` spread over
+        ``imageAssetId1..N`` and ``video_asset_ids`` over ``videoAssetId1..N``."""
+        body = self.model_dump(
+            by_alias=True,
+            exclude_none=True,
+            mode="json",
+            exclude={"reference_asset_ids", "video_asset_ids"},
+        )
+        for i, asset in enumerate(self.reference_asset_ids or (), start=1):
+            body[f"imageAssetId{i}"] = asset
+        for i, asset in enumerate(self.video_asset_ids or (), start=1):
+            body[f"videoAssetId{i}"] = asset
+        return body
+
+    @model_validator(mode="after")
+    def _fits_the_table(self) -> VideosCreateRequest:
+        if self.reference_asset_ids and (self.first_image_asset_id or self.last_image_asset_id):
+            raise ValueError(
+                "reference_asset_ids fill imageAssetId1..N: not with first_image_asset_id "
+                "(imageAssetId1) or last_image_asset_id (imageAssetId2)"
+            )
+        check_video_request(self.model, self.vendor_fields())
+        return self
 
 
 #: Our short model names (``CreateRequest.MODEL``) to request classes.
@@ -290,284 +337,3 @@ REQUEST_TYPES: dict[str, type[CreateRequest]] = {
     "gen4turbo": Gen4TurboRequest,
     "videos": VideosCreateRequest,
 }
-
-
-# ---------------------------------------------------------------------------------------------
-# Vendor answers (lenient)
-# ---------------------------------------------------------------------------------------------
-
-
-def _as_str(value: Any) -> str | None:
-    """str kept; finite int/float (not bool) turned into its str; anything else → None."""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float) and math.isfinite(value):
-        return str(int(value)) if value.is_integer() else str(value)
-    return None
-
-
-def _as_float(value: Any) -> float | None:
-    """A finite number or numeric string (``"0.5"``, ``"1"``) as float; bool, NaN, infinity,
-    an integer too large for a float, other strings and other types → None."""
-    if isinstance(value, bool):
-        return None
-    try:
-        if isinstance(value, int | float):
-            number = float(value)
-        elif isinstance(value, str):
-            number = float(value.strip())
-        else:
-            return None
-    except (ValueError, OverflowError):
-        return None
-    return number if math.isfinite(number) else None
-
-
-def _as_dict(value: Any) -> dict[str, Any] | None:
-    """A dict kept; anything else → None."""
-    return value if isinstance(value, dict) else None
-
-
-class _Lenient(BaseModel):
-    """Base of the vendor answer models: unknown fields kept (``model_extra``), none rejected."""
-
-    model_config = ConfigDict(extra="allow")
-
-
-class VendorArtifact(_Lenient):
-    """One item of a task's ``artifacts``: the generated video.
-
-    Source: useapi.net docs, POST /v1/runwayml/gen3turbo/create, "Model" (``artifacts: any[]``)
-    and SPEC.md section 1. ``url`` is signed and expires: pass it on promptly.
-
-    Coercions (never raising): ``url``, ``assetId``, ``id``, ``filename``: str kept, a number
-    becomes its str, anything else None. ``fileSize`` (bytes; the vendor sends a string): str
-    or int kept (bool → None), a float becomes its str. ``previewUrls``: a list keeps its str
-    items, a single str becomes a one-item list, anything else None. ``metadata`` (usually
-    ``{frameRate, duration, dimensions, size}``): a dict, else None.
-    """
-
-    url: str | None = None
-    assetId: str | None = None
-    id: str | None = None
-    filename: str | None = None
-    fileSize: str | int | None = None
-    previewUrls: list[str] | None = None
-    metadata: dict[str, Any] | None = None
-
-    @field_validator("url", "assetId", "id", "filename", mode="before")
-    @classmethod
-    def _str_fields(cls, value: Any) -> str | None:
-        return _as_str(value)
-
-    @field_validator("fileSize", mode="before")
-    @classmethod
-    def _file_size(cls, value: Any) -> str | int | None:
-        if isinstance(value, bool):
-            return None
-        if isinstance(value, str | int):
-            return value
-        return _as_str(value)
-
-    @field_validator("previewUrls", mode="before")
-    @classmethod
-    def _preview_urls(cls, value: Any) -> list[str] | None:
-        if isinstance(value, str):
-            return [value]
-        if isinstance(value, list):
-            return [item for item in value if isinstance(item, str)]
-        return None
-
-    @field_validator("metadata", mode="before")
-    @classmethod
-    def _metadata(cls, value: Any) -> dict[str, Any] | None:
-        return _as_dict(value)
-
-
-class VendorError(_Lenient):
-    """A task's ``error`` when it is an object.
-
-    Source: useapi.net docs, POST /v1/runwayml/gen3turbo/create, "Model":
-    ``{errorMessage, reason, message, moderation_category, tally_asimov}``.
-
-    Coercions (never raising): the four text fields as in :class:`VendorArtifact` (str kept,
-    number → str, else None); ``tally_asimov``: a bool, else None.
-    """
-
-    errorMessage: str | None = None
-    reason: str | None = None
-    message: str | None = None
-    moderation_category: str | None = None
-    tally_asimov: bool | None = None
-
-    @field_validator("errorMessage", "reason", "message", "moderation_category", mode="before")
-    @classmethod
-    def _str_fields(cls, value: Any) -> str | None:
-        return _as_str(value)
-
-    @field_validator("tally_asimov", mode="before")
-    @classmethod
-    def _bool_field(cls, value: Any) -> bool | None:
-        return value if isinstance(value, bool) else None
-
-    @property
-    def text(self) -> str:
-        """The best human message: the first non-blank of ``errorMessage``, ``message``,
-        ``reason``, then ``"moderated (<moderation_category>)"``, else ``"unknown error"``."""
-        for candidate in (self.errorMessage, self.message, self.reason):
-            if candidate and candidate.strip():
-                return candidate.strip()
-        if self.moderation_category and self.moderation_category.strip():
-            return f"moderated ({self.moderation_category.strip()})"
-        return "unknown error"
-
-
-class VendorTask(_Lenient):
-    """The task object: the answer to a create and ``GET /tasks/{taskId}``, and the body of a
-    callback to ``replyUrl``.
-
-    Source: useapi.net docs, POST /v1/runwayml/gen3turbo/create, "Responses" and "Model" (all
-    fields optional), and SPEC.md section 1. Unknown fields (``image``, ``sharedAsset``,
-    ``features``, anything new) are kept in ``model_extra`` and in ``model_dump()``.
-
-    ``VendorTask.model_validate(obj)`` raises ``ValidationError`` only when ``obj`` is not a
-    mapping; every field tolerates wrong types. Coercions:
-
-    - ``taskId``, ``id``, ``name``, ``createdAt``, ``updatedAt``, ``taskType``, ``status``,
-      ``progressText``, ``replyUrl``, ``replyRef``: str kept; an int or finite float becomes
-      its str (``status: 3`` → ``"3"``); anything else (bool, object, list) → None.
-      ``status`` stays the raw vendor string (PENDING, RUNNING, THROTTLED, SUCCEEDED, FAILED,
-      CANCELLED or anything new); interpreting it is the caller's job.
-    - ``options``: a dict, else None.
-    - ``progressRatio`` (0..1; the vendor sends a number or a string such as ``"1"``): a number
-      or numeric string as float, clamped into 0.0..1.0; bool, NaN, infinity, other strings
-      and other types → None.
-    - ``estimatedTimeToStartSeconds`` (seconds): a number or numeric string as float, negative
-      values raised to 0.0; bool, NaN, infinity and others → None.
-    - ``artifacts``: a list, each dict item becoming a :class:`VendorArtifact` and each str
-      item an artifact with that ``url``; other items dropped; None or a non-list → ``[]``.
-    - ``error``: None or a str kept; a dict becomes a :class:`VendorError`; a list or other
-      JSON value becomes its compact JSON text, anything else its ``str``.
-    - ``code``: an int or str kept; an integral float becomes an int, another float its str;
-      bool and others → None.
-    """
-
-    taskId: str | None = None
-    id: str | None = None
-    name: str | None = None
-    createdAt: str | None = None
-    updatedAt: str | None = None
-    taskType: str | None = None
-    options: dict[str, Any] | None = None
-    status: str | None = None
-    progressText: str | None = None
-    progressRatio: float | None = None
-    estimatedTimeToStartSeconds: float | None = None
-    artifacts: list[VendorArtifact] = Field(default_factory=list)
-    error: VendorError | str | None = None
-    code: int | str | None = None
-    replyUrl: str | None = None
-    replyRef: str | None = None
-
-    @field_validator(
-        "taskId",
-        "id",
-        "name",
-        "createdAt",
-        "updatedAt",
-        "taskType",
-        "status",
-        "progressText",
-        "replyUrl",
-        "replyRef",
-        mode="before",
-    )
-    @classmethod
-    def _str_fields(cls, value: Any) -> str | None:
-        return _as_str(value)
-
-    @field_validator("options", mode="before")
-    @classmethod
-    def _options(cls, value: Any) -> dict[str, Any] | None:
-        return _as_dict(value)
-
-    @field_validator("progressRatio", mode="before")
-    @classmethod
-    def _progress_ratio(cls, value: Any) -> float | None:
-        number = _as_float(value)
-        if number is None:
-            return None
-        return min(1.0, max(0.0, number))
-
-    @field_validator("estimatedTimeToStartSeconds", mode="before")
-    @classmethod
-    def _eta(cls, value: Any) -> float | None:
-        number = _as_float(value)
-        if number is None:
-            return None
-        return max(0.0, number)
-
-    @field_validator("artifacts", mode="before")
-    @classmethod
-    def _artifacts(cls, value: Any) -> list[Any]:
-        if not isinstance(value, list):
-            return []
-        items: list[Any] = []
-        for item in value:
-            if isinstance(item, dict | VendorArtifact):
-                items.append(item)
-            elif isinstance(item, str):
-                items.append({"url": item})
-        return items
-
-    @field_validator("error", mode="before")
-    @classmethod
-    def _error(cls, value: Any) -> Any:
-        if value is None or isinstance(value, str | dict | VendorError):
-            return value
-        try:
-            return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-        except (TypeError, ValueError):
-            return str(value)
-
-    @field_validator("code", mode="before")
-    @classmethod
-    def _code(cls, value: Any) -> int | str | None:
-        if isinstance(value, bool):
-            return None
-        if isinstance(value, int | str):
-            return value
-        if isinstance(value, float) and math.isfinite(value):
-            return int(value) if value.is_integer() else str(value)
-        return None
-
-    @property
-    def error_text(self) -> str | None:
-        """The error as one human message (``VendorError.text`` or the string), or None."""
-        if isinstance(self.error, VendorError):
-            return self.error.text
-        return self.error
-
-
-class SchedulerEntry(_Lenient):
-    """One task the vendor is tracking, as listed by ``GET /scheduler``.
-
-    Source: SPEC.md section 1 ("``GET /scheduler`` lists running tasks as
-    ``[{taskId, replyUrl, replyRef}]``"); the same entries appear in a 429's ``runningTasks``
-    (useapi.net docs: POST /v1/runwayml/gen3turbo/create). Unknown fields are kept.
-
-    Coercions: the three fields as in :class:`VendorTask` (str kept, number → str, else None).
-    """
-
-    taskId: str | None = None
-    replyUrl: str | None = None
-    replyRef: str | None = None
-
-    @field_validator("taskId", "replyUrl", "replyRef", mode="before")
-    @classmethod
-    def _str_fields(cls, value: Any) -> str | None:
-        return _as_str(value)

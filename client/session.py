@@ -3,10 +3,16 @@
 Endpoints used (base ``https://api.useapi.net/v1/runwayml``, header ``Authorization: Bearer``;
 useapi.net docs pages named in each method):
 
-- ``POST /assets/?name=NAME`` upload an image, answers ``{"assetId": …}``
-- ``POST /gen3turbo/create``, ``/gen4turbo/create``, ``/videos/create`` start a task
+- ``POST /assets/?email=EMAIL&name=NAME`` upload an image, answers ``{"assetId": …}``
+- ``POST /gen3turbo/create``, ``/gen4turbo/create``, ``/videos/create`` start a task (the
+  create answer's ``taskId`` is read at the top level or inside ``task``)
 - ``GET /tasks/{taskId}`` one task (explicit checks only, never the normal path)
-- ``GET /scheduler``, ``DELETE /scheduler/{taskId}`` tasks being tracked; stop tracking one
+- ``GET /scheduler/`` (trailing slash, as documented), ``DELETE /scheduler/{taskId}`` tasks
+  being tracked; stop tracking one
+- ``GET /accounts`` the Runway accounts configured at useapi.net
+
+``email`` (the account) goes on every call that takes one when given: with several accounts
+configured at useapi.net the vendor requires it (useapi.net accounts pages; ``useapi-2026.md``).
 
 Retry policy, because useapi.net has no idempotency key:
 
@@ -14,7 +20,7 @@ Retry policy, because useapi.net has no idempotency key:
   jittered 10..30 s, then send again, at most ``busy_retries`` times.
 - :class:`~client.errors.ConnectFailed`: the request never left, so it is sent once more.
 - :class:`~client.errors.OutcomeUnknown` on a create: NEVER re-sent. The client looks for the
-  ``replyRef`` in ``GET /scheduler`` and returns that task, or raises ``OutcomeUnknown``.
+  ``replyRef`` in ``GET /scheduler/`` and returns that task, or raises ``OutcomeUnknown``.
 - Every other 4xx and every 5xx is raised at once.
 """
 
@@ -28,10 +34,18 @@ import time
 from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any, Self
-from urllib.parse import quote
 
 import requests
 
+from client.answers import (
+    account_items,
+    json_object,
+    parse_json,
+    quote_task_id,
+    scheduler_items,
+    unwrap_task,
+    with_email,
+)
 from client.errors import (
     AccountBusy,
     ConnectFailed,
@@ -66,11 +80,6 @@ MAX_RETRY_AFTER_SECONDS = 120.0
 #: (useapi.net docs: POST /v1/runwayml/gen3turbo/create, 429: "wait … at least 10..30 seconds").
 BUSY_DELAY_MIN_SECONDS = 10.0
 BUSY_DELAY_MAX_SECONDS = 30.0
-
-# useapi.net task ids look like "user:<id>-runwayml:<email>-task:<uuid>"; ":" and "@" are legal
-# in a path segment and the vendor's own examples send them unescaped. Everything else that is
-# not unreserved (notably "/", "?", "#", "%", spaces) is percent-encoded.
-_PATH_SAFE = ":@"
 
 
 class UseapiClient:
@@ -154,17 +163,20 @@ class UseapiClient:
         *,
         name: str | None = None,
         allow_http: bool = False,
+        email: str | None = None,
     ) -> str:
         """Upload an image as a Runway asset and return its ``assetId``.
 
-        ``POST {base}/assets/?name=NAME`` with the raw bytes as the body and the image's
-        ``Content-Type`` (useapi.net docs: POST /v1/runwayml/assets; SPEC.md section 1).
+        ``POST {base}/assets/?email=EMAIL&name=NAME`` with the raw bytes as the body and the
+        image's ``Content-Type`` (useapi.net docs: POST /v1/runwayml/assets; SPEC.md section 1).
+        An asset is usable by the account that uploaded it: pass the ``email`` of the create.
 
         Args:
             image: a :class:`~client.images.LoadedImage`, or anything
                 :func:`~client.images.load_image` takes (bytes, path, https URL, data URI).
             name: the asset name; defaults to the image's file name.
             allow_http: let ``load_image`` fetch a plain ``http://`` URL.
+            email: the useapi.net account to upload with (None: the vendor's only account).
 
         Returns:
             The ``assetId`` string from the JSON answer.
@@ -184,11 +196,11 @@ class UseapiClient:
         response = self._send_with_retries(
             "POST",
             "/assets/",
-            params={"name": asset_name},
+            params=with_email({"name": asset_name}, email),
             data=loaded.data,
             headers={"Content-Type": loaded.content_type},
         )
-        body = self._json_object(response)
+        body = json_object(response)
         asset_id = body.get("assetId")
         if not isinstance(asset_id, str) or not asset_id:
             raise UnexpectedResponse(
@@ -210,9 +222,9 @@ class UseapiClient:
           at most ``busy_retries`` times; then the last ``AccountBusy`` is raised.
         - ``ConnectFailed``: sent once more; a second failure is raised.
         - ``OutcomeUnknown`` (read timeout, reset after sending), or a 2xx whose body is not a
-          task: NOT re-sent. ``GET /scheduler`` is searched for ``reply_ref``; if found, a
-          :class:`VendorTask` with that entry's ``taskId``, ``replyRef``, ``replyUrl`` and
-          ``status="PENDING"`` is returned.
+          task: NOT re-sent. ``GET /scheduler/`` is searched (with the request's ``email``)
+          for ``reply_ref``; if found, a :class:`VendorTask` with that entry's ``taskId``,
+          ``replyRef``, ``replyUrl`` and ``status="PENDING"`` is returned.
 
         Args:
             request: a :class:`~client.models.CreateRequest` subclass instance.
@@ -235,45 +247,44 @@ class UseapiClient:
                 scheduler either.
         """
         payload = request.to_payload(reply_url, reply_ref)
+        email = request.email
         try:
             response = self._send_with_retries("POST", request.ENDPOINT, json_body=payload)
         except OutcomeUnknown as lost:
-            return self._recover_lost_create(reply_ref, lost)
+            return self._recover_lost_create(reply_ref, lost, email)
         try:
-            body = self._json_object(response)
-            task = VendorTask.model_validate(body)
+            body = json_object(response)
+            task = VendorTask.model_validate(unwrap_task(body))
             if not task.taskId:
                 raise UnexpectedResponse(
                     "the create answer has no taskId", http_status=response.status_code, body=body
                 )
         except UnexpectedResponse as unusable:
             # The vendor said 2xx, so a task very likely exists: find it, never re-send.
-            return self._recover_lost_create(reply_ref, unusable)
+            return self._recover_lost_create(reply_ref, unusable, email)
         return task
 
     def create_gen3turbo(
         self, request: Gen3TurboRequest, reply_url: str, reply_ref: str
     ) -> VendorTask:
-        """:meth:`create` for ``POST /gen3turbo/create`` (useapi.net docs: POST
-        /v1/runwayml/gen3turbo/create). Same errors as :meth:`create`."""
+        """:meth:`create` for ``POST /gen3turbo/create``; same answer and errors."""
         return self.create(request, reply_url=reply_url, reply_ref=reply_ref)
 
     def create_gen4turbo(
         self, request: Gen4TurboRequest, reply_url: str, reply_ref: str
     ) -> VendorTask:
-        """:meth:`create` for ``POST /gen4turbo/create`` (useapi.net docs: POST
-        /v1/runwayml/gen4turbo/create). Same errors as :meth:`create`."""
+        """:meth:`create` for ``POST /gen4turbo/create``; same answer and errors."""
         return self.create(request, reply_url=reply_url, reply_ref=reply_ref)
 
     def create_video(
         self, request: VideosCreateRequest, reply_url: str, reply_ref: str
     ) -> VendorTask:
-        """:meth:`create` for ``POST /videos/create`` (useapi.net docs: POST
-        /v1/runwayml/videos/create). Same errors as :meth:`create`."""
+        """:meth:`create` for ``POST /videos/create``; same answer and errors."""
         return self.create(request, reply_url=reply_url, reply_ref=reply_ref)
 
-    def get_task(self, task_id: str) -> VendorTask:
-        """Fetch one task: ``GET {base}/tasks/{taskId}``.
+    def get_task(self, task_id: str, *, email: str | None = None) -> VendorTask:
+        """Fetch one task: ``GET {base}/tasks/{taskId}`` (``?email=`` when given: the account
+        that ran it).
 
         For explicit checks only (``VERIFY_WITH_VENDOR``, reconciliation, an operator's
         request); the normal path never asks the vendor for task status (SPEC.md invariant 5).
@@ -286,12 +297,13 @@ class UseapiClient:
                 body is not a JSON object; ``ConnectFailed`` / ``OutcomeUnknown`` on transport
                 failure (a GET is re-sent once after ``ConnectFailed``).
         """
-        path = f"/tasks/{self._quote_id(task_id)}"
-        response = self._send_with_retries("GET", path)
-        return VendorTask.model_validate(self._json_object(response))
+        path = f"/tasks/{quote_task_id(task_id)}"
+        response = self._send_with_retries("GET", path, params=with_email({}, email))
+        return VendorTask.model_validate(unwrap_task(json_object(response)))
 
-    def list_scheduler(self) -> list[SchedulerEntry]:
-        """The tasks the vendor is tracking: ``GET {base}/scheduler``.
+    def list_scheduler(self, *, email: str | None = None) -> list[SchedulerEntry]:
+        """The tasks the vendor is tracking: ``GET {base}/scheduler/`` (trailing slash, as
+        useapi.net documents it; ``?email=`` when given).
 
         The answer is a JSON array of ``{taskId, replyUrl, replyRef}`` objects (SPEC.md
         section 1); an object wrapping such arrays (e.g. ``{"tasks": […]}`` or, like a 429's
@@ -302,22 +314,43 @@ class UseapiClient:
             UseapiError subclasses as for :meth:`get_task`; ``UnexpectedResponse`` when the
             body is neither an array nor an object.
         """
-        response = self._send_with_retries("GET", "/scheduler")
-        parsed = self._json(response)
-        entries: list[SchedulerEntry] = []
-        for item in _scheduler_items(parsed, response):
-            entries.append(SchedulerEntry.model_validate(item))
-        return entries
+        response = self._send_with_retries("GET", "/scheduler/", params=with_email({}, email))
+        items = scheduler_items(parse_json(response))
+        if items is None:
+            raise UnexpectedResponse(
+                "the scheduler answer is neither a JSON array nor an object",
+                http_status=response.status_code,
+            )
+        return [SchedulerEntry.model_validate(item) for item in items]
 
-    def find_in_scheduler(self, reply_ref: str) -> SchedulerEntry | None:
+    def find_in_scheduler(
+        self, reply_ref: str, *, email: str | None = None
+    ) -> SchedulerEntry | None:
         """The scheduler entry whose ``replyRef`` equals ``reply_ref`` and that has a
         ``taskId``, or None. Raises as :meth:`list_scheduler`."""
-        for entry in self.list_scheduler():
+        for entry in self.list_scheduler(email=email):
             if entry.replyRef == reply_ref and entry.taskId:
                 return entry
         return None
 
-    def cancel(self, task_id: str) -> None:
+    def list_accounts(self) -> list[dict[str, Any]]:
+        """The Runway accounts configured at useapi.net: ``GET {base}/accounts``.
+
+        Read leniently (:func:`~client.answers.account_items`): each item has at least
+        ``email`` and ``error`` (pending, or None; such an account must be fixed at useapi.net).
+
+        Raises:
+            UseapiError subclasses as for :meth:`get_task`; ``UnexpectedResponse`` when the
+            body is neither an array nor an object.
+        """
+        response = self._send_with_retries("GET", "/accounts")
+        accounts = account_items(parse_json(response))
+        if accounts is None:
+            message = "the accounts answer is neither a JSON array nor an object"
+            raise UnexpectedResponse(message, http_status=response.status_code)
+        return accounts
+
+    def cancel(self, task_id: str, *, email: str | None = None) -> None:
         """Stop tracking a task: ``DELETE {base}/scheduler/{taskId}``; no callback follows.
 
         Raises:
@@ -325,8 +358,8 @@ class UseapiClient:
             mapped by :func:`~client.errors.from_response`; transport errors as
             :meth:`get_task`.
         """
-        path = f"/scheduler/{self._quote_id(task_id)}"
-        self._send_with_retries("DELETE", path)
+        path = f"/scheduler/{quote_task_id(task_id)}"
+        self._send_with_retries("DELETE", path, params=with_email({}, email))
 
     # -- internals -------------------------------------------------------------------------
 
@@ -435,12 +468,15 @@ class UseapiClient:
         )
         return response
 
-    def _recover_lost_create(self, reply_ref: str, lost: UseapiError) -> VendorTask:
+    def _recover_lost_create(
+        self, reply_ref: str, lost: UseapiError, email: str | None
+    ) -> VendorTask:
         """After a create whose answer was lost or unusable: find ``reply_ref`` in the
-        scheduler and return a PENDING task for it, or raise (see :meth:`create`)."""
+        scheduler (of ``email``'s account) and return a PENDING task for it, or raise (see
+        :meth:`create`)."""
         logger.warning("useapi create: answer lost or unusable, looking up the scheduler")
         try:
-            entry = self.find_in_scheduler(reply_ref)
+            entry = self.find_in_scheduler(reply_ref, email=email)
         except UseapiError as e:
             raise OutcomeUnknown(
                 "the create's answer was lost and the scheduler lookup failed; the task may or "
@@ -449,7 +485,7 @@ class UseapiClient:
         if entry is None:
             if isinstance(lost, OutcomeUnknown):
                 raise OutcomeUnknown(
-                    "the create's answer was lost and GET /scheduler does not list its replyRef: "
+                    "the create's answer was lost and GET /scheduler/ does not list its replyRef: "
                     "the task may or may not exist (it may not be listed yet, or already "
                     "finished); do not re-send blindly"
                 ) from lost
@@ -461,52 +497,3 @@ class UseapiClient:
             replyUrl=entry.replyUrl,
             status="PENDING",
         )
-
-    @staticmethod
-    def _quote_id(task_id: str) -> str:
-        if not isinstance(task_id, str) or not task_id:
-            raise ValueError("task_id must be a non-empty string")
-        return quote(task_id, safe=_PATH_SAFE)
-
-    @staticmethod
-    def _json(response: requests.Response) -> Any:
-        """The body as JSON; ``UnexpectedResponse`` (with the status) if it is not JSON."""
-        try:
-            return json.loads(response.content)
-        except (ValueError, UnicodeDecodeError, RecursionError) as e:
-            raise UnexpectedResponse(
-                "the vendor's answer is not JSON", http_status=response.status_code
-            ) from e
-
-    @classmethod
-    def _json_object(cls, response: requests.Response) -> dict[str, Any]:
-        """The body as a JSON object; ``UnexpectedResponse`` if it is anything else."""
-        parsed = cls._json(response)
-        if not isinstance(parsed, dict):
-            raise UnexpectedResponse(
-                f"the vendor's answer is JSON {type(parsed).__name__}, not an object",
-                http_status=response.status_code,
-            )
-        return parsed
-
-
-def _scheduler_items(parsed: Any, response: requests.Response) -> list[Any]:
-    """The entry objects inside a ``GET /scheduler`` answer (see ``list_scheduler``)."""
-    if isinstance(parsed, list):
-        return [item for item in parsed if isinstance(item, dict)]
-    if not isinstance(parsed, dict):
-        raise UnexpectedResponse(
-            "the scheduler answer is neither a JSON array nor an object",
-            http_status=response.status_code,
-        )
-    if "taskId" in parsed:
-        return [parsed]
-    items: list[Any] = []
-    for value in parsed.values():
-        if isinstance(value, list):
-            items.extend(item for item in value if isinstance(item, dict))
-        elif isinstance(value, dict):
-            for inner in value.values():
-                if isinstance(inner, list):
-                    items.extend(item for item in inner if isinstance(item, dict))
-    return items

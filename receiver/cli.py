@@ -1,4 +1,5 @@
-"""The ``relay`` command: worker, submit, subscribers, deliveries, reconcile, db.
+"""The ``relay`` command: worker, subscribers, deliveries, reconcile, db (submit, models and
+accounts are in :mod:`receiver.cli_submit`).
 
 Each command builds its own :class:`~receiver.settings.Settings` and engine from the
 environment; output meant for programs is JSON on stdout, progress goes to stderr.
@@ -17,12 +18,7 @@ from types import FrameType
 from typing import Any, NoReturn
 
 import click
-from pydantic import ValidationError
 
-from client import REQUEST_TYPES
-from client.errors import UseapiError
-from client.images import ImageError
-from client.replyref import ReplyRefTooLong
 from receiver import presenters, services
 from receiver.clock import utcnow
 from receiver.logs import configure_logging
@@ -196,152 +192,6 @@ def worker(ctx: Context, concurrency: int | None) -> None:
         err=True,
     )
     the_worker.run()
-
-
-# -- submit ---------------------------------------------------------------------------------
-
-
-def _option_pairs(values: tuple[str, ...]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for item in values:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="--option")
-        try:
-            out[key] = json.loads(raw)
-        except json.JSONDecodeError:
-            out[key] = raw
-    return out
-
-
-@main.command()
-@click.option("--image", "image", help="first frame: a file path, an https URL or a data: URI")
-@click.option("--middle-image", help="middle frame (gen3turbo)")
-@click.option("--last-image", help="last frame (gen3turbo, videos)")
-@click.option("--prompt", help="text prompt")
-@click.option(
-    "--model",
-    type=click.Choice(sorted(REQUEST_TYPES)),
-    default="gen3turbo",
-    show_default=True,
-    help="which create endpoint to use: gen3turbo (Gen-3 Alpha Turbo, being retired by Runway), "
-    "gen4turbo (Gen-4 Turbo, needs --image) or videos (the unified endpoint, needs --video-model)",
-)
-@click.option(
-    "--video-model",
-    help="--model videos only: the vendor's video model, e.g. gen4-turbo, gen4, gen4.5",
-)
-@click.option(
-    "--seconds",
-    "--duration",
-    "seconds",
-    type=int,
-    help="video length in seconds, sent as the model's own field: seconds (gen3turbo, "
-    "gen4turbo: 5 or 10) or duration (videos: 5 or 10 for gen4-turbo; the vendor checks others)",
-)
-@click.option(
-    "--aspect-ratio",
-    help="gen3turbo: landscape|portrait; gen4turbo and videos: 16:9, 9:16, 1:1, 4:3, 3:4, 21:9",
-)
-@click.option("--seed", type=int, help="1…4294967294")
-@click.option(
-    "--explore-mode/--no-explore-mode", default=None, help="relaxed generation (Unlimited plans)"
-)
-@click.option("--max-jobs", type=int, help="1…10")
-@click.option(
-    "--option", "options", multiple=True, help="any other request field, KEY=VALUE (repeatable)"
-)
-@click.option("--metadata", help="a JSON object of your own, echoed in every webhook")
-@pass_ctx
-def submit(
-    ctx: Context,
-    image: str | None,
-    middle_image: str | None,
-    last_image: str | None,
-    prompt: str | None,
-    model: str,
-    video_model: str | None,
-    seconds: int | None,
-    aspect_ratio: str | None,
-    seed: int | None,
-    explore_mode: bool | None,
-    max_jobs: int | None,
-    options: tuple[str, ...],
-    metadata: str | None,
-) -> None:
-    """Upload the image(s), record the job and create the vendor task.
-
-    Prints one JSON object with job_id, task_id and status. The vendor then pushes progress
-    to PUBLIC_BASE_URL/callbacks/useapi; nothing here polls. Exit status 1 when the vendor
-    refuses (the job is kept, SUBMIT_FAILED), 2 for bad input or configuration.
-    """
-    settings = ctx.settings
-    request_type = REQUEST_TYPES[model]
-    model_fields = request_type.model_fields
-    # The video length is `seconds` on gen3turbo/gen4turbo and `duration` on videos.
-    length_field = "duration" if "duration" in model_fields else "seconds"
-    if video_model is not None and "model" not in model_fields:
-        _fail(f"--video-model is for --model videos only, not {model}", 2)
-    params: dict[str, Any] = {
-        "model": video_model,
-        "text_prompt": prompt,
-        length_field: seconds,
-        "aspect_ratio": aspect_ratio,
-        "seed": seed,
-        "explore_mode": explore_mode,
-        "max_jobs": max_jobs,
-    }
-    params = {k: v for k, v in params.items() if v is not None}
-    params.update(_option_pairs(options))
-    meta: dict[str, Any] = {}
-    if metadata:
-        try:
-            meta = json.loads(metadata)
-        except json.JSONDecodeError as exc:
-            raise click.BadParameter(f"not JSON: {exc}", param_hint="--metadata") from None
-        if not isinstance(meta, dict):
-            raise click.BadParameter("must be a JSON object", param_hint="--metadata")
-    images = {
-        slot: source
-        for slot, source in (("first", image), ("middle", middle_image), ("last", last_image))
-        if source
-    }
-    try:
-        reply_url = settings.reply_url
-        rt = ctx.runtime
-        client = rt.vendor_client()
-    except ConfigError as exc:
-        _fail(str(exc), 2)
-    click.echo(f"submitting a {model} task ({len(images)} image(s))…", err=True)
-    try:
-        with client:
-            job = services.submit_task(
-                rt.engine,
-                client=client,
-                signer=rt.signer,
-                reply_url=reply_url,
-                submission=services.Submission(
-                    model=model, params=params, images=images, metadata=meta
-                ),
-                request_type=request_type,
-                now=utcnow(),
-                allow_http_images=settings.allow_private_urls,
-            )
-    except ValidationError as exc:
-        from receiver.web.errors import validation_message
-
-        _fail(f"invalid request: {validation_message(exc)}", 2)
-    except services.InvalidSubmission as exc:
-        _fail(f"invalid request: {exc}", 2)
-    except (ReplyRefTooLong, ImageError) as exc:
-        _fail(str(exc), 2)
-    except services.SubmissionFailed as exc:
-        cause: UseapiError = exc.cause
-        _emit(
-            {"job_id": exc.job_id, "task_id": None, "status": "SUBMIT_FAILED", "error": str(cause)}
-        )
-        _fail(f"{type(cause).__name__}: {cause}", 1)
-    _emit({"job_id": job.id, "task_id": job.task_id, "status": job.status, "model": job.model})
 
 
 # -- subscribers ----------------------------------------------------------------------------
@@ -540,6 +390,10 @@ def reconcile(ctx: Context, older_than: str, limit: int) -> None:
     for item in results:
         click.echo(json.dumps(item), err=False)
     click.echo(f"reconciled {len(results)} job(s)", err=True)
+
+
+# `relay submit`, `relay models`, `relay accounts` register themselves on `main`.
+from receiver import cli_submit  # noqa: E402,F401
 
 
 def run() -> None:  # pragma: no cover - console entry for `python -m receiver.cli`

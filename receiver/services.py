@@ -3,7 +3,7 @@
 - :func:`accept_callback`: a verified callback moves the task forward and, in the SAME
   transaction, writes the callback record, the events and one delivery per matching subscriber
   (the transactional outbox, SPEC invariant 3).
-- :func:`submit_task`: record a job, upload its images, create the vendor task.
+- submitting a task lives in :mod:`receiver.submission` (its errors are here).
 - subscriber and delivery administration for the API and the CLI.
 """
 
@@ -13,7 +13,7 @@ import base64
 import json
 import logging
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -22,14 +22,11 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import DataError, IntegrityError
 
 from client import (
-    CreateRequest,
     ReplyRefClaims,
-    ReplyRefSigner,
     UseapiClient,
     UseapiError,
     VendorTask,
 )
-from client.errors import OutcomeUnknown
 from client.models import VendorError
 from receiver.delivery.urls import check_subscriber_url
 from receiver.domain.events import DEFAULT_EVENT_TYPES, EVENT_TYPES, DomainEvent
@@ -100,6 +97,8 @@ class SubmissionFailed(ServiceError):
         super().__init__(str(cause))
         self.job_id = job_id
         self.cause = cause
+        #: what the submitter could do instead (e.g. pick a live model), or None
+        self.advice: str | None = None
 
 
 class Conflict(ServiceError):
@@ -422,7 +421,7 @@ def confirm_terminal(
     if not task_id:
         return task, False
     try:
-        vendor = client.get_task(task_id)
+        vendor = client.get_task(task_id, email=_account(job))
     except UseapiError as exc:
         log.warning(
             "could not confirm a terminal callback", extra={"job_id": job.id, "error": str(exc)}
@@ -457,184 +456,11 @@ def _new_delivery(event_id: str, subscriber_id: str, now: datetime) -> Delivery:
     )
 
 
-# -- submission -----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Submission:
-    """A task to submit: the model's request without asset ids, the images, the metadata.
-
-    ``images`` maps ``first``/``middle``/``last`` to an image source (path, bytes, https URL or
-    ``data:`` URI); ``params`` are the request model's fields other than the image asset ids.
-    """
-
-    model: str
-    params: Mapping[str, Any]
-    images: Mapping[str, str | bytes]
-    metadata: Mapping[str, Any]
-
-
-_IMAGE_FIELDS = {
-    "first": "first_image_asset_id",
-    "middle": "middle_image_asset_id",
-    "last": "last_image_asset_id",
-}
-#: How submitters name each image: (``relay submit`` option, ``POST /api/tasks`` field).
-_IMAGE_NAMES = {
-    "first": ("--image", "image"),
-    "middle": ("--middle-image", "middle_image"),
-    "last": ("--last-image", "last_image"),
-}
-#: Hints for fields whose spelling differs between models (the video length) or that are
-#: easily confused with our own names (``model`` of ``/videos/create`` is the vendor's model).
-_FIELD_HINTS = {
-    "seconds": "video length",
-    "duration": "video length",
-    "model": "the vendor's video model, e.g. gen4-turbo: --video-model / video_model",
-}
-
-
-def check_submission(submission: Submission, request_type: type[CreateRequest]) -> None:
-    """Refuse a submission whose images or field names do not fit ``request_type``, with a
-    message naming the model and what it takes (values are left to the request model).
-
-    :raises InvalidSubmission: an image the model has no field for, a required image or field
-        missing, or a ``params`` key that is neither a field nor a vendor name of the model.
-    """
-    model = request_type.MODEL
-    fields = request_type.model_fields
-    accepted = {name: name for name in fields}  # Python names and vendor names
-    for name, info in fields.items():
-        if isinstance(info.validation_alias, str):
-            accepted[info.validation_alias] = name
-    given = {accepted[key] for key in submission.params if key in accepted}
-
-    def image(slot: str) -> str:
-        option, api_field = _IMAGE_NAMES[slot]
-        return f"{slot} image ({option} / {api_field})"
-
-    takes = [slot for slot, name in _IMAGE_FIELDS.items() if name in fields]
-    for slot in submission.images:
-        if slot not in takes:
-            offered = ", ".join(image(s) for s in takes) or "no image"
-            raise InvalidSubmission(f"{model} takes no {image(slot)}; it takes: {offered}")
-    for name, info in fields.items():
-        if not info.is_required() or name in given:
-            continue
-        needed = next((s for s, field in _IMAGE_FIELDS.items() if field == name), None)
-        if needed is None:
-            hint = f" ({_FIELD_HINTS[name]})" if name in _FIELD_HINTS else ""
-            raise InvalidSubmission(f"{model} needs the field {name!r}{hint}")
-        if needed not in submission.images:
-            raise InvalidSubmission(f"{model} needs a {image(needed)}")
-    unknown = [key for key in submission.params if key not in accepted]
-    if unknown:
-        own = [name for name in fields if name not in _IMAGE_FIELDS.values()]
-        notes = []
-        for key in unknown:
-            same = [n for n in own if n != key and _FIELD_HINTS.get(n) == _FIELD_HINTS.get(key)]
-            if key in _FIELD_HINTS and same:
-                notes.append(f"its {_FIELD_HINTS[key]} is {same[0]!r}")
-        note = f" ({'; '.join(notes)})" if notes else ""
-        raise InvalidSubmission(
-            f"{model} does not take {', '.join(repr(k) for k in unknown)}{note}; "
-            f"its fields: {', '.join(own)}"
-        )
-
-
-def submit_task(
-    engine: Engine,
-    *,
-    client: UseapiClient,
-    signer: ReplyRefSigner,
-    reply_url: str,
-    submission: Submission,
-    request_type: type[CreateRequest],
-    now: datetime,
-    allow_http_images: bool = False,
-) -> Job:
-    """Record a job, upload its images, create the vendor task with our signed replyRef.
-
-    The request is validated before anything is stored or sent. A vendor error marks the job
-    SUBMIT_FAILED with that error and is re-raised. An :class:`OutcomeUnknown` leaves the job
-    SUBMITTING: its callbacks, if the task exists, will still bind it (the create is never
-    re-sent, useapi.net has no idempotency key).
-
-    :raises pydantic.ValidationError: the request is invalid (nothing stored, nothing sent).
-    :raises client.replyref.ReplyRefTooLong: metadata too large for the 1024-character replyRef.
-    :raises client.images.ImageError: an image cannot be read.
-    :raises SubmissionFailed: the vendor refused or failed, or its answer was lost (``cause``
-        is the :class:`client.errors.UseapiError`; the job is kept as evidence).
-    :raises InvalidSubmission: see :func:`check_submission` (nothing stored, nothing sent).
-    """
-    check_submission(submission, request_type)
-    placeholder = {
-        _IMAGE_FIELDS[k]: "pending-upload" for k in submission.images if k in _IMAGE_FIELDS
-    }
-    request_type.model_validate({**submission.params, **placeholder})  # fail before any I/O
-    job_id = new_id("job")
-    reply_ref = signer.sign(job_id, dict(submission.metadata))
-    job = Job(
-        id=job_id,
-        model=request_type.MODEL,
-        request={k: v for k, v in submission.params.items()},
-        metadata=dict(submission.metadata),
-        status=TaskStatus.SUBMITTING.value,
-        task_id=None,
-        progress=None,
-        progress_text=None,
-        artifacts=[],
-        error=None,
-        submit_error=None,
-        sequence=0,
-        created_at=now,
-        updated_at=now,
-        last_callback_at=None,
-        finished_at=None,
-    )
-    with UnitOfWork(engine) as uow:
-        uow.repo.add_job(job)
-        uow.commit()
-    try:
-        asset_ids = {
-            _IMAGE_FIELDS[slot]: client.upload_asset(source, allow_http=allow_http_images)
-            for slot, source in submission.images.items()
-        }
-        request = request_type.model_validate({**submission.params, **asset_ids})
-        created = client.create(request, reply_url=reply_url, reply_ref=reply_ref)
-    except OutcomeUnknown as exc:
-        _record_submit_error(engine, job_id, exc, now, final=False)
-        raise SubmissionFailed(job_id, exc) from exc
-    except UseapiError as exc:
-        _record_submit_error(engine, job_id, exc, now, final=True)
-        raise SubmissionFailed(job_id, exc) from exc
-    except ValueError as exc:  # an image that cannot be read, an invalid request
-        _record_submit_error(engine, job_id, exc, now, final=True)
-        raise
-    with UnitOfWork(engine) as uow:
-        uow.repo.update_job(job_id, request={**job.request, **asset_ids})
-        if created.taskId:
-            uow.repo.mark_submitted(job_id, created.taskId, now)
-        uow.commit()
-    return get_job(engine, job_id)
-
-
-def _record_submit_error(
-    engine: Engine, job_id: str, exc: Exception, now: datetime, *, final: bool
-) -> None:
-    error = {
-        "type": type(exc).__name__,
-        "message": str(exc),
-        "http_status": getattr(exc, "http_status", None),
-        "code": getattr(exc, "code", None),
-    }
-    with UnitOfWork(engine) as uow:
-        values: dict[str, Any] = {"submit_error": error, "updated_at": now}
-        job = uow.repo.get_job(job_id, for_update=True)
-        if final and job is not None and job.status == TaskStatus.SUBMITTING.value:
-            values.update(status=TaskStatus.SUBMIT_FAILED.value, error=error, finished_at=now)
-        uow.repo.update_job(job_id, **values)
-        uow.commit()
+def _account(job: Job) -> str | None:
+    """The useapi.net account the job's task runs under (its request's ``email``), or None;
+    lookups of the task must use it when several accounts are configured."""
+    email = job.request.get("email") if isinstance(job.request, dict) else None
+    return email if isinstance(email, str) and email else None
 
 
 def get_job(engine: Engine, job_id: str) -> Job:
@@ -846,7 +672,7 @@ def reconcile(
             )
             continue
         try:
-            task = client.get_task(job.task_id)
+            task = client.get_task(job.task_id, email=_account(job))
         except UseapiError as exc:
             results.append({"job_id": job.id, "task_id": job.task_id, "error": str(exc)})
             continue

@@ -6,6 +6,7 @@ command each build one :class:`Settings` in their entry function and pass it dow
 
 from __future__ import annotations
 
+import re
 import secrets
 from pathlib import Path
 from typing import Annotated, Literal
@@ -60,6 +61,11 @@ class Settings(BaseSettings):
     )
     useapi_token: str = Field("", repr=False)
     useapi_base_url: str = "https://api.useapi.net/v1/runwayml"
+    useapi_account_email: str | None = Field(
+        None,
+        description="the useapi.net Runway account that uploads and generates (its email); "
+        "the vendor requires it when several accounts are configured",
+    )
     public_base_url: str = ""
     admin_token: str = Field("", repr=False)
     port: int = Field(8000, ge=1, le=65535)
@@ -137,6 +143,15 @@ class Settings(BaseSettings):
                 ) from None
             if backend not in ("sqlite", "postgresql"):
                 raise ValueError(f"{backend!r} is not supported: use SQLite or PostgreSQL")
+        return value
+
+    @field_validator("useapi_account_email", mode="before")
+    @classmethod
+    def _account_email(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = value.strip() or None
+        if isinstance(value, str) and not re.fullmatch(r"[^@\s,]+@[^@\s,]+\.[^@\s,]+", value):
+            raise ValueError("must be one email address, e.g. me@example.com")
         return value
 
     @field_validator("useapi_base_url", "public_base_url")

@@ -44,6 +44,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--callback-retries", type=int, default=defaults.callback_retries)
     parser.add_argument("--public-url", default=None, help="base of artifact URLs")
     parser.add_argument("--max-jobs", type=int, default=None, help="answer 429 beyond N live tasks")
+    parser.add_argument(
+        "--account",
+        dest="accounts",
+        action="append",
+        help="a configured account email (repeatable; two or more make email required)",
+    )
+    parser.add_argument(
+        "--wrap-answers", action="store_true", help='answer creates as {"task": {...}, "code": 200}'
+    )
     parser.add_argument("--quiet", action="store_true", help="no per-request log lines")
     return parser
 
@@ -57,6 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the simulator until SIGTERM or SIGINT; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    defaults = SimulatorConfig()
     try:
         config = SimulatorConfig(
             token=args.token,
@@ -70,6 +80,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             callback_retries=args.callback_retries,
             public_url=args.public_url,
             max_jobs=args.max_jobs,
+            accounts=args.accounts or defaults.accounts,
+            wrap_answers=args.wrap_answers,
         )
     except ValidationError as exc:
         parser.error(str(exc))

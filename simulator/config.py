@@ -21,7 +21,11 @@ class SimulatorConfig(BaseModel):
     Times are in seconds. ``public_url`` is the base of the artifact URLs put in callbacks (for
     instance ``http://127.0.0.1:8090``); when unset, the host of the create request is used.
     ``max_jobs`` (an extension) makes a create answer 429 "busy" once that many tasks are live;
-    ``None`` means unlimited.
+    ``None`` means unlimited. ``accounts`` are the Runway accounts configured "at useapi.net"
+    (emails): with several, every upload, create, task and scheduler call must carry ``email``
+    (400 otherwise), as the vendor requires. ``account_errors`` maps an account to the pending
+    error ``GET /accounts`` shows for it. ``wrap_answers`` answers every create as
+    ``{"task": {...}, "code": 200}`` instead of the bare task object.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -38,6 +42,9 @@ class SimulatorConfig(BaseModel):
     callback_retry_delay: float = Field(default=0.2, ge=0, le=600)
     public_url: str | None = Field(default=None, pattern=r"^https?://\S+$")
     max_jobs: int | None = Field(default=None, ge=1, le=1000)
+    accounts: list[str] = Field(default_factory=lambda: ["sim@example.com"], min_length=1)
+    account_errors: dict[str, str] = Field(default_factory=dict)
+    wrap_answers: bool = False
 
     def updated(self, changes: dict[str, Any]) -> SimulatorConfig:
         """Return a validated copy with ``changes`` applied.

@@ -67,12 +67,21 @@ def creates() -> ResponseReturnValue:
     return jsonify(get_state().logged_creates(request.args.get("endpoint")))
 
 
+@bp.get("/requests")
+def requests_log() -> ResponseReturnValue:
+    """The last 500 vendor requests as ``[{method, path, email}]`` (``email`` from the query or
+    the JSON body, or null), oldest first."""
+    return jsonify(get_state().logged_requests())
+
+
 @bp.route("/next", methods=["GET", "POST"])
 def next_outcomes() -> ResponseReturnValue:
     """Queue outcomes for the next create calls (FIFO) or, with GET, show the queue.
 
     Outcomes: ``ok``, ``400``, ``401``, ``404``, ``412``, ``422``, ``429`` (= ``429_busy``),
-    ``429_runway``, ``500``, ``lose_answer``.
+    ``429_runway``, ``500``, ``lose_answer`` (answer after ``lose_answer_seconds``),
+    ``drop_connection`` (the task starts, the connection closes unanswered), ``wrapped``
+    (answer ``{"task": {...}, "code": 200}``).
 
     :raise 400: an unknown outcome or a bad field.
     """

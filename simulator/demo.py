@@ -2,7 +2,8 @@
 
 Starts the vendor simulator, a sample subscriber that verifies every webhook, the web process
 (the Procfile's ``web:`` line under gunicorn) and the worker (its ``worker:`` line) on free
-loopback ports with a SQLite file in ``.demo/``; submits one task with ``relay submit``; waits
+loopback ports with a SQLite file in ``.demo/``; submits one task with ``relay submit`` and the
+default model (Gen-4.5 on ``POST /videos/create``); says which model and endpoint it used; waits
 for its ``task.succeeded`` to arrive verified; prints what happened; stops what it started and
 exits 0 (1 if anything went wrong).
 """
@@ -179,7 +180,7 @@ def main() -> int:
 
         image = workdir / "first-frame.png"
         image.write_bytes(tiny_png())
-        _step("relay submit --image first-frame.png --prompt …")
+        _step("relay submit --image first-frame.png --prompt … (no --model: the default)")
         submitted = json.loads(
             _run(
                 [
@@ -198,6 +199,11 @@ def main() -> int:
             )
         )
         print("    " + json.dumps(submitted), flush=True)
+        print(
+            f"    model {submitted['model']} created on POST {submitted['endpoint']} "
+            f"(task {submitted['task_id']})",
+            flush=True,
+        )
 
         _step("waiting for task.succeeded at the subscriber (pushed, not polled)")
         line = sub.wait_for_line("verified task.succeeded", 60)
@@ -215,10 +221,20 @@ def main() -> int:
             flush=True,
         )
         print(
+            f"    {job['model']} task created on POST {submitted['endpoint']}; creates by "
+            f"endpoint at the vendor: {stats['creates_by_endpoint']}",
+            flush=True,
+        )
+        print(
             f"    vendor status requests made by runway-relay: {stats['status_requests']}",
             flush=True,
         )
-        ok = stats["status_requests"] == 0 and job["status"] == "SUCCEEDED"
+        ok = (
+            stats["status_requests"] == 0
+            and job["status"] == "SUCCEEDED"
+            and job["model"] == "gen4.5"
+            and stats["creates_by_endpoint"]["videos"] == 1
+        )
         if not ok:
             print("demo FAILED: unexpected final state", flush=True)
         else:

@@ -35,9 +35,14 @@ OUTCOME_KINDS = frozenset(
         "429_runway",
         "500",
         "lose_answer",
+        "drop_connection",
+        "wrapped",
     }
 )
-"""Names accepted by ``POST /_sim/next``; ``ok`` lets one create through unchanged."""
+"""Names accepted by ``POST /_sim/next``; ``ok`` lets one create through unchanged;
+``lose_answer`` answers late (after the client's read timeout), ``drop_connection`` closes the
+connection without an answer once the task has started, ``wrapped`` answers
+``{"task": {...}, "code": 200}``."""
 
 
 @dataclass(frozen=True)
@@ -52,6 +57,7 @@ class Asset:
     width: int | None
     height: int | None
     created_at: str
+    account: str = "sim@example.com"
 
 
 @dataclass(frozen=True)
@@ -96,6 +102,7 @@ class TaskRecord:
     task_id: str
     obj: dict[str, Any]
     tracked: bool = True
+    account: str = "sim@example.com"
 
     @property
     def terminal(self) -> bool:
@@ -118,6 +125,7 @@ class SimulatorState:
     threads: list[threading.Thread] = field(default_factory=list)
     rng: random.Random = field(default_factory=random.Random)
     create_log: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=200))
+    request_log: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=500))
 
     # -- config -----------------------------------------------------------------------------
 
@@ -142,6 +150,17 @@ class SimulatorState:
         """Remember a decoded create body and its endpoint (the last 200; ``GET /_sim/creates``)."""
         with self.lock:
             self.create_log.append({"endpoint": endpoint, "body": copy.deepcopy(body)})
+
+    def log_request(self, method: str, path: str, email: str | None) -> None:
+        """Remember one vendor request: method, route path and its ``email`` (the last 500;
+        ``GET /_sim/requests``)."""
+        with self.lock:
+            self.request_log.append({"method": method, "path": path, "email": email})
+
+    def logged_requests(self) -> list[dict[str, Any]]:
+        """Copies of the logged vendor requests, oldest first."""
+        with self.lock:
+            return [dict(item) for item in self.request_log]
 
     def logged_creates(self, endpoint: str | None = None) -> list[dict[str, Any]]:
         """Copies of the logged create bodies, oldest first, optionally for one endpoint."""
@@ -174,11 +193,19 @@ class SimulatorState:
 
     # -- tasks ------------------------------------------------------------------------------
 
-    def add_task(self, obj: dict[str, Any]) -> None:
-        """Register a new task object (keyed by its ``taskId``)."""
+    def add_task(self, obj: dict[str, Any], account: str = "sim@example.com") -> None:
+        """Register a new task object (keyed by its ``taskId``) run by ``account``."""
         task_id = str(obj["taskId"])
         with self.lock:
-            self.tasks[task_id] = TaskRecord(task_id=task_id, obj=copy.deepcopy(obj))
+            self.tasks[task_id] = TaskRecord(
+                task_id=task_id, obj=copy.deepcopy(obj), account=account
+            )
+
+    def task_account(self, task_id: str) -> str | None:
+        """The account that runs a task, or None if the task is unknown."""
+        with self.lock:
+            record = self.tasks.get(task_id)
+            return None if record is None else record.account
 
     def get_task(self, task_id: str) -> dict[str, Any] | None:
         """A copy of the current task object, or None if unknown."""
@@ -200,13 +227,16 @@ class SimulatorState:
             if record is not None:
                 record.obj = copy.deepcopy(obj)
 
-    def live_tasks(self) -> list[dict[str, Any]]:
-        """Copies of the tracked tasks that are not terminal, oldest first."""
+    def live_tasks(self, account: str | None = None) -> list[dict[str, Any]]:
+        """Copies of the tracked tasks that are not terminal (of ``account`` when given),
+        oldest first."""
         with self.lock:
             return [
                 copy.deepcopy(record.obj)
                 for record in self.tasks.values()
-                if record.tracked and not record.terminal
+                if record.tracked
+                and not record.terminal
+                and (account is None or record.account == account)
             ]
 
     def untrack(self, task_id: str) -> bool:
@@ -287,6 +317,7 @@ class SimulatorState:
             self.counters.clear()
             self.callbacks.clear()
             self.create_log.clear()
+            self.request_log.clear()
 
     def start_thread(self, target: Callable[[], None], name: str) -> threading.Thread:
         """Start a daemon thread and remember it so :meth:`shutdown` can wait for it."""

@@ -28,6 +28,7 @@ MODEL_LABELS = {
     "gen4_turbo": "Gen-4 Turbo",
     "gen4.5": "Gen-4.5",
     "gen4": "Gen-4",
+    "seedance-2": "Seedance 2",
 }
 
 
@@ -36,14 +37,14 @@ def isoformat(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def new_task_id(task_uuid: str) -> str:
-    """A task id in the vendor's ``user:…-runwayml:…-task:<uuid>`` form."""
-    return f"user:{USER_ID}-runwayml:{ACCOUNT_EMAIL}-task:{task_uuid}"
+def new_task_id(task_uuid: str, account: str = ACCOUNT_EMAIL) -> str:
+    """A task id in the vendor's ``user:…-runwayml:<account email>-task:<uuid>`` form."""
+    return f"user:{USER_ID}-runwayml:{account}-task:{task_uuid}"
 
 
-def new_asset_id(asset_uuid: str) -> str:
-    """An asset id in the vendor's ``user:…-runwayml:…-asset:<uuid>`` form."""
-    return f"user:{USER_ID}-runwayml:{ACCOUNT_EMAIL}-asset:{asset_uuid}"
+def new_asset_id(asset_uuid: str, account: str = ACCOUNT_EMAIL) -> str:
+    """An asset id in the vendor's ``user:…-runwayml:<account email>-asset:<uuid>`` form."""
+    return f"user:{USER_ID}-runwayml:{account}-asset:{asset_uuid}"
 
 
 def asset_url(base_url: str, asset_id: str) -> str:
@@ -86,9 +87,14 @@ class TaskPlan:
 
 
 def build_task(
-    req: CreateRequest, base_url: str, now: datetime, rng: random.Random
+    req: CreateRequest,
+    base_url: str,
+    now: datetime,
+    rng: random.Random,
+    account: str = ACCOUNT_EMAIL,
 ) -> dict[str, Any]:
-    """The task object a create answers with: status ``PENDING``, options echoing the request."""
+    """The task object a create answers with: status ``PENDING``, options echoing the request;
+    its ``taskId`` names the ``account`` that runs it."""
     task_uuid = str(uuidlib.uuid4())
     seed = req.seed if req.seed is not None else rng.randint(1, 4294967294)
     label = MODEL_LABELS.get(req.task_type, req.task_type)
@@ -122,6 +128,10 @@ def build_task(
         options["init_image"] = keyframes[0]["image"]
     if req.model is not None:
         options["model"] = req.model
+    if req.resolution is not None:
+        options["resolution"] = req.resolution
+    if req.references:
+        options["references"] = [asset_url(base_url, a) for a in req.references]
     if req.static or req.motion:
         camera: dict[str, Any] = {key: 0 for key in CAMERA_KEYS.values()}
         for field_name, value in req.motion.items():
@@ -131,7 +141,7 @@ def build_task(
 
     stamp = isoformat(now)
     return {
-        "taskId": new_task_id(task_uuid),
+        "taskId": new_task_id(task_uuid, account),
         "id": task_uuid,
         "name": name,
         "image": None,

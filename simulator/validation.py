@@ -4,13 +4,11 @@
 :class:`CreateRequest` or raises :class:`RequestError` with the status and message the vendor would
 send. Every endpoint refuses unknown fields with 400, as useapi.net does.
 
-``POST /videos/create`` takes exactly the field names runway-relay's client sends (``model``,
-``text_prompt``, ``imageAssetId1`` = start frame, ``imageAssetId2`` = end frame, ``aspect_ratio``,
-``duration``, ``seed``, ``exploreMode``, ``replyUrl``, ``replyRef``, ``maxJobs``) and checks them
-per model against :data:`VIDEO_MODELS`, the rows of useapi.net's model comparison tables (page
-"POST /v1/runwayml/videos/create") that the simulator plays: Gen-4 Turbo, Gen-4, Gen-4.5 and
-Kling 3.0. The vendor offers more models (Veo, Sora, Wan, Seedance, …); the simulator answers
-400 for them, naming the models it knows.
+``POST /videos/create`` checks each model's fields and values against the simulator's own copy
+of the vendor's documented table (:mod:`simulator.vendor_facts`, not our client's table): a field
+the model's row does not list is refused with 400, as are values outside the row. The vendor
+offers more models (Veo, Sora, Wan, …) whose rows were not readable; the simulator answers 400
+for them, naming the models it knows.
 """
 
 from __future__ import annotations
@@ -19,6 +17,8 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+from simulator.vendor_facts import VIDEO_MODEL_FACTS, video_fields
 
 Endpoint = Literal["gen3turbo", "gen4turbo", "videos"]
 
@@ -49,6 +49,7 @@ DIMENSIONS: dict[str, tuple[int, int]] = {
 
 GEN3_FIELDS = frozenset(
     {
+        "email",
         "firstImage_assetId",
         "middleImage_assetId",
         "lastImage_assetId",
@@ -66,6 +67,7 @@ GEN3_FIELDS = frozenset(
 )
 GEN4_FIELDS = frozenset(
     {
+        "email",
         "firstImage_assetId",
         "text_prompt",
         "aspect_ratio",
@@ -78,57 +80,54 @@ GEN4_FIELDS = frozenset(
     }
 )
 
-VIDEO_FIELDS = frozenset(
-    {
-        "model",
-        "text_prompt",
-        "imageAssetId1",
-        "imageAssetId2",
-        "aspect_ratio",
-        "duration",
-        "seed",
-        "exploreMode",
-        "replyUrl",
-        "replyRef",
-        "maxJobs",
-    }
-)
-
 
 @dataclass(frozen=True)
 class VideoModel:
-    """What ``POST /videos/create`` accepts for one ``model``.
+    """What ``POST /videos/create`` accepts for one ``model`` (a row of
+    :data:`simulator.vendor_facts.VIDEO_MODEL_FACTS`).
 
     ``durations`` in seconds; ``ratios`` with a start frame, ``text_ratios`` without one;
-    ``images`` the (least, most) reference images (``imageAssetId1``, then ``imageAssetId2``);
-    ``prompt_max`` in characters; ``task_type`` is the task object's ``taskType``.
+    ``images`` the (least, most) reference images; ``prompt_max`` in characters (None: no
+    limit documented); ``task_type`` is the task object's ``taskType``; ``fields`` every field
+    the row lets through.
     """
 
     task_type: str
     durations: tuple[int, ...]
     ratios: tuple[str, ...]
     text_ratios: tuple[str, ...]
+    resolutions: tuple[str, ...]
     images: tuple[int, int]
+    image_fields: tuple[str, ...]
+    keyframe_fields: tuple[str, ...]
+    video_fields: tuple[str, ...]
     prompt_required: bool
-    prompt_max: int
-    default_duration: int = 5
+    prompt_max: int | None
+    fields: frozenset[str]
 
+    @property
+    def default_duration(self) -> int:
+        """5 s when the model offers it, else its shortest."""
+        return 5 if 5 in self.durations else self.durations[0]
 
-KLING_RATIOS = ("16:9", "9:16", "1:1")
 
 #: The models the simulator plays, by their exact vendor name (no aliases, no case folding).
 VIDEO_MODELS: dict[str, VideoModel] = {
-    "gen4-turbo": VideoModel("gen4_turbo", (5, 10), GEN4_RATIOS, GEN4_RATIOS, (1, 1), True, 1000),
-    "gen4": VideoModel("gen4", (5, 10), GEN4_RATIOS, GEN4_RATIOS, (1, 1), True, 1000),
-    "gen4.5": VideoModel(
-        "gen4.5", tuple(range(2, 11)), GEN4_RATIOS, ("16:9",), (0, 1), False, 5000
-    ),
-    "kling-3.0-pro": VideoModel(
-        "kling-3.0-pro", (5, 10, 15), KLING_RATIOS, KLING_RATIOS, (0, 2), False, 5000
-    ),
-    "kling-3.0-standard": VideoModel(
-        "kling-3.0-standard", (5, 10, 15), KLING_RATIOS, KLING_RATIOS, (0, 2), False, 5000
-    ),
+    name: VideoModel(
+        task_type=facts["task_type"],
+        durations=tuple(facts["durations"]),
+        ratios=tuple(facts["ratios"]),
+        text_ratios=tuple(facts["text_ratios"]),
+        resolutions=tuple(facts["resolutions"]),
+        images=(facts["images"][0], facts["images"][1]),
+        image_fields=tuple(facts["image_fields"]),
+        keyframe_fields=tuple(facts["keyframe_fields"]),
+        video_fields=tuple(facts["video_fields"]),
+        prompt_required=facts["prompt_required"],
+        prompt_max=facts["prompt_max"],
+        fields=video_fields(facts),
+    )
+    for name, facts in VIDEO_MODEL_FACTS.items()
 }
 
 DIRECTIVE_RE = re.compile(r"\[sim:([A-Za-z_]+)(?:=([^\]]*))?\]")
@@ -150,6 +149,8 @@ class CreateRequest:
     endpoint: Endpoint
     task_type: str
     model: str | None = None
+    email: str | None = None
+    resolution: str | None = None
     first_asset: str | None = None
     middle_asset: str | None = None
     last_asset: str | None = None
@@ -163,11 +164,13 @@ class CreateRequest:
     reply_url: str | None = None
     reply_ref: str | None = None
     max_jobs: int | None = None
+    references: list[str] = field(default_factory=list)
 
     @property
     def asset_ids(self) -> list[str]:
-        """The asset ids this request refers to, in frame order."""
-        return [a for a in (self.first_asset, self.middle_asset, self.last_asset) if a]
+        """The asset ids this request refers to, frames in order, then references."""
+        frames = [a for a in (self.first_asset, self.middle_asset, self.last_asset) if a]
+        return frames + [a for a in self.references if a not in frames]
 
     @property
     def dimensions(self) -> tuple[int, int]:
@@ -269,7 +272,10 @@ def _present(data: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _common(req: CreateRequest, data: Mapping[str, Any], form: bool) -> None:
-    """Fields shared by every endpoint: prompt, seed, exploreMode, replyUrl, replyRef, maxJobs."""
+    """Fields shared by every endpoint: email, prompt, seed, exploreMode, replyUrl, replyRef,
+    maxJobs."""
+    if "email" in data:
+        req.email = _as_str("email", data["email"])
     if "text_prompt" in data:
         req.text_prompt = _as_str("text_prompt", data["text_prompt"])
     if "seed" in data:
@@ -344,35 +350,57 @@ def video_model(raw: Any) -> tuple[str, VideoModel]:
 
 
 def _parse_videos(data: dict[str, Any], form: bool) -> CreateRequest:
-    _refuse_unknown(data, VIDEO_FIELDS)
     if "model" not in data:
         raise RequestError(400, "Parameter model is required")
     model, spec = video_model(data["model"])
+    unknown = sorted(set(data) - spec.fields)
+    if unknown:
+        raise RequestError(400, f"Unsupported parameter(s) for model {model}: {', '.join(unknown)}")
     req = CreateRequest(
         endpoint="videos",
         task_type=spec.task_type,
         model=model,
-        aspect_ratio="16:9" if "16:9" in spec.ratios else spec.ratios[0],
+        aspect_ratio="16:9" if "16:9" in spec.ratios or not spec.ratios else spec.ratios[0],
         seconds=spec.default_duration,
     )
-    if "imageAssetId1" in data:
-        req.first_asset = _as_str("imageAssetId1", data["imageAssetId1"])
-    if "imageAssetId2" in data:
-        req.last_asset = _as_str("imageAssetId2", data["imageAssetId2"])
-    if req.last_asset is not None and req.first_asset is None:
-        raise RequestError(400, "Parameter imageAssetId2 requires imageAssetId1")
-    least, most = spec.images
-    count = len(req.asset_ids)
-    if count < least:
-        raise RequestError(400, f"Parameter imageAssetId1 is required for {model}")
-    if count > most:
+    images = [_as_str(name, data[name]) for name in spec.image_fields if name in data]
+    given = [name for name in spec.image_fields if name in data]
+    if given != list(spec.image_fields[: len(given)]):
+        raise RequestError(400, f"Parameter {given[-1]} requires {spec.image_fields[0]}")
+    videos = [_as_str(name, data[name]) for name in spec.video_fields if name in data]
+    keyframes = [name for name in spec.keyframe_fields if name in data]
+    if keyframes and (images or videos):
         raise RequestError(
-            400, f"Parameter imageAssetId2 is not supported by {model} (at most {most} image)"
+            400, f"Parameter {keyframes[0]} cannot be combined with reference images or videos"
+        )
+    if keyframes:
+        if "startFrameAssetId" not in data:
+            raise RequestError(400, "Parameter endFrameAssetId requires startFrameAssetId")
+        req.first_asset = _as_str("startFrameAssetId", data["startFrameAssetId"])
+        if "endFrameAssetId" in data:
+            req.last_asset = _as_str("endFrameAssetId", data["endFrameAssetId"])
+    elif len(spec.image_fields) <= 2:
+        req.first_asset = images[0] if images else None
+        req.last_asset = images[1] if len(images) > 1 else None
+    else:
+        req.references = images
+        req.first_asset = images[0] if images else None
+    least, most = spec.images
+    count = len(images) + len(videos) + len(keyframes)
+    if count < least:
+        raise RequestError(400, f"Parameter {spec.image_fields[0]} is required for {model}")
+    if len(images) + len(videos) > most:
+        raise RequestError(
+            400, f"Model {model} takes at most {most} reference image(s), got {len(images)}"
         )
     _common(req, data, form)
     if req.text_prompt is None and spec.prompt_required:
         raise RequestError(400, f"Parameter text_prompt is required for {model}")
-    if req.text_prompt is not None and len(req.text_prompt) > spec.prompt_max:
+    if (
+        req.text_prompt is not None
+        and spec.prompt_max is not None
+        and len(req.text_prompt) > spec.prompt_max
+    ):
         raise RequestError(
             400, f"Parameter text_prompt is longer than {spec.prompt_max} characters for {model}"
         )
@@ -381,6 +409,8 @@ def _parse_videos(data: dict[str, Any], form: bool) -> CreateRequest:
         req.aspect_ratio = _choice("aspect_ratio", data["aspect_ratio"], allowed)
     if "duration" in data:
         req.seconds = _seconds(data["duration"], form, spec.durations, name="duration")
+    if "resolution" in data:
+        req.resolution = _choice("resolution", data["resolution"], spec.resolutions)
     return req
 
 

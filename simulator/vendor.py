@@ -1,13 +1,20 @@
-"""The useapi.net look-alike routes: assets, the three create endpoints, tasks and the scheduler.
+"""The useapi.net look-alike routes: assets, the three create endpoints, tasks, the scheduler
+and the accounts.
 
 The app root stands for ``https://api.useapi.net/v1/runwayml``. Every route here needs
-``Authorization: Bearer <token>``.
+``Authorization: Bearer <token>``. As the vendor does (``useapi-2026.md``): with several accounts
+configured, every upload, create and lookup must name one with ``email`` (400 otherwise), and an
+asset is usable only by the account that uploaded it; the scheduler is ``/scheduler/`` (no
+slashless alias); task ids in paths must keep ``:`` and ``@`` raw (percent-encoded, they do not
+match).
 """
 
 from __future__ import annotations
 
 import hmac
 import json
+import re
+import socket
 import uuid as uuidlib
 from datetime import UTC, datetime
 from typing import Any
@@ -60,11 +67,52 @@ def base_url(state: SimulatorState) -> str:
 
 @bp.before_request
 def require_token() -> ResponseReturnValue | None:
-    """Refuse any vendor route without ``Authorization: Bearer <token>`` (401)."""
-    expected = f"Bearer {get_state().get_config().token}"
+    """Refuse any vendor route without ``Authorization: Bearer <token>`` (401); log the
+    request's method, path and ``email`` (query, or a JSON body's) for ``GET /_sim/requests``."""
+    state = get_state()
+    expected = f"Bearer {state.get_config().token}"
     given = request.headers.get("Authorization", "")
     if not hmac.compare_digest(given.encode(), expected.encode()):
         return error_response(401, {"error": "Unauthorized", "code": 401})
+    email = request.args.get("email")
+    if email is None and request.mimetype == "application/json":
+        body = request.get_json(silent=True, cache=True)
+        if isinstance(body, dict) and isinstance(body.get("email"), str):
+            email = body["email"]
+    state.log_request(request.method, request.path, email)
+    return None
+
+
+def account_of(state: SimulatorState, email: Any) -> str:
+    """The account a call runs under: ``email`` when given, else the only configured one.
+
+    :raise RequestError: 400 when several accounts are configured and no ``email`` is given,
+        or ``email`` is not a configured account.
+    """
+    accounts = state.get_config().accounts
+    if email is None or email == "":
+        if len(accounts) > 1:
+            raise RequestError(
+                400,
+                "Parameter email is required: multiple accounts are configured "
+                f"({', '.join(accounts)})",
+            )
+        return accounts[0]
+    if not isinstance(email, str) or email not in accounts:
+        raise RequestError(400, f"Account {email} is not configured")
+    return email
+
+
+_ENCODED_ID = re.compile(r"%3a|%40", re.IGNORECASE)
+
+
+def raw_id_or_404(task_id: str) -> Response | None:
+    """404 when the path carried ``:`` or ``@`` percent-encoded (the vendor's path match fails
+    then), else None."""
+    raw = str(request.environ.get("RAW_URI") or request.environ.get("REQUEST_URI") or "")
+    if _ENCODED_ID.search(raw.split("?", 1)[0]):
+        message = f"Task {task_id} not found (':' and '@' must not be percent-encoded)"
+        return error_response(404, {"error": message, "code": 404})
     return None
 
 
@@ -79,6 +127,7 @@ def upload_asset() -> ResponseReturnValue:
     """
     state = get_state()
     state.count("uploads")
+    account = account_of(state, request.args.get("email"))
     name = request.args.get("name", "").strip()
     if not name:
         raise RequestError(400, "Parameter name is required")
@@ -96,7 +145,7 @@ def upload_asset() -> ResponseReturnValue:
     asset_uuid = str(uuidlib.uuid4())
     size = images.dimensions(data, content_type)
     asset = Asset(
-        asset_id=new_asset_id(asset_uuid),
+        asset_id=new_asset_id(asset_uuid, account),
         uuid=asset_uuid,
         name=name,
         content_type=content_type,
@@ -104,6 +153,7 @@ def upload_asset() -> ResponseReturnValue:
         width=size[0] if size else None,
         height=size[1] if size else None,
         created_at=isoformat(datetime.now(UTC)),
+        account=account,
     )
     state.add_asset(asset)
     url = asset_url(base_url(state), asset.asset_id)
@@ -145,21 +195,24 @@ def read_body() -> tuple[dict[str, Any], bool]:
     return data, False
 
 
-def busy_response(state: SimulatorState, jobs: int, retry_after: float | None) -> Response:
-    """429 "Account … is busy executing N tasks", listing the live tasks under ``runningTasks``."""
+def busy_response(
+    state: SimulatorState, jobs: int, retry_after: float | None, account: str = ACCOUNT_EMAIL
+) -> Response:
+    """429 "Account … is busy executing N tasks", listing the account's live tasks under
+    ``runningTasks``."""
     running = [
         {
-            "email": ACCOUNT_EMAIL,
+            "email": account,
             "taskId": task["taskId"],
             "id": task["id"],
             "replyUrl": task.get("replyUrl"),
             "replyRef": task.get("replyRef"),
         }
-        for task in state.live_tasks()[:10]
+        for task in state.live_tasks(account)[:10]
     ]
     body = {
-        "error": f"Account {ACCOUNT_EMAIL} is busy executing {jobs} tasks",
-        "runningTasks": {ACCOUNT_EMAIL: running},
+        "error": f"Account {account} is busy executing {jobs} tasks",
+        "runningTasks": {account: running},
         "code": 429,
     }
     return with_retry_after(error_response(429, body), retry_after)
@@ -206,7 +259,12 @@ def create(endpoint: Endpoint) -> ResponseReturnValue:
     state.count("creates")
     state.count(f"creates_{endpoint}")
     queued = state.pop_outcome()
-    forced_error = queued is not None and queued.kind not in ("ok", "lose_answer")
+    forced_error = queued is not None and queued.kind not in (
+        "ok",
+        "lose_answer",
+        "drop_connection",
+        "wrapped",
+    )
     try:
         data, form = read_body()
     except RequestError:
@@ -218,25 +276,48 @@ def create(endpoint: Endpoint) -> ResponseReturnValue:
         return queued_response(state, queued, data)
 
     config = state.get_config()
-    req = parse_create(endpoint, data, form, lambda asset: state.get_asset(asset) is not None)
+    account = account_of(state, data.get("email"))
+
+    def usable(asset_id: str) -> bool:  # an asset belongs to the account that uploaded it
+        asset = state.get_asset(asset_id)
+        return asset is not None and asset.account == account
+
+    req = parse_create(endpoint, data, form, usable)
     directives = parse_directives(req.text_prompt)
     if config.max_jobs is not None:
         limit = req.max_jobs or config.max_jobs
-        if len(state.live_tasks()) >= limit:
-            return busy_response(state, limit, None)
+        if len(state.live_tasks(account)) >= limit:
+            return busy_response(state, limit, None, account)
 
     plan = TaskPlan.from_config(config, directives)
     root = base_url(state)
     now = datetime.now(UTC)
-    task = build_task(req, root, now, state.rng)
+    task = build_task(req, root, now, state.rng, account)
     states = build_sequence(task, plan, root, now)
-    state.add_task(task)
+    state.add_task(task, account)
     state.count("tasks_created")
     start_task(state, str(task["taskId"]), states, plan, req.reply_url)
-    if queued is not None and queued.kind == "lose_answer":
+    kind = queued.kind if queued is not None else None
+    if kind == "lose_answer":
         # The task exists and runs; the answer comes too late for the client's read timeout.
-        state.stop_event.wait(queued.lose_answer_seconds)
+        state.stop_event.wait(queued.lose_answer_seconds if queued else 0)
+    if kind == "drop_connection":
+        # The task exists and runs; the connection closes before any answer is written.
+        drop_connection()
+    if kind == "wrapped" or config.wrap_answers:
+        return jsonify({"task": task, "code": 200})
     return jsonify(task)
+
+
+def drop_connection() -> None:
+    """Shut the client's connection down now (no answer; werkzeug's own write then fails
+    quietly). Only under werkzeug's server, which exposes the socket."""
+    sock = request.environ.get("werkzeug.socket")
+    if isinstance(sock, socket.socket):
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
 
 
 @bp.post("/gen3turbo/create")
@@ -280,18 +361,30 @@ def get_task(task_id: str) -> ResponseReturnValue:
     """
     state = get_state()
     state.count("status_requests")
+    account = account_of(state, request.args.get("email"))
+    encoded = raw_id_or_404(task_id)
+    if encoded is not None:
+        return encoded
     task = state.get_task(task_id)
-    if task is None:
+    if task is None or state.task_account(task_id) != account:
         return error_response(404, {"error": f"Task {task_id} not found", "code": 404})
     return jsonify(task)
 
 
 @bp.get("/scheduler")
+def scheduler_without_slash() -> ResponseReturnValue:
+    """``GET /scheduler`` (no trailing slash) is not a vendor route: 404."""
+    message = "Not found: the scheduler is GET /scheduler/ (with a trailing slash)"
+    return error_response(404, {"error": message, "code": 404})
+
+
 @bp.get("/scheduler/")
 def list_scheduler() -> ResponseReturnValue:
-    """``GET /scheduler``: ``[{taskId, replyUrl, replyRef}]`` for the tracked, unfinished tasks."""
+    """``GET /scheduler/``: ``[{taskId, replyUrl, replyRef}]`` for the account's tracked,
+    unfinished tasks."""
     state = get_state()
     state.count("scheduler_requests")
+    account = account_of(state, request.args.get("email"))
     return jsonify(
         [
             {
@@ -299,9 +392,23 @@ def list_scheduler() -> ResponseReturnValue:
                 "replyUrl": task.get("replyUrl"),
                 "replyRef": task.get("replyRef"),
             }
-            for task in state.live_tasks()
+            for task in state.live_tasks(account)
         ]
     )
+
+
+@bp.get("/accounts")
+def list_accounts() -> ResponseReturnValue:
+    """``GET /accounts``: the configured accounts keyed by email, each with its pending
+    ``error`` when it has one (config ``account_errors``)."""
+    config = get_state().get_config()
+    body: dict[str, Any] = {}
+    for email in config.accounts:
+        item: dict[str, Any] = {"email": email, "maxJobs": 5, "created": "2026-06-01T00:00:00Z"}
+        if email in config.account_errors:
+            item["error"] = config.account_errors[email]
+        body[email] = item
+    return jsonify(body)
 
 
 @bp.delete("/scheduler/<path:task_id>")
@@ -312,7 +419,11 @@ def delete_scheduler(task_id: str) -> ResponseReturnValue:
     """
     state = get_state()
     state.count("scheduler_requests")
-    if not state.untrack(task_id):
+    account = account_of(state, request.args.get("email"))
+    encoded = raw_id_or_404(task_id)
+    if encoded is not None:
+        return encoded
+    if state.task_account(task_id) != account or not state.untrack(task_id):
         message = f"Task {task_id} not found in scheduler"
         return error_response(404, {"error": message, "code": 404})
     return jsonify({"taskId": task_id, "deleted": True, "code": 200})

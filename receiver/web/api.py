@@ -16,7 +16,7 @@ from flask import Blueprint, Response, jsonify, request
 from flask.typing import ResponseReturnValue
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from client import REQUEST_TYPES
+from client.catalog import DEFAULT_MODEL, ENDPOINT_MODELS, VIDEO_MODELS, model_description
 from client.errors import (
     AccountBusy,
     BadRequest,
@@ -29,7 +29,7 @@ from client.errors import (
 )
 from client.images import ImageError
 from client.replyref import ReplyRefTooLong
-from receiver import presenters, services
+from receiver import presenters, services, submission
 from receiver.clock import utcnow
 from receiver.delivery.urls import UnsafeUrl, check_subscriber_url
 from receiver.domain.events import EVENT_TYPES
@@ -111,25 +111,42 @@ def _time_arg(value: str | None, name: str) -> datetime | None:
 
 
 class TaskSubmissionIn(BaseModel):
-    """``POST /api/tasks`` body. Images are https URLs or ``data:`` URIs."""
+    """``POST /api/tasks`` body. Images are https URLs or ``data:`` URIs. ``model``'s
+    description and examples come from the table of models (:mod:`client.catalog`)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    model: Literal["gen3turbo", "gen4turbo", "videos"] = Field(
-        "gen3turbo",
-        description="create endpoint: gen3turbo (being retired by Runway), gen4turbo (needs "
-        "image) or videos (needs video_model)",
+    model: str = Field(
+        DEFAULT_MODEL,
+        min_length=1,
+        max_length=submission.MAX_MODEL_NAME_LENGTH,
+        pattern=r"^\S+$",
+        description=model_description(),
+        examples=[*VIDEO_MODELS, *ENDPOINT_MODELS],
     )
     video_model: str | None = Field(
-        None, description="videos only: the vendor's video model, e.g. gen4-turbo"
+        None, description="alias: with model videos, the vendor's model (same as model)"
+    )
+    account: str | None = Field(
+        None,
+        description="the useapi.net account (email) that uploads and generates; default "
+        "USEAPI_ACCOUNT_EMAIL; required by the vendor when several accounts are configured",
     )
     image: str | None = Field(None, description="first frame: https URL or data: URI")
     middle_image: str | None = Field(None, description="gen3turbo only")
-    last_image: str | None = Field(None, description="gen3turbo and videos")
+    last_image: str | None = Field(
+        None, description="last frame: gen3turbo, kling-3.0-*, seedance-2 (end frame)"
+    )
+    reference_images: list[str] = Field(
+        default_factory=list,
+        max_length=11,
+        description="seedance-2 reference images (imageAssetId1..11)",
+    )
     prompt: str | None = Field(None, description="text prompt")
     options: dict[str, Any] = Field(
         default_factory=dict,
-        description="the model's other request fields (e.g. seconds, seed, aspect_ratio)",
+        description="the model's other request fields (e.g. duration, seed, aspect_ratio, "
+        "resolution; seconds for gen3turbo and gen4turbo)",
     )
     metadata: dict[str, Any] = Field(
         default_factory=dict, description="your own data, echoed in every webhook"
@@ -166,7 +183,6 @@ def submit_task() -> tuple[Response, int]:
     """
     rt = runtime()
     body: TaskSubmissionIn = _json_body(TaskSubmissionIn)
-    request_type = REQUEST_TYPES[body.model]
     images = {
         slot: source
         for slot, source in (
@@ -176,34 +192,34 @@ def submit_task() -> tuple[Response, int]:
         )
         if source
     }
-    for source in images.values():
+    for source in [*images.values(), *body.reference_images]:
         _check_image_source(source, rt.settings.allow_private_urls)
     params = dict(body.options)
     if body.prompt is not None:
         params["text_prompt"] = body.prompt
-    if body.video_model is not None:
-        if "model" not in request_type.model_fields:
-            raise ApiError(
-                422, "validation_error", f"video_model is for model videos only, not {body.model}"
-            )
-        params["model"] = body.video_model
-    submission = services.Submission(
-        model=body.model, params=params, images=images, metadata=body.metadata
-    )
     try:
+        target = submission.resolve_model(body.model, body.video_model)
         reply_url = rt.settings.reply_url
         client = rt.vendor_client()
+    except services.InvalidSubmission as exc:
+        raise ApiError(422, "validation_error", str(exc)) from None
     except ConfigError as exc:
         raise ApiError(503, "not_configured", str(exc)) from None
     try:
         with client:
-            job = services.submit_task(
+            job = submission.submit_task(
                 rt.engine,
                 client=client,
                 signer=rt.signer,
                 reply_url=reply_url,
-                submission=submission,
-                request_type=request_type,
+                submission=submission.Submission(
+                    model=target.name,
+                    params=params,
+                    images=images,
+                    metadata=body.metadata,
+                    account=body.account or rt.settings.useapi_account_email,
+                    references=body.reference_images,
+                ),
                 now=utcnow(),
                 allow_http_images=rt.settings.allow_private_urls,
             )
@@ -221,7 +237,10 @@ def submit_task() -> tuple[Response, int]:
         if isinstance(cause, OutcomeUnknown):
             status, code = 502, "outcome_unknown"
         job_json = presenters.job_json(services.get_job(rt.engine, exc.job_id))
-        raise ApiError(status, code, cause.message or str(cause), extra={"job": job_json}) from None
+        message = cause.message or str(cause)
+        if exc.advice:
+            message = f"{message} ({exc.advice})"
+        raise ApiError(status, code, message, extra={"job": job_json}) from None
     return jsonify(presenters.job_json(job)), 201
 
 

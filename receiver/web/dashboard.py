@@ -49,7 +49,7 @@ from markupsafe import Markup, escape
 from sqlalchemy.exc import DBAPIError
 from werkzeug.exceptions import HTTPException
 
-from client import REQUEST_TYPES
+from client.catalog import KNOWN_MODELS
 from receiver import presenters, services
 from receiver.clock import utcnow
 from receiver.domain.events import DEFAULT_EVENT_TYPES, EVENT_TYPES
@@ -407,7 +407,7 @@ def overview() -> str:
 def tasks() -> str:
     """Jobs, newest first; filters ``state``, ``model``, ``since``; pages with ``before``."""
     state = _choice("state", [s.value for s in TaskStatus])
-    model = _choice("model", REQUEST_TYPES)
+    model = _choice("model", KNOWN_MODELS)
     since_raw = request.args.get("since", "")
     since = parse_since(since_raw, utcnow())
     before = request.args.get("before") or None
@@ -425,7 +425,7 @@ def tasks() -> str:
         jobs=jobs,
         total=total,
         states=[s.value for s in TaskStatus],
-        models=list(REQUEST_TYPES),
+        models=list(KNOWN_MODELS),
         state=state,
         model=model,
         since=since_raw,

@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from client.catalog import DEFAULT_MODEL, ENDPOINT_MODELS, SOURCE, UNLISTED_MODELS, VIDEO_MODELS
 from receiver.domain.tasks import TaskStatus
 
 _ERROR = {
@@ -389,6 +390,14 @@ def openapi_document(
         },
         "components": {
             "schemas": schemas,
+            # The table of POST /videos/create models (client.catalog), as data.
+            "x-video-models": {
+                "source": SOURCE,
+                "default": DEFAULT_MODEL,
+                "models": [spec.to_json() for spec in VIDEO_MODELS.values()],
+                "passed_through_unchecked": list(UNLISTED_MODELS),
+                "own_endpoints": dict(ENDPOINT_MODELS),
+            },
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
         "security": [{"bearer": []}],

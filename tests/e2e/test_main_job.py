@@ -116,7 +116,7 @@ def test_api_submission_with_a_data_uri(stack: Stack) -> None:
             json={
                 "image": data_uri,
                 "prompt": "a red kite",
-                "options": {"seconds": 10},
+                "options": {"duration": 10},
                 "metadata": {"k": 1},
             },
         )

@@ -92,7 +92,7 @@ def test_gen3_static_alone_and_static_false_with_motion_are_fine() -> None:
     assert Gen3TurboRequest(static=False, zoom=3).zoom == 3
 
 
-@pytest.mark.parametrize("extra", [{"camera": {"x": 1}}, {"firstImage": "a"}, {"email": "a@b.c"}])
+@pytest.mark.parametrize("extra", [{"camera": {"x": 1}}, {"firstImage": "a"}, {"account": "a@b.c"}])
 def test_gen3_rejects_unknown_fields(extra: dict[str, Any]) -> None:
     with pytest.raises(ValidationError):
         Gen3TurboRequest(**extra)
@@ -252,8 +252,9 @@ def test_gen4_payload() -> None:
 def test_videos_requires_model_and_maps_vendor_names() -> None:
     with pytest.raises(ValidationError):
         VideosCreateRequest()  # type: ignore[call-arg]
+    # A model not in the table (veo-3.1) is passed through: every field under its vendor name.
     request = VideosCreateRequest(
-        model="gen4-turbo",
+        model="veo-3.1",
         text_prompt="p",
         first_image_asset_id="s",
         last_image_asset_id="e",
@@ -264,7 +265,7 @@ def test_videos_requires_model_and_maps_vendor_names() -> None:
         max_jobs=2,
     )
     assert request.to_payload(URL, REF) == {
-        "model": "gen4-turbo",
+        "model": "veo-3.1",
         "text_prompt": "p",
         "imageAssetId1": "s",
         "imageAssetId2": "e",
@@ -279,14 +280,27 @@ def test_videos_requires_model_and_maps_vendor_names() -> None:
 
 
 @pytest.mark.parametrize(
-    ("duration", "ok"), [(2, True), (15, True), (1, False), (16, False), (True, False)]
+    ("duration", "ok"), [(1, True), (60, True), (0, False), (61, False), (True, False)]
 )
-def test_videos_duration_bounds(duration: Any, ok: bool) -> None:
+def test_videos_duration_bounds_of_an_unlisted_model(duration: Any, ok: bool) -> None:
     if ok:
-        assert VideosCreateRequest(model="gen4", duration=duration).duration == duration
+        assert VideosCreateRequest(model="sora-2", duration=duration).duration == duration
     else:
         with pytest.raises(ValidationError):
-            VideosCreateRequest(model="gen4", duration=duration)
+            VideosCreateRequest(model="sora-2", duration=duration)
+
+
+@pytest.mark.parametrize("cls", [Gen3TurboRequest, Gen4TurboRequest, VideosCreateRequest])
+def test_every_create_carries_the_account_as_email(cls: type[CreateRequest]) -> None:
+    # useapi.net: with several accounts configured, email is required on every create.
+    base: dict[str, Any] = {"first_image_asset_id": "a"}
+    if cls is VideosCreateRequest:
+        base["model"] = "gen4.5"
+    payload = cls.model_validate({**base, "email": "me@example.com"}).to_payload(URL, REF)
+    assert payload["email"] == "me@example.com"
+    assert "email" not in cls.model_validate(base).to_payload(URL, REF)
+    with pytest.raises(ValidationError):
+        cls.model_validate({**base, "email": "not an email"})
 
 
 def test_request_types_registry() -> None:

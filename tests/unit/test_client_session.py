@@ -244,7 +244,7 @@ def test_create_posts_vendor_json_with_bearer_and_returns_the_task(
     ("request_model", "path"),
     [
         (Gen4TurboRequest(first_image_asset_id="a", seconds=10), "/gen4turbo/create"),
-        (VideosCreateRequest(model="gen4-turbo", first_image_asset_id="a"), "/videos/create"),
+        (VideosCreateRequest(model="gen4.5", first_image_asset_id="a"), "/videos/create"),
     ],
 )
 def test_typed_wrappers_post_to_their_endpoint(
@@ -374,7 +374,7 @@ def test_error_answers_raise_at_once_and_are_never_resent(
         assert caught.value.message == body["error"]
         assert caught.value.code == body.get("code")
     assert len(vendor.requests_to("POST", "/gen3turbo/create")) == 1
-    assert vendor.requests_to("GET", "/scheduler") == []
+    assert vendor.requests_to("GET", "/scheduler/") == []
     assert delays == []
 
 
@@ -384,7 +384,7 @@ def test_lost_answer_is_found_in_scheduler_with_exactly_one_create(
     vendor.on("POST", "/gen3turbo/create", Hang())
     vendor.on(
         "GET",
-        "/scheduler",
+        "/scheduler/",
         Reply(
             200,
             [
@@ -401,7 +401,7 @@ def test_lost_answer_is_found_in_scheduler_with_exactly_one_create(
     assert task.replyUrl == REPLY_URL
     assert task.status == "PENDING"
     assert len(vendor.requests_to("POST", "/gen3turbo/create")) == 1
-    assert len(vendor.requests_to("GET", "/scheduler")) == 1
+    assert len(vendor.requests_to("GET", "/scheduler/")) == 1
 
 
 @pytest.mark.parametrize("lost", [Hang(), Drop()], ids=["read-timeout", "reset-after-send"])
@@ -409,7 +409,7 @@ def test_lost_answer_not_in_scheduler_raises_outcome_unknown_without_resending(
     vendor: FakeUseapi, client: UseapiClient, lost: Action
 ) -> None:
     vendor.on("POST", "/gen3turbo/create", lost)
-    vendor.on("GET", "/scheduler", Reply(200, [{"taskId": "x", "replyRef": "not-ours"}]))
+    vendor.on("GET", "/scheduler/", Reply(200, [{"taskId": "x", "replyRef": "not-ours"}]))
 
     with pytest.raises(OutcomeUnknown) as caught:
         client.create(GEN3, reply_url=REPLY_URL, reply_ref=REPLY_REF)
@@ -425,7 +425,7 @@ def test_failed_scheduler_lookup_raises_outcome_unknown_chained(
     vendor: FakeUseapi, client: UseapiClient
 ) -> None:
     vendor.on("POST", "/gen3turbo/create", Drop())
-    vendor.on("GET", "/scheduler", Reply(502, {"error": "bad gateway"}))
+    vendor.on("GET", "/scheduler/", Reply(502, {"error": "bad gateway"}))
 
     with pytest.raises(OutcomeUnknown) as caught:
         client.create(GEN3, reply_url=REPLY_URL, reply_ref=REPLY_REF)
@@ -439,7 +439,7 @@ def test_2xx_without_a_task_is_looked_up_in_scheduler(
 ) -> None:
     vendor.on("POST", "/gen3turbo/create", Reply(200, b"<html>ok</html>"))
     vendor.on(
-        "GET", "/scheduler", Reply(200, {"tasks": [{"taskId": TASK_ID, "replyRef": REPLY_REF}]})
+        "GET", "/scheduler/", Reply(200, {"tasks": [{"taskId": TASK_ID, "replyRef": REPLY_REF}]})
     )
 
     task = client.create(GEN3, reply_url=REPLY_URL, reply_ref=REPLY_REF)
@@ -452,7 +452,7 @@ def test_2xx_without_a_task_and_not_in_scheduler_is_unexpected(
     vendor: FakeUseapi, client: UseapiClient
 ) -> None:
     vendor.on("POST", "/gen3turbo/create", Reply(200, {"status": "PENDING"}))
-    vendor.on("GET", "/scheduler", Reply(200, []))
+    vendor.on("GET", "/scheduler/", Reply(200, []))
 
     with pytest.raises(UnexpectedResponse) as caught:
         client.create(GEN3, reply_url=REPLY_URL, reply_ref=REPLY_REF)
@@ -511,13 +511,13 @@ def test_token_is_never_logged(
     vendor: FakeUseapi, client: UseapiClient, caplog: pytest.LogCaptureFixture
 ) -> None:
     vendor.on("POST", "/gen3turbo/create", Reply(429, {"error": "busy"}, {"Retry-After": "0"}))
-    vendor.on("GET", "/scheduler", Reply(200, []))
+    vendor.on("GET", "/scheduler/", Reply(200, []))
     with caplog.at_level(logging.DEBUG):
         with pytest.raises(AccountBusy):
             client.create(GEN3, reply_url=REPLY_URL, reply_ref=REPLY_REF)
         client.list_scheduler()
     assert "POST /gen3turbo/create -> 429" in caplog.text
-    assert "GET /scheduler -> 200" in caplog.text
+    assert "GET /scheduler/ -> 200" in caplog.text
     assert TOKEN not in caplog.text
     assert REPLY_REF not in caplog.text
 
@@ -627,21 +627,21 @@ def test_get_task_non_object_body_is_unexpected(vendor: FakeUseapi, client: Usea
 def test_list_scheduler_accepts_array_or_wrapping_object(
     vendor: FakeUseapi, client: UseapiClient, body: Any
 ) -> None:
-    vendor.on("GET", "/scheduler", Reply(200, body))
+    vendor.on("GET", "/scheduler/", Reply(200, body))
     entries = client.list_scheduler()
     assert [e.taskId for e in entries] == ["t1", "t2"]
     assert entries[0].model_extra == {"extra": 1}
 
 
 def test_find_in_scheduler(vendor: FakeUseapi, client: UseapiClient) -> None:
-    vendor.on("GET", "/scheduler", Reply(200, [{"taskId": "t1", "replyRef": "r1"}]))
+    vendor.on("GET", "/scheduler/", Reply(200, [{"taskId": "t1", "replyRef": "r1"}]))
     found = client.find_in_scheduler("r1")
     assert found is not None and found.taskId == "t1"
     assert client.find_in_scheduler("r2") is None
 
 
 def test_list_scheduler_rejects_a_scalar(vendor: FakeUseapi, client: UseapiClient) -> None:
-    vendor.on("GET", "/scheduler", Reply(200, "nothing"))
+    vendor.on("GET", "/scheduler/", Reply(200, "nothing"))
     with pytest.raises(UnexpectedResponse):
         client.list_scheduler()
 

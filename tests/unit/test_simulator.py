@@ -355,7 +355,7 @@ def test_failed_callbacks_are_recorded_and_retried_when_configured(
         ("POST", "/videos/create"),
         ("POST", "/assets/?name=x"),
         ("GET", "/tasks/some-task"),
-        ("GET", "/scheduler"),
+        ("GET", "/scheduler/"),
         ("DELETE", "/scheduler/some-task"),
     ],
 )
@@ -513,6 +513,24 @@ def test_videos_create(sim: Sim) -> None:
         ({"model": "gen4-turbo", "imageAssetId1": "A", "prompt": "t"}, "prompt"),
         ({"model": "GEN4-TURBO", "imageAssetId1": "A", "text_prompt": "t"}, "model"),
         ({"model": "gen3a_turbo", "text_prompt": "t"}, "model"),
+        # fields each model's row does not list are refused (the vendor's table, not ours)
+        ({"model": "gen4.5", "resolution": "720p"}, "Unsupported parameter(s) for model gen4.5"),
+        ({"model": "kling-3.0-pro", "exploreMode": True}, "exploreMode"),
+        (
+            {
+                "model": "kling-2.6-i2v",
+                "imageAssetId1": "A",
+                "text_prompt": "t",
+                "aspect_ratio": "16:9",
+            },
+            "aspect_ratio",
+        ),
+        ({"model": "gen4.5", "startFrameAssetId": "A"}, "startFrameAssetId"),
+        ({"model": "seedance-2", "startFrameAssetId": "A", "imageAssetId1": "A"}, "combined"),
+        ({"model": "seedance-2", "endFrameAssetId": "A"}, "requires startFrameAssetId"),
+        ({"model": "seedance-2", "resolution": "4k"}, "resolution"),
+        ({"model": "seedance-2", "duration": 3}, "duration"),
+        ({"model": "kling-2.6-pro", "imageAssetId1": "A"}, "text_prompt is required"),
     ],
 )
 def test_videos_create_validation(sim: Sim, body: dict[str, Any], fragment: str) -> None:
@@ -522,6 +540,101 @@ def test_videos_create_validation(sim: Sim, body: dict[str, Any], fragment: str)
     assert response.status_code == 400, response.text
     assert fragment in response.json()["error"]
     assert sim.control("stats")["tasks_created"] == 0
+
+
+def test_seedance_references_and_keyframes(sim: Sim) -> None:
+    asset = sim.upload()
+    refs = {f"imageAssetId{i}": asset for i in range(1, 12)}
+    many = sim.create({"model": "seedance-2", **refs, "resolution": "1080p"}, "videos")
+    assert many.status_code == 200, many.text
+    assert len(many.json()["options"]["references"]) == 11
+    frames = {"startFrameAssetId": asset, "endFrameAssetId": asset, "duration": 15}
+    keyframes = sim.create({"model": "seedance-2", **frames}, "videos")
+    assert keyframes.status_code == 200, keyframes.text
+    assert keyframes.json()["options"]["seconds"] == 15
+
+
+# -- accounts -----------------------------------------------------------------------------------
+
+A1, A2 = "one@example.com", "two@example.com"
+
+
+def test_several_accounts_require_email_everywhere(make_sim: Callable[..., Sim]) -> None:
+    sim = make_sim(accounts=[A1, A2], start_delay=30)
+    png = {"data": PNG, "headers": {"Content-Type": "image/png"}}
+    refused = sim.call("POST", "/assets/?name=f", **png)
+    assert refused.status_code == 400 and "email is required" in refused.json()["error"]
+    unknown = sim.call("POST", "/assets/?name=f&email=three@example.com", **png)
+    assert unknown.status_code == 400 and "not configured" in unknown.json()["error"]
+    uploaded = sim.call("POST", f"/assets/?email={A2}&name=f", **png)
+    assert uploaded.status_code == 200
+    asset = uploaded.json()["assetId"]
+    assert f"-runwayml:{A2}-asset:" in asset
+
+    body = {"model": "gen4.5", "imageAssetId1": asset, "replyRef": "r"}
+    assert sim.create(body, "videos").status_code == 400  # no email
+    # an asset is usable by the account that uploaded it only
+    assert sim.create({**body, "email": A1}, "videos").status_code == 404
+    created = sim.create({**body, "email": A2}, "videos")
+    assert created.status_code == 200, created.text
+    task_id = created.json()["taskId"]
+    assert f"-runwayml:{A2}-task:" in task_id
+
+    assert sim.call("GET", f"/tasks/{task_id}").status_code == 400
+    assert sim.call("GET", f"/tasks/{task_id}?email={A1}").status_code == 404
+    assert sim.call("GET", f"/tasks/{task_id}?email={A2}").status_code == 200
+    assert sim.call("GET", "/scheduler/").status_code == 400
+    assert sim.call("GET", f"/scheduler/?email={A1}").json() == []
+    assert [e["replyRef"] for e in sim.call("GET", f"/scheduler/?email={A2}").json()] == ["r"]
+    logged = sim.control("requests")
+    assert (logged[-1]["path"], logged[-1]["email"]) == ("/scheduler/", A2)
+    assert sim.call("DELETE", f"/scheduler/{task_id}?email={A2}").status_code == 200
+
+
+def test_one_account_makes_email_optional_and_lists_accounts(
+    make_sim: Callable[..., Sim],
+) -> None:
+    sim = make_sim(accounts=[A1, A2], account_errors={A1: "cookies expired"})
+    accounts = sim.call("GET", "/accounts").json()
+    assert accounts[A1]["error"] == "cookies expired" and "error" not in accounts[A2]
+    single = make_sim()
+    asset = single.upload()
+    ok = single.create({"model": "gen4.5", "imageAssetId1": asset}, "videos")
+    assert ok.status_code == 200, ok.text
+
+
+def test_scheduler_has_no_slashless_alias(sim: Sim) -> None:
+    missing = sim.call("GET", "/scheduler")
+    assert missing.status_code == 404 and "trailing slash" in missing.json()["error"]
+    assert sim.call("GET", "/scheduler/").status_code == 200
+
+
+def test_task_ids_must_keep_colon_and_at_raw(sim: Sim) -> None:
+    created = sim.create({"model": "gen4.5", "text_prompt": "t"}, "videos").json()
+    task_id = created["taskId"]
+    assert sim.call("GET", f"/tasks/{task_id}").status_code == 200
+    encoded = task_id.replace(":", "%3A").replace("@", "%40")
+    assert sim.call("GET", f"/tasks/{encoded}").status_code == 404
+
+
+def test_wrapped_answers_on_demand_and_by_config(make_sim: Callable[..., Sim]) -> None:
+    sim = make_sim()
+    sim.control("next", {"outcomes": ["wrapped"]})
+    wrapped = sim.create({"model": "gen4.5", "text_prompt": "t"}, "videos").json()
+    assert wrapped["code"] == 200 and wrapped["task"]["taskId"] and "taskId" not in wrapped
+    plain = sim.create({"model": "gen4.5", "text_prompt": "t"}, "videos").json()
+    assert plain["taskId"]
+    always = make_sim(wrap_answers=True)
+    assert "task" in always.create({"model": "gen4.5", "text_prompt": "t"}, "videos").json()
+
+
+def test_drop_connection_closes_after_the_task_started(sim: Sim) -> None:
+    sim.control("next", {"outcomes": ["drop_connection"]})
+    with pytest.raises(requests.ConnectionError):
+        sim.create({"model": "gen4.5", "text_prompt": "t", "replyRef": "lost"}, "videos")
+    stats = sim.control("stats")
+    assert (stats["creates"], stats["tasks_created"]) == (1, 1)
+    assert len(stats["tasks"]) == 1
 
 
 # -- assets -----------------------------------------------------------------------------------
@@ -617,7 +730,7 @@ def test_lose_answer_delays_the_answer_and_the_scheduler_lists_the_task(sim: Sim
             timeout=(2, 0.3),
         )
     assert time.monotonic() - started < 1.0
-    listed = sim.call("GET", "/scheduler").json()
+    listed = sim.call("GET", "/scheduler/").json()
     assert [item["replyRef"] for item in listed] == ["lost-1"]
     assert TASK_ID_RE.match(listed[0]["taskId"])
     stats = sim.control("stats")
@@ -643,13 +756,13 @@ def test_scheduler_lists_live_tasks_only_and_delete_stops_callbacks(
     received.wait_terminal(fast["taskId"])
     wait_until(lambda: sim.control("stats")["tasks"][fast["taskId"]] == "SUCCEEDED")
 
-    listed = sim.call("GET", "/scheduler").json()
+    listed = sim.call("GET", "/scheduler/").json()
     assert listed == [{"taskId": slow_id, "replyUrl": f"{base}/cb", "replyRef": "s"}]
 
     assert sim.call("DELETE", f"/scheduler/{slow_id}").status_code == 200
     assert sim.call("DELETE", f"/scheduler/{slow_id}").status_code == 404
     assert sim.call("DELETE", f"/scheduler/{fast['taskId']}").status_code == 404
-    assert sim.call("GET", "/scheduler").json() == []
+    assert sim.call("GET", "/scheduler/").json() == []
     sim.join_task_threads()
     assert received.bodies(slow_id) == []  # no callback after DELETE /scheduler
     assert sim.control("stats")["scheduler_requests"] == 5
@@ -734,8 +847,8 @@ def test_command_line_prints_port_and_stops_on_sigterm() -> None:
         url = f"http://127.0.0.1:{match.group(1)}"
         with requests.Session() as http:
             http.trust_env = False
-            assert http.get(f"{url}/scheduler", timeout=5).status_code == 401
-            ok = http.get(f"{url}/scheduler", headers={"Authorization": "Bearer T"}, timeout=5)
+            assert http.get(f"{url}/scheduler/", timeout=5).status_code == 401
+            ok = http.get(f"{url}/scheduler/", headers={"Authorization": "Bearer T"}, timeout=5)
             assert ok.json() == []
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=5) == 0
