@@ -138,6 +138,12 @@ def db_current(ctx: Context) -> None:
     click.echo(current_revision(ctx.settings.effective_database_url) or "(empty database)")
 
 
+def _pool_limits(engine: Any) -> str:
+    """``size+overflow`` of the engine's connection pool, as it was built."""
+    pool = engine.pool
+    return f"{pool.size()}+{getattr(pool, '_max_overflow', 0)}"
+
+
 def _safe_url(url: str) -> str:
     from sqlalchemy.engine import make_url
 
@@ -193,7 +199,8 @@ def worker(ctx: Context, concurrency: int | None) -> None:
     signal.signal(signal.SIGINT, _stop)
     click.echo(
         f"relay worker {the_worker.name}: {config.concurrency} senders, "
-        f"timeout {config.timeout:g}s, database {_safe_url(settings.effective_database_url)}",
+        f"timeout {config.timeout:g}s, database {_safe_url(settings.effective_database_url)} "
+        f"(pool {_pool_limits(rt.engine)})",
         err=True,
     )
     the_worker.run()
