@@ -44,7 +44,9 @@ $(DEPLOY_WHEELS)/.downloaded: requirements.txt pyproject.toml $(VENV)/.installed
 	rm -rf $(DEPLOY_WHEELS)
 	grep -v '^\.$$' requirements.txt > $(DEPLOY_WHEELS).txt
 	$(BIN)/python -m pip download --quiet --no-deps --only-binary=:all: -d $(DEPLOY_WHEELS) \
-	  -r $(DEPLOY_WHEELS).txt 'setuptools>=69' wheel
+	  -r $(DEPLOY_WHEELS).txt
+	$(BIN)/python -m pip download --quiet --only-binary=:all: -d $(DEPLOY_WHEELS) \
+	  'setuptools>=69' wheel
 	rm -f $(DEPLOY_WHEELS).txt
 	touch $@
 
