@@ -8,6 +8,7 @@ DB_MAX_OVERFLOW must size the real pool of the web's engine and of the worker's 
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import subprocess
@@ -128,3 +129,29 @@ def test_the_worker_process_reports_the_pool_it_built(
         assert "(pool 2+5)" in line, line
     finally:
         assert worker.stop() == 0, worker.output()
+
+
+def test_gunicorn_outlasts_the_router_and_the_platform_kill(tmp_path: Path) -> None:
+    """gunicorn.conf.py as gunicorn reads it: keep-alive longer than Heroku's Router 2.0 keeps
+    an idle connection (90 s), and the graceful stop well inside the 30 s before SIGKILL."""
+    show = (
+        "import json, runpy; g = runpy.run_path('gunicorn.conf.py'); "
+        "print(json.dumps({k: g[k] for k in ('keepalive', 'graceful_timeout', 'worker_class')}))"
+    )
+    env = clean_env(
+        RELAY_ENV="test", PROMETHEUS_MULTIPROC_DIR=str(tmp_path), PORT="5000", DYNO="web.1"
+    )
+    env["DATABASE_URL"] = "postgres://u:p@127.0.0.1:5432/relay"
+    result = subprocess.run(
+        [bin_path("python"), "-c", show],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    config = json.loads(result.stdout)
+    assert config["keepalive"] > 90
+    assert config["graceful_timeout"] <= 25
+    assert config["worker_class"] != "sync"  # the sync worker ignores keep-alive
