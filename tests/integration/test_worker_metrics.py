@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import threading
 
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
 from flask.testing import FlaskClient
 from sqlalchemy import Engine, delete, func, select
 
 from receiver import metrics
-from receiver.store.tables import attempts, worker_metrics
+from receiver.store.tables import attempts, metadata, worker_metrics
 from receiver.store.uow import UnitOfWork
 from simulator.subscriber import SubscriberServer
 from tests.conftest import JobFactory, task_body
@@ -101,3 +103,14 @@ def test_workers_recording_at_once_add_up_exactly(engine: Engine) -> None:
     with UnitOfWork(engine, read_only=True) as uow:
         rows = uow.repo.read_worker_metrics()
     assert all(rows[k] == 2 * rounds for k in keys), rows
+
+
+def test_the_migrations_build_the_worker_metrics_table_as_declared(engine: Engine) -> None:
+    with engine.connect() as conn:
+        context = MigrationContext.configure(conn)
+        diffs = [
+            d
+            for d in compare_metadata(context, metadata)
+            if "worker_metrics" in repr(d)  # this migration's table only (or its absence)
+        ]
+    assert diffs == []
