@@ -3,14 +3,51 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo test lint typecheck unit bench clean browser screenshots
+.PHONY: install lock requirements deploy-wheels demo test lint typecheck unit bench clean browser screenshots
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+# uv.lock is the source of truth for every dependency (runtime and dev, with hashes); uv itself
+# comes from PyPI into the venv first, so a fresh machine needs only Python. `uv sync --locked`
+# fails if uv.lock is out of step with pyproject.toml, verifies each download against the lock's
+# hashes, installs the project editable (tests import the tree) and keeps pip and uv
+# (--inexact). After changing dependencies in pyproject.toml: `make lock`.
+UV_VERSION ?= 0.13.9
+export UV_PYTHON_DOWNLOADS := never
+
+$(VENV)/.installed: pyproject.toml uv.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet 'uv==$(UV_VERSION)'
+	UV_PROJECT_ENVIRONMENT=$(VENV) $(BIN)/uv sync --quiet --locked --inexact --extra dev --python $(BIN)/python
+	touch $@
+
+# Re-resolve uv.lock from pyproject.toml and regenerate requirements.txt from it (what PaaS
+# buildpacks read; tests/deploy/test_lock.py fails when the two disagree).
+lock: $(VENV)/.installed
+	$(BIN)/uv lock
+	$(MAKE) requirements
+
+# requirements.txt from uv.lock, keeping its header comment (everything up to its end marker).
+requirements: $(VENV)/.installed
+	{ sed -n '1,/^# -- end of header --$$/p' requirements.txt; \
+	  $(BIN)/uv export --quiet --frozen --format requirements-txt --no-hashes --no-editable \
+	    --no-header --no-annotate; } > requirements.txt.tmp && mv requirements.txt.tmp requirements.txt
+
+# The deploy test (tests/deploy) builds a venv from requirements.txt alone, as a buildpack does,
+# in a fresh clone, with no network: it installs from this wheelhouse, downloaded here from PyPI
+# whenever requirements.txt changes (plus the build backend, to build the project itself).
+DEPLOY_WHEELS := .deploy-wheels
+deploy-wheels: $(DEPLOY_WHEELS)/.downloaded
+
+$(DEPLOY_WHEELS)/.downloaded: requirements.txt pyproject.toml $(VENV)/.installed
+	rm -rf $(DEPLOY_WHEELS)
+	grep -v '^\.$$' requirements.txt > $(DEPLOY_WHEELS).txt
+	$(BIN)/python -m pip download --quiet --no-deps --only-binary=:all: -d $(DEPLOY_WHEELS) \
+	  -r $(DEPLOY_WHEELS).txt
+	$(BIN)/python -m pip download --quiet --only-binary=:all: -d $(DEPLOY_WHEELS) \
+	  'setuptools>=69' wheel
+	rm -f $(DEPLOY_WHEELS).txt
 	touch $@
 
 demo: install
@@ -25,7 +62,7 @@ typecheck: install
 
 # Every test: unit, integration (SQLite file, then PostgreSQL when reachable), end to end, and
 # the dashboard in a real browser.
-test: lint typecheck browser
+test: lint typecheck browser deploy-wheels
 	$(BIN)/pytest
 
 # Debian's Chromium for the browser tests (Playwright drives it and never downloads a browser).
@@ -53,4 +90,4 @@ bench: install
 	$(BIN)/python -m bench $(if $(QUICK),--quick) $(if $(PROFILE),--profile) $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) .demo instance .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(DEPLOY_WHEELS) .demo instance .pytest_cache .mypy_cache .ruff_cache

@@ -15,8 +15,14 @@ preload_app = False
 worker_class = "gthread"
 threads = int(os.environ.get("WEB_THREADS", "4"))
 timeout = 30
+# SIGTERM: stop accepting, finish requests in flight for up to 25 s, exit; a PaaS sends SIGKILL
+# 30 s after SIGTERM (Heroku, Render), so the master is gone before that.
 graceful_timeout = 25
-keepalive = 5
+# Seconds an idle keep-alive connection is kept open (gthread: in the poller, not a thread).
+# Longer than any router in front keeps an idle connection to us (Heroku's Router 2.0: 90 s;
+# AWS ALB: 60 s), so that the router, never gunicorn, closes it: were gunicorn to close first,
+# a request the router sends at that moment would meet a closed socket (Heroku: H13/502).
+keepalive = 95
 accesslog = "-" if os.environ.get("ACCESS_LOG", "") == "1" else None
 # X-Forwarded-* are read in one place only: ProxyFix in the app, for TRUSTED_PROXY_HOPS hops.
 # gunicorn would otherwise take X-Forwarded-Proto from any peer it trusts, hops or not.
@@ -24,6 +30,15 @@ forwarded_allow_ips = "*"
 secure_scheme_headers: dict[str, str] = {}
 if not os.environ.get("PORT"):
     bind = ["0.0.0.0:8000"]
+
+# Configuration errors stop the master here, with the one message of load_settings (a bad
+# setting would otherwise make every worker fail to boot, each with a traceback).
+try:
+    from receiver.settings import ConfigError, load_settings
+
+    load_settings()
+except ConfigError as _error:
+    raise SystemExit(f"error: {_error}") from None
 
 # Prometheus multiprocess mode (receiver/metrics.py): the web workers add up their counters
 # through files in one directory, which must be named before a worker imports prometheus_client,

@@ -134,6 +134,12 @@ def db_current(ctx: Context) -> None:
     click.echo(current_revision(ctx.settings.effective_database_url) or "(empty database)")
 
 
+def _pool_limits(engine: Any) -> str:
+    """``size+overflow`` of the engine's connection pool, as it was built."""
+    pool = engine.pool
+    return f"{pool.size()}+{getattr(pool, '_max_overflow', 0)}"
+
+
 def _safe_url(url: str) -> str:
     from sqlalchemy.engine import make_url
 
@@ -168,17 +174,18 @@ def worker(ctx: Context, concurrency: int | None) -> None:
         allow_private=settings.allow_private_urls,
         disable_after=settings.subscriber_disable_after_seconds,
     )
-    # Senders hold a connection only to record an attempt, so they share a small pool; the
-    # main loop takes one more. (On PostgreSQL the LISTEN connection is separate.)
-    rt = build_runtime(settings, pool_size=settings.db_pool_size + 1)
+    # Only the loop holds a pooled connection (senders never touch the database), from a pool
+    # of DB_POOL_SIZE + DB_MAX_OVERFLOW like every process; LISTEN takes one more on PostgreSQL.
+    rt = ctx.runtime
     the_worker = Worker(rt.engine, config)
     if settings.worker_metrics_port:
         from receiver.metrics import WorkerMetricsServer
 
         if not settings.admin_token:
             _fail("WORKER_METRICS_PORT needs ADMIN_TOKEN (the scrape's bearer token)")
-        WorkerMetricsServer("0.0.0.0", settings.worker_metrics_port, settings.admin_token).start()
-        click.echo(f"worker metrics on :{settings.worker_metrics_port}/metrics", err=True)
+        host, port = settings.worker_metrics_host, settings.worker_metrics_port
+        WorkerMetricsServer(host, port, settings.admin_token).start()
+        click.echo(f"worker metrics on {host}:{port}/metrics", err=True)
 
     def _stop(signum: int, _frame: FrameType | None) -> None:
         log.info("stopping", extra={"signal": signal.Signals(signum).name})
@@ -188,7 +195,8 @@ def worker(ctx: Context, concurrency: int | None) -> None:
     signal.signal(signal.SIGINT, _stop)
     click.echo(
         f"relay worker {the_worker.name}: {config.concurrency} senders, "
-        f"timeout {config.timeout:g}s, database {_safe_url(settings.effective_database_url)}",
+        f"timeout {config.timeout:g}s, database {_safe_url(settings.effective_database_url)} "
+        f"(pool {_pool_limits(rt.engine)})",
         err=True,
     )
     the_worker.run()

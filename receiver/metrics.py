@@ -1,18 +1,22 @@
 """Prometheus metrics: what an operator scrapes at ``GET /metrics`` (bearer ``ADMIN_TOKEN``).
 
-Two kinds of numbers, each chosen so that it is right however many processes run:
+Three kinds of numbers, each chosen so that it is right however many processes run, and
+wherever they run:
 
-* **Counters and the latency histogram** are counted where the thing happens: the web process
-  counts callbacks, task transitions and events; ``relay worker`` counts delivery attempts and
-  the end-to-end latency. When ``PROMETHEUS_MULTIPROC_DIR`` names a directory, every process
-  writes its values to files there and a scrape adds them up (prometheus_client's multiprocess
-  mode): ``gunicorn.conf.py`` creates a fresh one for its own workers when none is set, so
-  several web workers need no setup; a ``relay worker`` on the same machine joins in when it is
-  given the same directory, and anywhere else serves its own numbers on ``WORKER_METRICS_PORT``.
-  Without the variable each process keeps its own values.
+* **The web's counters** (callbacks, task transitions, events) are counted in the web process.
+  Several gunicorn workers add theirs up through prometheus_client's multiprocess mode:
+  ``gunicorn.conf.py`` makes a fresh ``PROMETHEUS_MULTIPROC_DIR`` for its own workers when
+  none is set, and a scrape adds up their files.
+* **The delivery worker's counters** (attempts by outcome, the end-to-end latency histogram)
+  are kept in the database: ``relay worker`` adds to the ``worker_metrics`` table in the very
+  transaction that records the attempts (:func:`worker_increments`), and the web's
+  ``/metrics`` reads it at scrape time (:class:`DatabaseCollector`). So one scrape of the web
+  shows what every worker did, on another dyno or machine too, with no shared directory (on a
+  PaaS the web is the only process that can be reached). They are monotonic: retention pruning
+  of attempts never touches them. A worker also counts in its own process, served on
+  ``WORKER_METRICS_PORT`` where a host can scrape it.
 * **Gauges** (deliveries pending, the oldest one's age, disabled subscribers, tasks in flight)
-  are read from the database at scrape time by :class:`DatabaseCollector`, so they are the same
-  whichever process answers, on SQLite and PostgreSQL alike.
+  are read from the database at scrape time by :class:`DatabaseCollector` as well.
 
 The metric objects below are process-wide on purpose: in multiprocess mode each process's values
 live in files named after its pid, so there must be exactly one object per metric per process.
@@ -39,8 +43,14 @@ from prometheus_client import (
     disable_created_metrics,
 )
 from prometheus_client import generate_latest as _generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.utils import floatToGoString
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.serving import BaseWSGIServer, make_server
@@ -178,6 +188,63 @@ def delivery_attempted(outcome: str, latency_seconds: float | None = None) -> No
         LATENCY.observe(max(0.0, latency_seconds))
 
 
+#: ``worker_metrics`` rows (receiver/store/tables.py): attempts by outcome, the latency
+#: histogram's bucket counts (by upper bound, not cumulative), its sum (seconds) and count.
+ATTEMPTS_ROW = "attempts"
+BUCKET_ROW = "latency_bucket"
+SUM_ROW = "latency_sum"
+COUNT_ROW = "latency_count"
+_BUCKET_LABELS = [floatToGoString(b) for b in LATENCY_BUCKETS]  # type: ignore[no-untyped-call]
+_BUCKET_LABELS.append("+Inf")
+
+
+def worker_increments(
+    attempts: Iterable[tuple[str, float | None]],
+) -> dict[tuple[str, str], float]:
+    """What ``attempts`` add to the ``worker_metrics`` table, ``(name, label)`` → amount.
+
+    :param attempts: ``(outcome, latency)`` per recorded attempt; latency in seconds from the
+        callback to the subscriber's 2xx, None for an attempt that did not succeed.
+    """
+    out: dict[tuple[str, str], float] = {}
+
+    def add(key: tuple[str, str], amount: float) -> None:
+        out[key] = out.get(key, 0.0) + amount
+
+    for outcome, latency in attempts:
+        add((ATTEMPTS_ROW, outcome), 1)
+        if latency is None:
+            continue
+        latency = max(0.0, latency)
+        index = next((i for i, b in enumerate(LATENCY_BUCKETS) if latency <= b), -1)
+        add((BUCKET_ROW, _BUCKET_LABELS[index]), 1)
+        add((SUM_ROW, ""), latency)
+        add((COUNT_ROW, ""), 1)
+    return out
+
+
+def worker_families(rows: dict[tuple[str, str], float]) -> list[Metric]:
+    """The worker's counter and histogram, from ``worker_metrics`` rows (every outcome and
+    bucket shown, zero when absent), under the names the worker's own registry uses."""
+    attempts = CounterMetricFamily(ATTEMPTS._name, ATTEMPTS._documentation, labels=["outcome"])
+    outcomes = list(ATTEMPT_OUTCOMES) + sorted(
+        {label for name, label in rows if name == ATTEMPTS_ROW} - set(ATTEMPT_OUTCOMES)
+    )
+    for outcome in outcomes:
+        attempts.add_metric([outcome], rows.get((ATTEMPTS_ROW, outcome), 0.0))
+    cumulative, buckets = 0.0, []
+    for label in _BUCKET_LABELS:
+        cumulative += rows.get((BUCKET_ROW, label), 0.0)
+        buckets.append((label, cumulative))
+    latency = HistogramMetricFamily(
+        LATENCY._name,
+        LATENCY._documentation,
+        buckets=buckets,
+        sum_value=rows.get((SUM_ROW, ""), 0.0),
+    )
+    return [attempts, latency]
+
+
 # -- exposition -----------------------------------------------------------------------------
 
 
@@ -192,15 +259,19 @@ def multiprocess_dir() -> str | None:
 
 
 class DatabaseCollector:
-    """Gauges read from the database at scrape time (right across processes and databases).
+    """Gauges, and the delivery workers' counters, read from the database at scrape time
+    (right across processes, machines and databases).
 
     ``runway_relay_database_up`` is 0 (and the other gauges absent) when the queries fail, so a
     scrape never turns into an error while the database is away.
     """
 
-    def __init__(self, engine: Engine, now: datetime | None = None) -> None:
+    def __init__(
+        self, engine: Engine, now: datetime | None = None, *, worker_counters: bool = True
+    ) -> None:
         self.engine = engine
         self.now = now
+        self.worker_counters = worker_counters
 
     def collect(self) -> Iterator[Metric]:
         now = self.now or utcnow()
@@ -213,6 +284,7 @@ class DatabaseCollector:
                 oldest = uow.repo.oldest_pending_delivery()
                 disabled = uow.repo.count_disabled_subscribers()
                 live = uow.repo.count_live_jobs_by_status()
+                worker = uow.repo.read_worker_metrics() if self.worker_counters else {}
         except SQLAlchemyError:
             log.warning("metrics: database queries failed")
             up.add_metric([], 0)
@@ -244,17 +316,27 @@ class DatabaseCollector:
         for state in LIVE_STATES:
             tasks.add_metric([state], live.get(state, 0))
         yield tasks
+        if self.worker_counters:
+            yield from worker_families(worker)
 
 
 class _Chain:
-    """A collector that yields what each of ``sources`` (collectors or registries) collects."""
+    """A collector that yields what each of ``sources`` (collectors or registries) collects,
+    less the families named in ``skip``."""
 
-    def __init__(self, *sources: CollectorRegistry | DatabaseCollector) -> None:
+    def __init__(
+        self,
+        *sources: CollectorRegistry | DatabaseCollector | _Chain,
+        skip: frozenset[str] = frozenset(),
+    ) -> None:
         self.sources = sources
+        self.skip = skip
 
     def collect(self) -> Iterator[Metric]:
         for source in self.sources:
-            yield from source.collect()
+            for family in source.collect():
+                if family.name not in self.skip:
+                    yield family
 
 
 def process_registry() -> CollectorRegistry:
@@ -267,13 +349,23 @@ def process_registry() -> CollectorRegistry:
     return registry
 
 
+#: Families the web serves from the database, never from process files (a worker sharing the
+#: web's PROMETHEUS_MULTIPROC_DIR would otherwise show them twice).
+_WORKER_FAMILIES = frozenset({ATTEMPTS._name, LATENCY._name})
+
+
 def render(engine: Engine | None) -> bytes:
-    """The text exposition: counters (this process or all of them) plus database gauges."""
+    """The text exposition.
+
+    :param engine: the web's: its counters (this process or all of them) plus the database's
+        gauges and worker counters. None (the worker's own endpoint): this process's counters.
+    """
     registry = CollectorRegistry()
-    sources: list[CollectorRegistry | DatabaseCollector] = [process_registry()]
-    if engine is not None:
-        sources.append(DatabaseCollector(engine))
-    registry.register(_Chain(*sources))
+    if engine is None:
+        registry.register(_Chain(process_registry()))
+    else:
+        own = _Chain(process_registry(), skip=_WORKER_FAMILIES)
+        registry.register(_Chain(own, DatabaseCollector(engine)))
     return _generate_latest(registry)
 
 
@@ -324,9 +416,10 @@ def metrics_endpoint() -> Response:
 class WorkerMetricsServer:
     """``GET /metrics`` of ``relay worker`` on its own port (``WORKER_METRICS_PORT``).
 
-    For hosts where the worker runs apart from the web process (another machine or container)
-    and so cannot share its ``PROMETHEUS_MULTIPROC_DIR``. Same bearer ``ADMIN_TOKEN``; only the
-    worker's own counters (the database gauges are the web process's to serve).
+    For hosts that can reach the worker (a VM, a container with a published port): this
+    process's own counters since it started, bound to ``WORKER_METRICS_HOST``. Same bearer
+    ``ADMIN_TOKEN``. The web's ``/metrics`` shows every worker's counters (from the database)
+    and the gauges; this endpoint is optional.
     """
 
     def __init__(self, host: str, port: int, admin_token: str) -> None:

@@ -35,9 +35,15 @@ class Runtime:
         )
 
 
-def build_runtime(settings: Settings, *, pool_size: int = 5, max_overflow: int = 5) -> Runtime:
-    """Engine and signer for ``settings`` (no connection is opened yet)."""
+def build_runtime(settings: Settings) -> Runtime:
+    """Engine and signer for ``settings`` (no connection is opened yet).
+
+    Every process (each gunicorn worker, ``relay worker``, every ``relay`` command) builds its
+    engine here, so each has at most ``DB_POOL_SIZE + DB_MAX_OVERFLOW`` pooled connections.
+    """
     engine = make_engine(
-        settings.effective_database_url, pool_size=pool_size, max_overflow=max_overflow
+        settings.effective_database_url,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
     )
     return Runtime(settings=settings, engine=engine, signer=ReplyRefSigner(settings.signing_keys))

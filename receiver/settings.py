@@ -22,6 +22,16 @@ DEFAULT_RETRY_SCHEDULE: tuple[float, ...] = (5, 300, 1800, 7200, 18000, 36000, 5
 
 INSTANCE_DIR = Path("instance")
 
+#: Variables that a PaaS sets in every process it runs, and the platform each one means. On
+#: these hosts the disk is ephemeral and per process, so a SQLite file would give the web, the
+#: worker and each release their own database: DATABASE_URL is required there.
+PAAS_MARKERS: tuple[tuple[str, str], ...] = (
+    ("dyno", "Heroku"),
+    ("render", "Render"),
+    ("fly_app_name", "Fly.io"),
+    ("railway_environment", "Railway"),
+)
+
 
 class ConfigError(Exception):
     """Configuration is missing or invalid; the message names every bad variable."""
@@ -90,6 +100,11 @@ class Settings(BaseSettings):
     db_max_overflow: int = Field(
         2, ge=0, le=100, description="extra PostgreSQL connections per process under load"
     )
+    worker_metrics_host: str = Field(
+        "0.0.0.0",
+        min_length=1,
+        description="address WORKER_METRICS_PORT binds (0.0.0.0: every interface)",
+    )
     worker_metrics_port: int | None = Field(
         None,
         ge=1,
@@ -103,6 +118,11 @@ class Settings(BaseSettings):
     log_format: Literal["json", "text"] = "json"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     refused_log_size: int = Field(1000, ge=10, le=1_000_000)
+    # Set by the platform, never by you: they tell runway-relay it runs on a PaaS.
+    dyno: str = Field("", description="Heroku: the dyno's name (web.1, worker.1, release.…)")
+    render: str = Field("", description="Render: true in every service")
+    fly_app_name: str = Field("", description="Fly.io: the app's name")
+    railway_environment: str = Field("", description="Railway: the environment's name")
 
     @field_validator("secret_key", mode="before")
     @classmethod
@@ -174,6 +194,14 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _production_needs_a_key(self) -> Settings:
+        platform = self.paas
+        if platform and not self.database_url:
+            # First, and alone: the one line a PaaS log shows for a process that will not start.
+            raise ValueError(
+                f"DATABASE_URL is required on {platform}: each process there has its own "
+                "ephemeral disk, so a SQLite file would split web, worker and release into "
+                "separate databases; attach PostgreSQL (it sets DATABASE_URL) or set it"
+            )
         if self.relay_env == "production" and not self.secret_key:
             raise ValueError(
                 "SECRET_KEY is required when RELAY_ENV=production "
@@ -182,6 +210,14 @@ class Settings(BaseSettings):
         if self.verify_with_vendor and not self.useapi_token:
             raise ValueError("VERIFY_WITH_VENDOR=1 needs USEAPI_TOKEN to ask the vendor")
         return self
+
+    @property
+    def paas(self) -> str | None:
+        """The platform this process runs on (``"Heroku (DYNO is set)"``…), or None."""
+        for name, platform in PAAS_MARKERS:
+            if getattr(self, name):
+                return f"{platform} ({name.upper()} is set)"
+        return None
 
     @property
     def is_dev(self) -> bool:
@@ -222,7 +258,8 @@ class Settings(BaseSettings):
 def load_settings(**overrides: object) -> Settings:
     """Read the environment (plus ``overrides``, by field name) into a :class:`Settings`.
 
-    :raises ConfigError: naming each missing or invalid variable, never echoing a secret value.
+    :raises ConfigError: naming each missing or invalid variable, never echoing a secret value;
+        on one line when there is one problem, one line per problem otherwise.
     """
     try:
         return Settings(**overrides)  # type: ignore[arg-type]
@@ -232,4 +269,6 @@ def load_settings(**overrides: object) -> Settings:
             name = ".".join(str(p) for p in error["loc"]).upper()
             message = error["msg"].removeprefix("Value error, ")
             lines.append(f"  {name}: {message}" if name else f"  {message}")
+        if len(lines) == 1:
+            raise ConfigError("invalid configuration: " + lines[0].strip()) from None
         raise ConfigError("invalid configuration:\n" + "\n".join(lines)) from None

@@ -516,6 +516,18 @@ class Worker:
             )
             if len(step.claimed) < limit:
                 step.next_due = repo.next_due_at()
+        # The counters that the web's /metrics shows (receiver/metrics.py), in this transaction
+        # so that they count exactly the attempts recorded; last, as their rows stay locked
+        # until commit.
+        repo.add_to_worker_metrics(
+            metrics.worker_increments(
+                (f.result.outcome, (now - f.item.event.created_at).total_seconds())
+                if f.result.ok
+                else (f.result.outcome, None)
+                for f in finished
+                if f.result is not None
+            )
+        )
         return kept
 
     def _attempt_record(self, finished: _Finished, now: datetime) -> AttemptRecord:

@@ -187,3 +187,16 @@ attempts = Table(
     Column("response_body", Text),
     Column("worker", String(64)),
 )
+
+#: The delivery worker's monotonic counters, added to in the transaction that records the
+#: attempts they count, so that the web's ``/metrics`` shows what every worker did, wherever it
+#: runs (receiver/metrics.py). ``name``/``label``: ``attempts``/an outcome,
+#: ``latency_bucket``/a bucket's upper bound (``+Inf`` for the last; counts per bucket, not
+#: cumulative), ``latency_sum``/``""`` (seconds) and ``latency_count``/``""``. Never pruned.
+worker_metrics = Table(
+    "worker_metrics",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    Column("label", String(32), primary_key=True),
+    Column("value", Float, nullable=False),
+)

@@ -1,5 +1,6 @@
-"""Metrics across real processes: two gunicorn workers and a ``relay worker`` sharing
-PROMETHEUS_MULTIPROC_DIR, and the worker's own endpoint on WORKER_METRICS_PORT."""
+"""Metrics across real processes: two gunicorn workers sharing PROMETHEUS_MULTIPROC_DIR (a
+``relay worker`` given it too, which the web's scrape must not count twice: the worker's counters
+come from the database), and the worker's own endpoint on WORKER_METRICS_HOST:PORT."""
 
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         f"sqlite:///{tmp / 'relay.sqlite3'}",
         PROMETHEUS_MULTIPROC_DIR=str(shared),
         WORKER_METRICS_PORT=str(free_port()),
+        WORKER_METRICS_HOST="127.0.0.1",
         WEB_CONCURRENCY="2",
     )
     try:
@@ -110,8 +112,11 @@ def test_the_web_scrape_includes_the_relay_worker_and_it_serves_its_own(
     job = stack.api("GET", f"/api/tasks/{submitted['job_id']}").json()
     assert job["status"] == "SUCCEEDED", json.dumps(job)[:500]
 
-    own = f"http://127.0.0.1:{stack.env['WORKER_METRICS_PORT']}/metrics"
+    port = stack.env["WORKER_METRICS_PORT"]
+    assert f"worker metrics on 127.0.0.1:{port}/metrics" in stack.workers[0].output()
+    own = f"http://127.0.0.1:{port}/metrics"
     assert requests.get(own, timeout=5).status_code == 401
     mine = scrape(own)
     assert mine[success] >= 1
+    assert web[success] == mine[success]  # one worker: its own count, once (not twice)
     assert ("runway_relay_database_up", ()) not in mine  # the gauges are the web's to serve
