@@ -352,14 +352,33 @@ def subscribers() -> None:
     """Webhook subscribers (endpoints)."""
 
 
+def _event_list(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]) -> list[str]:
+    """``--events a,b`` and ``--events a --events b`` alike: the types, in order, once each.
+
+    :raises click.BadParameter: an unknown type (the message lists the known ones).
+    """
+    from receiver.domain.events import EVENT_TYPES
+
+    types = [t.strip() for value in values for t in value.split(",") if t.strip()]
+    unknown = [t for t in types if t not in EVENT_TYPES]
+    if unknown:
+        raise click.BadParameter(
+            f"unknown event type(s) {', '.join(unknown)}; known: {', '.join(EVENT_TYPES)}"
+        )
+    return list(dict.fromkeys(types))
+
+
 @subscribers.command("add")
 @click.argument("url")
 @click.option(
     "--events",
     "events",
     multiple=True,
-    type=click.Choice(["task.progress", "task.succeeded", "task.failed"]),
-    help="event types to receive (repeatable; default: task.succeeded and task.failed)",
+    callback=_event_list,
+    metavar="TYPE[,TYPE…]",
+    help="event types to receive: task.progress, task.succeeded, task.failed, "
+    "subscriber.disabled; comma-separated or repeated (default: task.succeeded and "
+    "task.failed)",
 )
 @click.option("--description", help="a note for operators")
 @click.option("--max-in-flight", type=click.IntRange(1, 256), help="concurrent deliveries cap")
@@ -367,7 +386,7 @@ def subscribers() -> None:
 def subscribers_add(
     ctx: Context,
     url: str,
-    events: tuple[str, ...],
+    events: list[str],
     description: str | None,
     max_in_flight: int | None,
 ) -> None:
@@ -388,6 +407,29 @@ def subscribers_add(
     _emit({"id": sub.id, "url": sub.url, "event_types": sub.event_types, "secret": sub.secret})
 
 
+@subscribers.command("test")
+@click.argument("subscriber_id")
+@pass_ctx
+def subscribers_test(ctx: Context, subscriber_id: str) -> None:
+    """Send one signed webhook.test event to a subscriber now and print its answer (status
+    code, duration, body excerpt, outcome) as JSON. Sent even when the subscriber is disabled;
+    nothing is stored. Exit status 1 when the answer is not a 2xx."""
+    from receiver.delivery.operational import send_test_event
+
+    rt = ctx.runtime
+    result = _service_call(
+        send_test_event,
+        rt.engine,
+        subscriber_id,
+        timeout=rt.settings.delivery_timeout_seconds,
+        allow_private=rt.settings.allow_private_urls,
+        now=utcnow(),
+    )
+    _emit(result.to_json())
+    if not result.ok:
+        sys.exit(1)
+
+
 @subscribers.command("list")
 @pass_ctx
 def subscribers_list(ctx: Context) -> None:
@@ -398,9 +440,9 @@ def subscribers_list(ctx: Context) -> None:
     _emit([presenters.subscriber_json(s, stats=stats.get(s.id, {})) for s in subs])
 
 
-def _service_call(fn: Any, *args: Any) -> Any:
+def _service_call(fn: Any, *args: Any, **kwargs: Any) -> Any:
     try:
-        return fn(*args)
+        return fn(*args, **kwargs)
     except services.ServiceError as exc:
         _fail(str(exc), 1)
 

@@ -30,6 +30,7 @@ from sqlalchemy import Connection, Engine
 
 from receiver import metrics
 from receiver.clock import utcnow
+from receiver.delivery.operational import record_subscriber_disabled
 from receiver.delivery.schedule import RetryPolicy, parse_retry_after
 from receiver.delivery.sender import Sender, SendResult
 from receiver.delivery.urls import UnsafeUrl, check_subscriber_url
@@ -595,6 +596,8 @@ class Worker:
                     health.update(enabled=False, disabled_reason=reason, disabled_at=now)
                     enabled = False
             repo.set_subscriber_health(sid, health)
+            if health.get("enabled") is False and sub is not None:  # just disabled: tell
+                record_subscriber_disabled(repo, sub, health, now)
 
     def _report(self, step: _Step) -> None:
         """After commit: a warning per lost lease, then metrics and a log line per attempt."""

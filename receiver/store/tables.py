@@ -94,7 +94,7 @@ callbacks = Table(
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("job_id", String(40), ForeignKey("jobs.id"), nullable=False, index=True),
-    Column("received_at", UTCDateTime, nullable=False),
+    Column("received_at", UTCDateTime, nullable=False, index=True),
     Column("status", String(40)),
     Column("progress", Float),
     Column("outcome", String(24), nullable=False),
@@ -121,11 +121,12 @@ events = Table(
     "events",
     metadata,
     Column("id", String(40), primary_key=True),
-    Column("job_id", String(40), ForeignKey("jobs.id"), nullable=False),
+    # None for an operational event (``subscriber.disabled``), which belongs to no job.
+    Column("job_id", String(40), ForeignKey("jobs.id"), nullable=True),
     Column("type", String(40), nullable=False),
     Column("sequence", Integer, nullable=False),
     Column("payload", Text, nullable=False),
-    Column("created_at", UTCDateTime, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False, index=True),
     UniqueConstraint("job_id", "sequence"),
 )
 

@@ -162,6 +162,35 @@ _REFUSED = _strict(
     }
 )
 
+_WEBHOOK_TEST = _strict(
+    {
+        "subscriber_id": {"type": "string"},
+        "url": {"type": "string"},
+        "enabled": {"type": "boolean"},
+        "webhook_id": {"type": "string", "description": "the test event's webhook-id"},
+        "type": {"const": "webhook.test"},
+        "ok": {"type": "boolean", "description": "true when the subscriber answered a 2xx"},
+        "outcome": {
+            "enum": [
+                "success",
+                "http_error",
+                "redirect",
+                "gone",
+                "timeout",
+                "connection_error",
+                "blocked",
+            ]
+        },
+        "status_code": {"type": ["integer", "null"]},
+        "duration_ms": {"type": "number", "minimum": 0},
+        "response_body": {
+            "type": ["string", "null"],
+            "description": "the first 1024 characters of the answer",
+        },
+        "error": _NULLABLE_STR,
+    }
+)
+
 
 def _items(ref: str) -> dict[str, Any]:
     return _strict({"items": {"type": "array", "items": {"$ref": ref}}})
@@ -232,6 +261,7 @@ def openapi_document(
         "Delivery": _DELIVERY,
         "Attempt": _ATTEMPT,
         "Refused": _REFUSED,
+        "WebhookTest": _WEBHOOK_TEST,
     }
     for model in (task_in, subscriber_in, recover_in):
         schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
@@ -316,6 +346,16 @@ def openapi_document(
                 ("enable", "Enable a subscriber and clear its failure streak"),
                 ("disable", "Disable a subscriber"),
             )
+        },
+        "/api/subscribers/{subscriber_id}/test": {
+            "post": {
+                "summary": "Send one signed webhook.test now and return the subscriber's answer",
+                "parameters": [sub_id],
+                "responses": {
+                    "200": _json({"$ref": ref + "WebhookTest"}, "the subscriber's answer"),
+                    **_errors(404),
+                },
+            }
         },
         "/api/deliveries": {
             "get": {
