@@ -23,7 +23,7 @@ from client import REQUEST_TYPES
 from client.errors import UseapiError
 from client.images import ImageError
 from client.replyref import ReplyRefTooLong
-from receiver import presenters, services
+from receiver import idempotency, presenters, services
 from receiver.clock import utcnow
 from receiver.logs import configure_logging
 from receiver.runtime import Runtime, build_runtime
@@ -252,6 +252,11 @@ def _option_pairs(values: tuple[str, ...]) -> dict[str, Any]:
     "--option", "options", multiple=True, help="any other request field, KEY=VALUE (repeatable)"
 )
 @click.option("--metadata", help="a JSON object of your own, echoed in every webhook")
+@click.option(
+    "--idempotency-key",
+    help="submit at most once per key: run again with the same key and options, it prints "
+    "the first job (no second upload or create); other options with that key are refused",
+)
 @pass_ctx
 def submit(
     ctx: Context,
@@ -268,6 +273,7 @@ def submit(
     max_jobs: int | None,
     options: tuple[str, ...],
     metadata: str | None,
+    idempotency_key: str | None,
 ) -> None:
     """Upload the image(s), record the job and create the vendor task.
 
@@ -313,9 +319,12 @@ def submit(
     except ConfigError as exc:
         _fail(str(exc), 2)
     click.echo(f"submitting a {model} task ({len(images)} image(s))…", err=True)
+    # At most once per --idempotency-key (receiver.idempotency); as before without one.
+    request = {"model": model, "params": params, "images": images, "metadata": meta}
+    submit_task = idempotency.once(rt.engine, idempotency_key, request)(services.submit_task)
     try:
         with client:
-            job = services.submit_task(
+            job = submit_task(
                 rt.engine,
                 client=client,
                 signer=rt.signer,
@@ -327,6 +336,8 @@ def submit(
                 now=utcnow(),
                 allow_http_images=settings.allow_private_urls,
             )
+    except idempotency.IdempotencyError as exc:
+        _fail(str(exc), 2 if isinstance(exc, idempotency.IdempotencyKeyReused) else 1)
     except ValidationError as exc:
         from receiver.web.errors import validation_message
 

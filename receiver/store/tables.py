@@ -188,3 +188,20 @@ attempts = Table(
     Column("response_body", Text),
     Column("worker", String(64)),
 )
+
+#: One row per ``Idempotency-Key`` (``POST /api/tasks``, ``relay submit --idempotency-key``):
+#: the primary key is the claim that the database settles between concurrent requests.
+#: ``state`` is ``in_flight`` then ``completed``; a completed key replays its answer:
+#: ``response_status`` and, for an error, ``response_body`` (a success re-reads ``job_id``).
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("idempotency_key", String(255), primary_key=True),
+    Column("request_hash", String(64), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("job_id", String(40)),
+    Column("response_status", Integer),
+    Column("response_body", Text),
+    Column("created_at", UTCDateTime, nullable=False, index=True),
+    Column("completed_at", UTCDateTime),
+)

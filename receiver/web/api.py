@@ -39,6 +39,7 @@ from receiver.store.uow import UnitOfWork
 from receiver.web.callbacks import BadBody, parse_json_object, read_body
 from receiver.web.context import runtime
 from receiver.web.errors import ApiError, error_response, validation_message
+from receiver.web.idempotency import idempotent
 from receiver.web.openapi import openapi_document
 
 bp = Blueprint("api", __name__, url_prefix="/api")
@@ -157,8 +158,10 @@ def _check_image_source(value: str, allow_private: bool) -> None:
 
 
 @bp.post("/tasks")
+@idempotent
 def submit_task() -> tuple[Response, int]:
-    """Submit a task: upload images, record the job, create the vendor task.
+    """Submit a task: upload images, record the job, create the vendor task. Honours
+    ``Idempotency-Key`` (:mod:`receiver.web.idempotency`).
 
     :returns 201: the job.
     :raise 422: invalid request (nothing stored or sent), 402/429/400: vendor refusals,

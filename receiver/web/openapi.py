@@ -191,6 +191,17 @@ _WEBHOOK_TEST = _strict(
     }
 )
 
+_IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "description": "submit at most once per key (1 to 255 printable ASCII characters, e.g. a "
+    "UUID; kept at least 24 hours): the same key and body again answer the first job (no "
+    "second create); another body is a 422 idempotency_key_reused; while the first request "
+    "runs, a 409 idempotency_key_in_flight",
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[ -~]+$"},
+}
+
 
 def _items(ref: str) -> dict[str, Any]:
     return _strict({"items": {"type": "array", "items": {"$ref": ref}}})
@@ -276,10 +287,20 @@ def openapi_document(
         "/api/tasks": {
             "post": {
                 "summary": "Submit a task (upload images, create the vendor task)",
+                "parameters": [_IDEMPOTENCY_KEY],
                 "requestBody": _body(task_in),
                 "responses": {
-                    "201": _json({"$ref": ref + "Job"}, "the job"),
-                    **_errors(400, 402, 413, 422, 429, 502),
+                    "201": {
+                        **_json({"$ref": ref + "Job"}, "the job"),
+                        "headers": {
+                            "Idempotent-Replayed": {
+                                "description": "true when this is the first answer to a "
+                                "request with the same Idempotency-Key and body, again",
+                                "schema": {"const": "true"},
+                            }
+                        },
+                    },
+                    **_errors(400, 402, 409, 413, 422, 429, 502),
                 },
             },
             "get": {

@@ -54,6 +54,21 @@ def _recreate_sqlite_events(job_id_nullable: bool) -> None:
 
 
 def upgrade() -> None:
+    op.create_table(
+        "idempotency_keys",
+        sa.Column("idempotency_key", sa.String(length=255), nullable=False),
+        sa.Column("request_hash", sa.String(length=64), nullable=False),
+        sa.Column("state", sa.String(length=16), nullable=False),
+        sa.Column("job_id", sa.String(length=40), nullable=True),
+        sa.Column("response_status", sa.Integer(), nullable=True),
+        sa.Column("response_body", sa.Text(), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("completed_at", sa.DateTime(timezone=True), nullable=True),
+        sa.PrimaryKeyConstraint("idempotency_key", name=op.f("pk_idempotency_keys")),
+    )
+    op.create_index(
+        op.f("ix_idempotency_keys_created_at"), "idempotency_keys", ["created_at"], unique=False
+    )
     if op.get_bind().dialect.name == "sqlite":
         _recreate_sqlite_events(job_id_nullable=True)
     else:
@@ -63,6 +78,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_index(op.f("ix_idempotency_keys_created_at"), table_name="idempotency_keys")
+    op.drop_table("idempotency_keys")
     op.drop_index(op.f("ix_callbacks_received_at"), table_name="callbacks")
     op.drop_index(op.f("ix_events_created_at"), table_name="events")
     # Operational events have no job: they (and their deliveries) go before job_id is required.
