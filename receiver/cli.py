@@ -171,6 +171,8 @@ def worker(ctx: Context, concurrency: int | None) -> None:
         concurrency=concurrency or settings.delivery_concurrency,
         allow_private=settings.allow_private_urls,
         disable_after=settings.subscriber_disable_after_seconds,
+        retention_days=settings.retention_days,
+        purge_interval=settings.retention_purge_interval_seconds,
     )
     # Senders hold a connection only to record an attempt, so they share a small pool; the
     # main loop takes one more. (On PostgreSQL the LISTEN connection is separate.)
@@ -567,6 +569,33 @@ def deliveries_recover(ctx: Context, since: str, subscriber_id: str | None) -> N
     when = parse_since(since, now)
     count = services.recover_deliveries(ctx.runtime.engine, when, now, subscriber_id)
     _emit({"requeued": count, "since": presenters.iso(when)})
+
+
+# -- purge ----------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--dry-run", is_flag=True, help="count what would be removed; remove nothing")
+@pass_ctx
+def purge(ctx: Context, dry_run: bool) -> None:
+    """Remove finished work older than RETENTION_DAYS: finished deliveries and their attempts,
+    events, callbacks and jobs of finished tasks, refused callbacks, idempotency keys. Never a
+    pending delivery or a task still running. Prints the rows removed per table as JSON.
+    relay worker does the same every RETENTION_PURGE_INTERVAL_SECONDS, in small batches."""
+    from receiver.store import retention
+
+    settings = ctx.settings
+    cutoff = retention.cutoff_for(settings.retention_days)
+    engine = ctx.runtime.engine
+    counts = retention.count(engine, cutoff) if dry_run else retention.purge(engine, cutoff)
+    _emit(
+        {
+            "dry_run": dry_run,
+            "retention_days": settings.retention_days,
+            "cutoff": presenters.iso(cutoff),
+            "would_remove" if dry_run else "removed": counts,
+        }
+    )
 
 
 # -- reconcile ------------------------------------------------------------------------------

@@ -97,6 +97,13 @@ class Settings(BaseSettings):
     log_format: Literal["json", "text"] = "json"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     refused_log_size: int = Field(1000, ge=10, le=1_000_000)
+    # Retention (receiver/store/retention.py): finished work older than this is purged.
+    retention_days: int = Field(
+        30, ge=1, le=3650, description="finished work older than this many days is purged"
+    )
+    retention_purge_interval_seconds: float = Field(
+        600, gt=0, le=86400, description="how often relay worker runs the retention purge"
+    )
 
     @field_validator("secret_key", mode="before")
     @classmethod

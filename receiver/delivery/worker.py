@@ -34,6 +34,7 @@ from receiver.delivery.operational import record_subscriber_disabled
 from receiver.delivery.schedule import RetryPolicy, parse_retry_after
 from receiver.delivery.sender import Sender, SendResult
 from receiver.delivery.urls import UnsafeUrl, check_subscriber_url
+from receiver.store import retention
 from receiver.store.engine import is_sqlite
 from receiver.store.repositories import AttemptRecord, ClaimedDelivery, Repository
 from receiver.store.uow import UnitOfWork
@@ -68,6 +69,9 @@ class WorkerConfig:
     allow_private: bool
     disable_after: float
     idle_poll: float = 1.0
+    #: ``RETENTION_DAYS`` for the scheduled purge (None: no purge) and its interval, seconds.
+    retention_days: int | None = None
+    purge_interval: float = 600.0
 
     @property
     def lease_seconds(self) -> float:
@@ -306,6 +310,9 @@ class Worker:
         expire.
         """
         log.info("worker started", extra={"worker": self.name})
+        purger = retention.start_scheduled(  # its own thread: batches between pauses
+            self.engine, self.config.retention_days, self.config.purge_interval, self._stop
+        )
         waker = self._make_waker()
         pool = ThreadPoolExecutor(self.config.concurrency, thread_name_prefix="deliver")
         unrecorded: list[_Finished] = []
@@ -364,6 +371,8 @@ class Worker:
                 waker.wait(self._idle_timeout(step.next_due if step else None))
         finally:
             pool.shutdown(wait=True)
+            if purger is not None:
+                purger.join(timeout=10)
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
