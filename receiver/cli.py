@@ -161,6 +161,7 @@ def worker(ctx: Context, concurrency: int | None) -> None:
     DELIVERY_RETRY_SCHEDULE and keeps dead letters. On SIGTERM it stops claiming, finishes the
     attempts in flight (each bounded by DELIVERY_TIMEOUT_SECONDS) and exits.
     """
+    from receiver.artifacts import copier_config, start_copier
     from receiver.delivery.worker import Worker, WorkerConfig
 
     settings = ctx.settings
@@ -173,6 +174,7 @@ def worker(ctx: Context, concurrency: int | None) -> None:
         disable_after=settings.subscriber_disable_after_seconds,
         retention_days=settings.retention_days,
         purge_interval=settings.retention_purge_interval_seconds,
+        artifact_store=settings.artifact_store,
     )
     # Senders hold a connection only to record an attempt, so they share a small pool; the
     # main loop takes one more. (On PostgreSQL the LISTEN connection is separate.)
@@ -192,12 +194,15 @@ def worker(ctx: Context, concurrency: int | None) -> None:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
+    copier = start_copier(rt.engine, copier_config(settings))  # ARTIFACT_STORE, else None
     click.echo(
         f"relay worker {the_worker.name}: {config.concurrency} senders, "
         f"timeout {config.timeout:g}s, database {_safe_url(settings.effective_database_url)}",
         err=True,
     )
     the_worker.run()
+    if copier is not None:
+        copier.stop()
 
 
 # -- submit ---------------------------------------------------------------------------------
@@ -587,7 +592,11 @@ def purge(ctx: Context, dry_run: bool) -> None:
     settings = ctx.settings
     cutoff = retention.cutoff_for(settings.retention_days)
     engine = ctx.runtime.engine
-    counts = retention.count(engine, cutoff) if dry_run else retention.purge(engine, cutoff)
+    root = Path(settings.artifact_store) if settings.artifact_store else None
+    if dry_run:
+        counts = retention.count(engine, cutoff)
+    else:
+        counts = retention.purge(engine, cutoff, artifact_root=root)
     _emit(
         {
             "dry_run": dry_run,
@@ -618,7 +627,14 @@ def reconcile(ctx: Context, older_than: str, limit: int) -> None:
     except ConfigError as exc:
         _fail(str(exc), 2)
     with client:
-        results = services.reconcile(rt.engine, client, cutoff, utcnow, limit=limit)
+        results = services.reconcile(
+            rt.engine,
+            client,
+            cutoff,
+            utcnow,
+            limit=limit,
+            hold_succeeded=bool(rt.settings.artifact_store),
+        )
     for item in results:
         click.echo(json.dumps(item), err=False)
     click.echo(f"reconciled {len(results)} job(s)", err=True)

@@ -104,6 +104,13 @@ class Settings(BaseSettings):
     retention_purge_interval_seconds: float = Field(
         600, gt=0, le=86400, description="how often relay worker runs the retention purge"
     )
+    # ARTIFACT_STORE (receiver/artifacts.py): durable copies of succeeded videos.
+    artifact_store: str = Field(
+        "", description="a directory where succeeded videos are copied; empty: off"
+    )
+    artifact_max_bytes: int = Field(
+        1 << 30, ge=1024, description="largest video copied to ARTIFACT_STORE, bytes"
+    )
 
     @field_validator("secret_key", mode="before")
     @classmethod
@@ -170,6 +177,14 @@ class Settings(BaseSettings):
             raise ValueError(
                 "SECRET_KEY is required when RELAY_ENV=production "
                 "(set it, or RELAY_ENV=development for local use)"
+            )
+        if self.artifact_store.startswith("s3://"):
+            raise ValueError(
+                "ARTIFACT_STORE: s3:// buckets are not supported yet; give a directory"
+            )
+        if self.artifact_store and not self.public_base_url:
+            raise ValueError(
+                "ARTIFACT_STORE needs PUBLIC_BASE_URL (the durable URLs point at this receiver)"
             )
         if self.verify_with_vendor and not self.useapi_token:
             raise ValueError("VERIFY_WITH_VENDOR=1 needs USEAPI_TOKEN to ask the vendor")

@@ -72,6 +72,7 @@ class WorkerConfig:
     #: ``RETENTION_DAYS`` for the scheduled purge (None: no purge) and its interval, seconds.
     retention_days: int | None = None
     purge_interval: float = 600.0
+    artifact_store: str = ""  # ARTIFACT_STORE: the purge deletes the files of purged copies
 
     @property
     def lease_seconds(self) -> float:
@@ -311,7 +312,11 @@ class Worker:
         """
         log.info("worker started", extra={"worker": self.name})
         purger = retention.start_scheduled(  # its own thread: batches between pauses
-            self.engine, self.config.retention_days, self.config.purge_interval, self._stop
+            self.engine,
+            self.config.retention_days,
+            self.config.purge_interval,
+            self._stop,
+            self.config.artifact_store,
         )
         waker = self._make_waker()
         pool = ThreadPoolExecutor(self.config.concurrency, thread_name_prefix="deliver")

@@ -14,6 +14,7 @@ callbacks             received before the cutoff, for a job finished before the 
 jobs                  terminal, finished before the cutoff, no event or callback left
 refused_callbacks     received before the cutoff
 idempotency_keys      created before the cutoff (``RETENTION_DAYS`` >= 1: kept 24 h at least)
+artifact_copies       their event is removed (the stored video file too)
 ====================  ======================================================================
 
 Never removed: a pending delivery (waiting or leased) and its event, a job that is not finished
@@ -33,6 +34,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
@@ -48,9 +50,12 @@ from sqlalchemy import (
     select,
 )
 
+from receiver.artifacts import LocalStore
 from receiver.clock import utcnow
 from receiver.domain.tasks import TaskStatus
+from receiver.store import artifacts as artifact_store
 from receiver.store.tables import (
+    artifact_copies,
     attempts,
     callbacks,
     deliveries,
@@ -69,6 +74,7 @@ TABLES = (
     "refused_callbacks",
     "attempts",
     "deliveries",
+    "artifact_copies",
     "events",
     "callbacks",
     "jobs",
@@ -108,17 +114,31 @@ def _job_finished(job_id: Any, cutoff: datetime) -> ColumnElement[bool]:
     )
 
 
-def _events_gone(cutoff: datetime, *, dry_run: bool) -> ColumnElement[bool]:
+def _events_gone(
+    cutoff: datetime, *, dry_run: bool, with_copies: bool = False
+) -> ColumnElement[bool]:
     """Events to remove. For real, once no delivery of theirs is left (the deliveries go
     first); in a dry run, once none is left that the purge keeps."""
     e, d = events.c, deliveries.c
     left = exists().where(d.event_id == e.id)
     if dry_run:
         left = left.where(_delivery_kept(cutoff))
-    return and_(
+    gone = and_(
         e.created_at < cutoff,
         or_(e.job_id.is_(None), _job_finished(e.job_id, cutoff)),
         ~left,
+    )
+    if not dry_run and not with_copies:  # the copies go first (their phase comes before)
+        gone = and_(gone, ~exists().where(artifact_copies.c.event_id == e.id))
+    return gone
+
+
+def _copies_gone(cutoff: datetime, *, dry_run: bool) -> ColumnElement[bool]:
+    """``ARTIFACT_STORE`` copies of events that go (their files go with them)."""
+    e = events.c
+    return exists().where(
+        e.id == artifact_copies.c.event_id,
+        _events_gone(cutoff, dry_run=dry_run, with_copies=True),
     )
 
 
@@ -155,6 +175,7 @@ def _plan(cutoff: datetime, *, dry_run: bool) -> list[tuple[str, Table, ColumnEl
         ("idempotency_keys", idempotency_keys, idempotency_keys.c.created_at < cutoff),
         ("refused_callbacks", refused_callbacks, refused_callbacks.c.received_at < cutoff),
         ("deliveries", deliveries, _deliveries_gone(cutoff)),
+        ("artifact_copies", artifact_copies, _copies_gone(cutoff, dry_run=dry_run)),
         ("events", events, _events_gone(cutoff, dry_run=dry_run)),
         ("callbacks", callbacks, _callbacks_gone(cutoff)),
         ("jobs", jobs, _jobs_gone(cutoff, dry_run=dry_run)),
@@ -196,11 +217,17 @@ def _pick(table: Table, where: ColumnElement[bool], limit: int, dialect: str) ->
 
 
 def purge_batch(
-    engine: Engine, name: str, cutoff: datetime, *, limit: int = BATCH_ROWS
+    engine: Engine,
+    name: str,
+    cutoff: datetime,
+    *,
+    limit: int = BATCH_ROWS,
+    artifact_root: Path | None = None,
 ) -> dict[str, int]:
     """Remove at most ``limit`` rows of table ``name`` (of :data:`TABLES`, not ``attempts``:
     a batch of deliveries takes their attempts along) in one transaction.
 
+    :param artifact_root: ``ARTIFACT_STORE``: the files of removed copies are deleted there.
     :returns: rows removed, by table (``{"deliveries": n, "attempts": m}`` for deliveries).
     :raises KeyError: an unknown table name.
     :raises sqlalchemy.exc.SQLAlchemyError: the database failed; nothing of this batch is
@@ -217,10 +244,15 @@ def purge_batch(
         if table is deliveries:
             result = conn.execute(delete(attempts).where(attempts.c.delivery_id.in_(ids)))
             removed["attempts"] = int(result.rowcount)
+        files = artifact_store.stored_keys(conn, ids) if table is artifact_copies else []
         # The condition again: a row that changed since it was picked stays.
         result = conn.execute(delete(table).where(key.in_(ids), where))
         removed[name] = int(result.rowcount)
         uow.commit()
+    if files and artifact_root is not None:  # after commit: never a row without its file
+        store = LocalStore(artifact_root)
+        for file_key in files:
+            store.delete(file_key)
     return removed
 
 
@@ -232,6 +264,7 @@ def purge(
     pause: float = PAUSE_SECONDS,
     stop: threading.Event | None = None,
     sleep: Callable[[float], Any] = time.sleep,
+    artifact_root: Path | None = None,
 ) -> dict[str, int]:
     """Remove every row that retention lets go (see the module's docstring), table by table,
     in batches of at most ``batch`` rows with ``pause`` seconds between them.
@@ -248,7 +281,7 @@ def purge(
         if name == "attempts":
             continue
         while stop is None or not stop.is_set():
-            done = purge_batch(engine, name, cutoff, limit=batch)
+            done = purge_batch(engine, name, cutoff, limit=batch, artifact_root=artifact_root)
             for table, rows in done.items():
                 removed[table] += rows
             if done[name] < batch:
@@ -264,6 +297,7 @@ def run_scheduled(
     stop: threading.Event,
     *,
     first_after: float = FIRST_PURGE_AFTER_SECONDS,
+    artifact_root: Path | None = None,
 ) -> None:
     """The worker's purge loop (run it on a thread): a :func:`purge` ``first_after`` seconds
     after start (or ``interval`` if shorter), then every ``interval`` seconds, until ``stop``.
@@ -275,7 +309,8 @@ def run_scheduled(
         delay = interval
         started = time.monotonic()
         try:
-            removed = purge(engine, cutoff_for(retention_days), stop=stop)
+            cutoff = cutoff_for(retention_days)
+            removed = purge(engine, cutoff, stop=stop, artifact_root=artifact_root)
         except Exception:
             log.exception("retention purge failed; trying again at the next interval")
             continue
@@ -291,14 +326,22 @@ def run_scheduled(
 
 
 def start_scheduled(
-    engine: Engine, retention_days: int | None, interval: float, stop: threading.Event
+    engine: Engine,
+    retention_days: int | None,
+    interval: float,
+    stop: threading.Event,
+    artifact_store: str = "",
 ) -> threading.Thread | None:
-    """Start :func:`run_scheduled` on a daemon thread (None when ``retention_days`` is None)."""
+    """Start :func:`run_scheduled` on a daemon thread (None when ``retention_days`` is None).
+
+    :param artifact_store: ``ARTIFACT_STORE`` (a directory) or empty.
+    """
     if retention_days is None:
         return None
     thread = threading.Thread(
         target=run_scheduled,
         args=(engine, retention_days, interval, stop),
+        kwargs={"artifact_root": Path(artifact_store) if artifact_store else None},
         name="retention",
         daemon=True,
     )

@@ -205,3 +205,24 @@ idempotency_keys = Table(
     Column("created_at", UTCDateTime, nullable=False, index=True),
     Column("completed_at", UTCDateTime),
 )
+
+#: ``ARTIFACT_STORE``: one row per ``task.succeeded`` event whose videos are copied to the
+#: store before its deliveries go out (they are held until then). ``status`` is ``pending``
+#: (due at ``next_attempt_at``; leased while ``lease_expires_at`` is ahead), ``done`` or
+#: ``failed`` (retries exhausted: the event goes out with the vendor's URLs only); ``stored``
+#: lists the copies ``[{"key", "size", "sha256", "source"}]``.
+artifact_copies = Table(
+    "artifact_copies",
+    metadata,
+    Column("event_id", String(40), ForeignKey("events.id"), primary_key=True),
+    Column("job_id", String(40), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", UTCDateTime, nullable=False),
+    Column("lease_expires_at", UTCDateTime),
+    Column("last_error", Text),
+    Column("stored", JSONType),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Index("ix_artifact_copies_status_next_attempt_at", "status", "next_attempt_at"),
+)

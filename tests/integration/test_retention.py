@@ -13,6 +13,7 @@ import threading
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,6 +23,7 @@ from receiver.clock import utcnow
 from receiver.ids import new_id
 from receiver.store import retention
 from receiver.store.tables import (
+    artifact_copies,
     attempts,
     callbacks,
     deliveries,
@@ -55,8 +57,8 @@ class Seed:
 
 
 class Writer:
-    def __init__(self, engine: Engine, seed: Seed) -> None:
-        self.engine, self.seed = engine, seed
+    def __init__(self, engine: Engine, seed: Seed, root: Path) -> None:
+        self.engine, self.seed, self.root = engine, seed, root
         self.sequence = itertools.count(1)
         self.sub_ids = [new_id("sub"), new_id("sub")]
         self.per_event: dict[str, int] = {}
@@ -168,6 +170,27 @@ class Writer:
                 self.seed.add("attempts", pk, keep=keep)
         return delivery_id
 
+    def copy(self, event_id: str, job_id: str, *, keep: bool) -> None:
+        """A done ``ARTIFACT_STORE`` copy of the event, with its file in :attr:`root`."""
+        key = f"{job_id}/0-video.mp4"
+        (self.root / job_id).mkdir(parents=True, exist_ok=True)
+        (self.root / key).write_bytes(b"video")
+        self.seed.add("artifact_copies", event_id, keep=keep)
+        self.seed.add("files", key, keep=keep)
+        with self.engine.begin() as conn:
+            conn.execute(
+                insert(artifact_copies).values(
+                    event_id=event_id,
+                    job_id=job_id,
+                    status="done",
+                    attempts=1,
+                    next_attempt_at=OLD,
+                    stored=[{"key": key, "size": 5, "sha256": "0" * 64, "source": "x"}],
+                    created_at=OLD,
+                    updated_at=OLD,
+                )
+            )
+
     def refused(self, at: datetime, *, keep: bool) -> None:
         with self.engine.begin() as conn:
             result = conn.execute(
@@ -188,15 +211,17 @@ class Writer:
             )
 
 
-def seed_history(engine: Engine) -> Seed:
-    """Finished and live work, old and recent; see each line for why it stays or goes."""
+def seed_history(engine: Engine, root: Path) -> Seed:
+    """Finished and live work, old and recent; see each line for why it stays or goes.
+    ``ARTIFACT_STORE`` files are written under ``root``."""
     seed = Seed()
-    w = Writer(engine, seed)
+    w = Writer(engine, seed, root)
     # A job finished long ago: everything of it goes.
     a = w.job("SUCCEEDED", OLD, OLD + timedelta(hours=1), keep=False)
     w.callback(a, OLD, keep=False)
     w.callback(a, OLD + timedelta(minutes=5), keep=False)
     e = w.event(a, OLD, keep=False)
+    w.copy(e, a, keep=False)  # its video's durable copy, file included
     w.delivery(e, "succeeded", OLD, OLD + timedelta(seconds=1), keep=False)
     w.delivery(e, "failed", OLD, OLD + timedelta(days=3), keep=False)  # an old dead letter
     # Finished long ago, but a dead letter of it died yesterday (younger than its window):
@@ -204,6 +229,7 @@ def seed_history(engine: Engine) -> Seed:
     b = w.job("FAILED", OLD, OLD + timedelta(hours=1), keep=True)
     w.callback(b, OLD, keep=False)
     e = w.event(b, OLD, keep=True)
+    w.copy(e, b, keep=True)
     w.delivery(e, "failed", OLD, RECENT, keep=True)
     # Still running after 40 days: the job, its callbacks and events stay; a pending (and
     # leased) delivery stays; a delivery that succeeded long ago is finished work and goes.
@@ -235,7 +261,7 @@ def seed_history(engine: Engine) -> Seed:
     return seed
 
 
-def keys_of(engine: Engine) -> dict[str, set[Any]]:
+def keys_of(engine: Engine, root: Path | None = None) -> dict[str, set[Any]]:
     tables = {
         "jobs": jobs,
         "callbacks": callbacks,
@@ -244,21 +270,26 @@ def keys_of(engine: Engine) -> dict[str, set[Any]]:
         "attempts": attempts,
         "refused_callbacks": refused_callbacks,
         "idempotency_keys": idempotency_keys,
+        "artifact_copies": artifact_copies,
     }
     out = {}
     with engine.connect() as conn:
         for name, table in tables.items():
             (key,) = table.primary_key.columns
             out[name] = set(conn.execute(select(key)).scalars())
+    if root is not None:
+        out["files"] = {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()}
     return out
 
 
-def assert_purged(engine: Engine, seed: Seed) -> None:
-    present = keys_of(engine)
+def assert_purged(engine: Engine, seed: Seed, root: Path | None = None) -> None:
+    present = keys_of(engine, root)
     for table, keys in seed.kept.items():
-        assert keys <= present[table], (table, keys - present[table])
+        if table in present:
+            assert keys <= present[table], (table, keys - present[table])
     for table, keys in seed.gone.items():
-        assert not keys & present[table], (table, keys & present[table])
+        if table in present:
+            assert not keys & present[table], (table, keys & present[table])
 
 
 def relay(database_url: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -275,29 +306,33 @@ def relay(database_url: str, *args: str, **env: str) -> subprocess.CompletedProc
 
 
 def test_dry_run_counts_and_removes_nothing_then_purge_removes_exactly_that(
-    database_url: str, engine: Engine
+    database_url: str, engine: Engine, tmp_path: Path
 ) -> None:
-    seed = seed_history(engine)
+    root = tmp_path / "artifacts"
+    seed = seed_history(engine, root)
     expected = seed.expected_counts()
     assert all(expected.values()), expected  # the seed exercises every table
-    before = keys_of(engine)
-    dry = relay(database_url, "purge", "--dry-run")
+    before = keys_of(engine, root)
+    env = {"ARTIFACT_STORE": str(root), "PUBLIC_BASE_URL": "http://127.0.0.1:9"}
+    dry = relay(database_url, "purge", "--dry-run", **env)
     assert dry.returncode == 0, dry.stderr
     out = json.loads(dry.stdout)
     assert out["dry_run"] is True and out["retention_days"] == 30
     assert out["would_remove"] == expected
-    assert keys_of(engine) == before  # nothing removed
+    assert keys_of(engine, root) == before  # nothing removed
 
-    real = relay(database_url, "purge")
+    real = relay(database_url, "purge", **env)
     assert real.returncode == 0, real.stderr
     assert json.loads(real.stdout)["removed"] == expected
-    assert_purged(engine, seed)
-    again = relay(database_url, "purge")
+    assert_purged(engine, seed, root)  # the purged copy's file too
+    again = relay(database_url, "purge", **env)
     assert json.loads(again.stdout)["removed"] == dict.fromkeys(retention.TABLES, 0)
 
 
-def test_small_batches_remove_the_same_and_a_stop_leaves_the_rest(engine: Engine) -> None:
-    seed = seed_history(engine)
+def test_small_batches_remove_the_same_and_a_stop_leaves_the_rest(
+    engine: Engine, tmp_path: Path
+) -> None:
+    seed = seed_history(engine, tmp_path)
     cutoff = retention.cutoff_for(30)
     stop = threading.Event()
     stop.set()
@@ -310,8 +345,10 @@ def test_small_batches_remove_the_same_and_a_stop_leaves_the_rest(engine: Engine
     assert_purged(engine, seed)
 
 
-def test_a_shorter_retention_removes_more_and_never_live_work(engine: Engine) -> None:
-    seed = seed_history(engine)
+def test_a_shorter_retention_removes_more_and_never_live_work(
+    engine: Engine, tmp_path: Path
+) -> None:
+    seed = seed_history(engine, tmp_path)
     retention.purge(engine, retention.cutoff_for(1, NOW + timedelta(days=2)))
     present = keys_of(engine)
     # Recent finished work goes too now, but not what is live.
@@ -343,8 +380,11 @@ def test_retention_days_is_validated() -> None:
             make_settings("sqlite:////tmp/x.sqlite3", retention_days=bad)
 
 
-def test_the_worker_purges_on_its_schedule(database_url: str, engine: Engine) -> None:
-    seed = seed_history(engine)
+def test_the_worker_purges_on_its_schedule(
+    database_url: str, engine: Engine, tmp_path: Path
+) -> None:
+    root = tmp_path / "artifacts"
+    seed = seed_history(engine, root)
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("RELAY_", "DATABASE_"))},
         "RELAY_ENV": "test",
@@ -352,6 +392,8 @@ def test_the_worker_purges_on_its_schedule(database_url: str, engine: Engine) ->
         "DATABASE_URL": database_url,
         "ADMIN_TOKEN": ADMIN_TOKEN,
         "RETENTION_PURGE_INTERVAL_SECONDS": "0.5",
+        "ARTIFACT_STORE": str(root),
+        "PUBLIC_BASE_URL": "http://127.0.0.1:9",
         "LOG_FORMAT": "text",
     }
     worker = Process("worker", [bin_path("relay"), "worker"], env=env)
@@ -360,4 +402,4 @@ def test_the_worker_purges_on_its_schedule(database_url: str, engine: Engine) ->
         assert "retention purge" in line
     finally:
         assert worker.stop() == 0, worker.output()
-    assert_purged(engine, seed)
+    assert_purged(engine, seed, root)

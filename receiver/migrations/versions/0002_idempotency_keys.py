@@ -4,6 +4,8 @@
   ``relay submit --idempotency-key``); the unique key is what settles concurrent requests.
 - ``events.job_id`` may be NULL: an operational event (``subscriber.disabled``) has no job.
 - indexes on ``events.created_at`` and ``callbacks.received_at`` for the retention purge.
+- ``artifact_copies``: ``ARTIFACT_STORE``'s copies of succeeded videos (one row per
+  ``task.succeeded`` event, its deliveries held until the copy is done).
 
 Revision ID: 0002_idempotency_keys
 Revises: 0001
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.dialects import postgresql
 
 revision = "0002_idempotency_keys"
 down_revision = "0001"
@@ -74,10 +77,39 @@ def upgrade() -> None:
     else:
         op.alter_column("events", "job_id", existing_type=sa.String(length=40), nullable=True)
     op.create_index(op.f("ix_events_created_at"), "events", ["created_at"], unique=False)
+    op.create_table(
+        "artifact_copies",
+        sa.Column("event_id", sa.String(length=40), nullable=False),
+        sa.Column("job_id", sa.String(length=40), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("next_attempt_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("lease_expires_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("last_error", sa.Text(), nullable=True),
+        sa.Column(
+            "stored",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=True,
+        ),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["event_id"], ["events.id"], name=op.f("fk_artifact_copies_event_id_events")
+        ),
+        sa.PrimaryKeyConstraint("event_id", name=op.f("pk_artifact_copies")),
+    )
+    op.create_index(
+        "ix_artifact_copies_status_next_attempt_at",
+        "artifact_copies",
+        ["status", "next_attempt_at"],
+        unique=False,
+    )
     op.create_index(op.f("ix_callbacks_received_at"), "callbacks", ["received_at"], unique=False)
 
 
 def downgrade() -> None:
+    op.drop_index("ix_artifact_copies_status_next_attempt_at", table_name="artifact_copies")
+    op.drop_table("artifact_copies")
     op.drop_index(op.f("ix_idempotency_keys_created_at"), table_name="idempotency_keys")
     op.drop_table("idempotency_keys")
     op.drop_index(op.f("ix_callbacks_received_at"), table_name="callbacks")
