@@ -18,12 +18,15 @@ day would receive a dead link. With ``ARTIFACT_STORE`` set to a directory:
    file (:mod:`receiver.web.artifacts`). It lasts as long as the file, which the retention
    purge removes with its event.
 
-Only a local directory (one machine: web and worker must see the same directory) is
-supported so far; ``s3://`` is refused at start-up.
+A directory serves one machine (web and worker must see it). ``s3://bucket/prefix`` stores
+in any S3-compatible bucket (:class:`S3Store`); ``/artifacts/<token>`` then redirects to a
+fresh presigned URL (:data:`PRESIGNED_SECONDS`), so the URL in the event never expires
+before the object does.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -53,6 +56,8 @@ from receiver.store.uow import UnitOfWork
 
 log = logging.getLogger(__name__)
 
+#: Lifetime of the presigned URL ``/artifacts/<token>`` redirects to (S3), seconds.
+PRESIGNED_SECONDS = 900
 #: How long the deliveries of a ``task.succeeded`` wait for its copy at most, seconds.
 HOLD_SECONDS = 3600.0
 #: Seconds between tries of a failed copy; then it is given up.
@@ -126,6 +131,99 @@ class LocalStore:
             path.unlink(missing_ok=True)
 
 
+class S3Store:
+    """Objects in an S3-compatible bucket (AWS, Cloudflare R2, Backblaze B2, MinIO, …) under
+    ``s3://bucket/prefix``, through boto3 (the ``s3`` extra: ``pip install
+    'runway-relay[s3]'``). Credentials and region come from the usual AWS variables
+    (``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_DEFAULT_REGION``, …) as boto3
+    reads them; ``endpoint_url`` (``ARTIFACT_S3_ENDPOINT_URL``) names another service than AWS,
+    addressed path-style.
+
+    :param url: ``s3://bucket`` or ``s3://bucket/prefix``.
+    :raises ValueError: not such a URL.
+    """
+
+    def __init__(self, url: str, *, endpoint_url: str = "") -> None:
+        bucket, prefix = parse_s3_url(url)
+        self.bucket = bucket
+        self.prefix = prefix
+        import boto3  # type: ignore[import-untyped]
+        from botocore.config import Config  # type: ignore[import-untyped]
+
+        config = Config(
+            s3={"addressing_style": "path"} if endpoint_url else {},
+            retries={"max_attempts": 3, "mode": "standard"},
+            connect_timeout=10,
+            read_timeout=60,
+        )
+        self._client: Any = boto3.session.Session().client(
+            "s3", endpoint_url=endpoint_url or None, config=config
+        )
+
+    def _object(self, key: str) -> str:
+        return f"{self.prefix}{key}"
+
+    def put(self, key: str, chunks: Iterable[bytes]) -> tuple[int, str]:
+        """Spool ``chunks`` to a temporary file (memory up to 8 MiB), then upload it
+        (multipart when large). :returns: (size in bytes, hex SHA-256)."""
+        digest, size = hashlib.sha256(), 0
+        with tempfile.SpooledTemporaryFile(max_size=8 << 20) as spool:
+            for chunk in chunks:
+                spool.write(chunk)
+                digest.update(chunk)
+                size += len(chunk)
+            spool.seek(0)
+            try:
+                self._client.upload_fileobj(
+                    spool,
+                    self.bucket,
+                    self._object(key),
+                    ExtraArgs={"ContentType": "video/mp4"},
+                )
+            except Exception as exc:  # botocore's errors: the store cannot be written now
+                raise OSError(f"upload to s3://{self.bucket} failed: {exc}") from exc
+        return size, digest.hexdigest()
+
+    def delete(self, key: str) -> None:
+        self._client.delete_object(Bucket=self.bucket, Key=self._object(key))
+
+    def presigned_url(self, key: str, lifetime: int) -> str:
+        """A GET URL for ``key`` valid ``lifetime`` seconds (nothing is asked of the service)."""
+        return str(
+            self._client.generate_presigned_url(
+                "get_object",
+                Params={"Bucket": self.bucket, "Key": self._object(key)},
+                ExpiresIn=lifetime,
+            )
+        )
+
+
+def parse_s3_url(url: str) -> tuple[str, str]:
+    """``s3://bucket/some/prefix`` as ``("bucket", "some/prefix/")``.
+
+    :raises ValueError: not an ``s3://`` URL with a bucket.
+    """
+    if not url.startswith("s3://"):
+        raise ValueError("not an s3:// URL")
+    bucket, _, prefix = url[len("s3://") :].partition("/")
+    if not re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", bucket):
+        raise ValueError(f"{bucket!r} is not an S3 bucket name")
+    prefix = prefix.strip("/")
+    return bucket, f"{prefix}/" if prefix else ""
+
+
+ArtifactStore = LocalStore | S3Store
+
+
+@functools.lru_cache(maxsize=8)
+def open_store(spec: str, *, endpoint_url: str = "") -> ArtifactStore:
+    """The store of ``ARTIFACT_STORE``: ``s3://…`` or a directory (one per process and
+    setting: a boto3 client is thread-safe and slow to make)."""
+    if spec.startswith("s3://"):
+        return S3Store(spec, endpoint_url=endpoint_url)
+    return LocalStore(Path(spec))
+
+
 class ArtifactSigner:
     """Signs and verifies store keys for ``/artifacts/<token>`` with ``SECRET_KEY`` (the first
     key signs, every key verifies, as for replyRef)."""
@@ -172,13 +270,15 @@ def hold_for_copy(
 
 @dataclass(frozen=True)
 class CopierConfig:
-    """The copier's knobs: ``max_bytes`` per video; ``allow_private`` is ALLOW_PRIVATE_URLS."""
+    """The copier's knobs: ``store`` is ``ARTIFACT_STORE`` (a directory or ``s3://…``),
+    ``max_bytes`` per video; ``allow_private`` is ALLOW_PRIVATE_URLS."""
 
-    root: Path
+    store: str
     public_base_url: str
     signing_keys: tuple[str, ...]
     max_bytes: int
     allow_private: bool
+    s3_endpoint_url: str = ""
 
 
 class Copier:
@@ -187,7 +287,7 @@ class Copier:
     def __init__(self, engine: Engine, config: CopierConfig) -> None:
         self.engine = engine
         self.config = config
-        self.store = LocalStore(config.root)
+        self.store = open_store(config.store, endpoint_url=config.s3_endpoint_url)
         self.signer = ArtifactSigner(config.signing_keys)
         self._stop = threading.Event()
         self._session = requests.Session()
@@ -348,11 +448,12 @@ def copier_config(settings: Settings) -> CopierConfig | None:
     if not settings.artifact_store:
         return None
     return CopierConfig(
-        root=Path(settings.artifact_store),
+        store=settings.artifact_store,
         public_base_url=settings.public_base_url,
         signing_keys=tuple(settings.signing_keys),
         max_bytes=settings.artifact_max_bytes,
         allow_private=settings.allow_private_urls,
+        s3_endpoint_url=settings.artifact_s3_endpoint_url,
     )
 
 
@@ -370,6 +471,8 @@ __all__ = [
     "Copier",
     "CopierConfig",
     "LocalStore",
+    "S3Store",
+    "open_store",
     "copier_config",
     "hold_for_copy",
     "start_copier",

@@ -175,6 +175,7 @@ def worker(ctx: Context, concurrency: int | None) -> None:
         retention_days=settings.retention_days,
         purge_interval=settings.retention_purge_interval_seconds,
         artifact_store=settings.artifact_store,
+        artifact_s3_endpoint_url=settings.artifact_s3_endpoint_url,
     )
     # Senders hold a connection only to record an attempt, so they share a small pool; the
     # main loop takes one more. (On PostgreSQL the LISTEN connection is separate.)
@@ -592,11 +593,15 @@ def purge(ctx: Context, dry_run: bool) -> None:
     settings = ctx.settings
     cutoff = retention.cutoff_for(settings.retention_days)
     engine = ctx.runtime.engine
-    root = Path(settings.artifact_store) if settings.artifact_store else None
     if dry_run:
         counts = retention.count(engine, cutoff)
     else:
-        counts = retention.purge(engine, cutoff, artifact_root=root)
+        counts = retention.purge(
+            engine,
+            cutoff,
+            artifact_store=settings.artifact_store,
+            s3_endpoint_url=settings.artifact_s3_endpoint_url,
+        )
     _emit(
         {
             "dry_run": dry_run,

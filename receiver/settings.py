@@ -106,7 +106,10 @@ class Settings(BaseSettings):
     )
     # ARTIFACT_STORE (receiver/artifacts.py): durable copies of succeeded videos.
     artifact_store: str = Field(
-        "", description="a directory where succeeded videos are copied; empty: off"
+        "", description="a directory or s3://bucket/prefix where succeeded videos are copied"
+    )
+    artifact_s3_endpoint_url: str = Field(
+        "", description="an S3-compatible service other than AWS (R2, B2, MinIO, …)"
     )
     artifact_max_bytes: int = Field(
         1 << 30, ge=1024, description="largest video copied to ARTIFACT_STORE, bytes"
@@ -179,9 +182,17 @@ class Settings(BaseSettings):
                 "(set it, or RELAY_ENV=development for local use)"
             )
         if self.artifact_store.startswith("s3://"):
-            raise ValueError(
-                "ARTIFACT_STORE: s3:// buckets are not supported yet; give a directory"
-            )
+            from receiver.artifacts import parse_s3_url
+
+            try:
+                parse_s3_url(self.artifact_store)
+                import boto3  # type: ignore[import-untyped]  # noqa: F401
+            except ValueError as exc:
+                raise ValueError(f"ARTIFACT_STORE: {exc} (expected s3://bucket/prefix)") from None
+            except ImportError:
+                raise ValueError(
+                    "ARTIFACT_STORE=s3://… needs boto3: pip install 'runway-relay[s3]'"
+                ) from None
         if self.artifact_store and not self.public_base_url:
             raise ValueError(
                 "ARTIFACT_STORE needs PUBLIC_BASE_URL (the durable URLs point at this receiver)"

@@ -73,6 +73,7 @@ class WorkerConfig:
     retention_days: int | None = None
     purge_interval: float = 600.0
     artifact_store: str = ""  # ARTIFACT_STORE: the purge deletes the files of purged copies
+    artifact_s3_endpoint_url: str = ""
 
     @property
     def lease_seconds(self) -> float:
@@ -317,6 +318,7 @@ class Worker:
             self.config.purge_interval,
             self._stop,
             self.config.artifact_store,
+            self.config.artifact_s3_endpoint_url,
         )
         waker = self._make_waker()
         pool = ThreadPoolExecutor(self.config.concurrency, thread_name_prefix="deliver")

@@ -34,7 +34,6 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
@@ -50,10 +49,10 @@ from sqlalchemy import (
     select,
 )
 
-from receiver.artifacts import LocalStore
+from receiver.artifacts import open_store
 from receiver.clock import utcnow
 from receiver.domain.tasks import TaskStatus
-from receiver.store import artifacts as artifact_store
+from receiver.store import artifacts as copies_sql
 from receiver.store.tables import (
     artifact_copies,
     attempts,
@@ -222,12 +221,14 @@ def purge_batch(
     cutoff: datetime,
     *,
     limit: int = BATCH_ROWS,
-    artifact_root: Path | None = None,
+    artifact_store: str = "",
+    s3_endpoint_url: str = "",
 ) -> dict[str, int]:
     """Remove at most ``limit`` rows of table ``name`` (of :data:`TABLES`, not ``attempts``:
     a batch of deliveries takes their attempts along) in one transaction.
 
-    :param artifact_root: ``ARTIFACT_STORE``: the files of removed copies are deleted there.
+    :param artifact_store: ``ARTIFACT_STORE``: the files of removed copies are deleted there
+        (``s3_endpoint_url``: ``ARTIFACT_S3_ENDPOINT_URL``).
     :returns: rows removed, by table (``{"deliveries": n, "attempts": m}`` for deliveries).
     :raises KeyError: an unknown table name.
     :raises sqlalchemy.exc.SQLAlchemyError: the database failed; nothing of this batch is
@@ -244,13 +245,13 @@ def purge_batch(
         if table is deliveries:
             result = conn.execute(delete(attempts).where(attempts.c.delivery_id.in_(ids)))
             removed["attempts"] = int(result.rowcount)
-        files = artifact_store.stored_keys(conn, ids) if table is artifact_copies else []
+        files = copies_sql.stored_keys(conn, ids) if table is artifact_copies else []
         # The condition again: a row that changed since it was picked stays.
         result = conn.execute(delete(table).where(key.in_(ids), where))
         removed[name] = int(result.rowcount)
         uow.commit()
-    if files and artifact_root is not None:  # after commit: never a row without its file
-        store = LocalStore(artifact_root)
+    if files and artifact_store:  # after commit: never a row without its file
+        store = open_store(artifact_store, endpoint_url=s3_endpoint_url)
         for file_key in files:
             store.delete(file_key)
     return removed
@@ -264,7 +265,8 @@ def purge(
     pause: float = PAUSE_SECONDS,
     stop: threading.Event | None = None,
     sleep: Callable[[float], Any] = time.sleep,
-    artifact_root: Path | None = None,
+    artifact_store: str = "",
+    s3_endpoint_url: str = "",
 ) -> dict[str, int]:
     """Remove every row that retention lets go (see the module's docstring), table by table,
     in batches of at most ``batch`` rows with ``pause`` seconds between them.
@@ -281,7 +283,14 @@ def purge(
         if name == "attempts":
             continue
         while stop is None or not stop.is_set():
-            done = purge_batch(engine, name, cutoff, limit=batch, artifact_root=artifact_root)
+            done = purge_batch(
+                engine,
+                name,
+                cutoff,
+                limit=batch,
+                artifact_store=artifact_store,
+                s3_endpoint_url=s3_endpoint_url,
+            )
             for table, rows in done.items():
                 removed[table] += rows
             if done[name] < batch:
@@ -297,7 +306,8 @@ def run_scheduled(
     stop: threading.Event,
     *,
     first_after: float = FIRST_PURGE_AFTER_SECONDS,
-    artifact_root: Path | None = None,
+    artifact_store: str = "",
+    s3_endpoint_url: str = "",
 ) -> None:
     """The worker's purge loop (run it on a thread): a :func:`purge` ``first_after`` seconds
     after start (or ``interval`` if shorter), then every ``interval`` seconds, until ``stop``.
@@ -310,7 +320,13 @@ def run_scheduled(
         started = time.monotonic()
         try:
             cutoff = cutoff_for(retention_days)
-            removed = purge(engine, cutoff, stop=stop, artifact_root=artifact_root)
+            removed = purge(
+                engine,
+                cutoff,
+                stop=stop,
+                artifact_store=artifact_store,
+                s3_endpoint_url=s3_endpoint_url,
+            )
         except Exception:
             log.exception("retention purge failed; trying again at the next interval")
             continue
@@ -331,17 +347,18 @@ def start_scheduled(
     interval: float,
     stop: threading.Event,
     artifact_store: str = "",
+    s3_endpoint_url: str = "",
 ) -> threading.Thread | None:
     """Start :func:`run_scheduled` on a daemon thread (None when ``retention_days`` is None).
 
-    :param artifact_store: ``ARTIFACT_STORE`` (a directory) or empty.
+    :param artifact_store: ``ARTIFACT_STORE`` or empty; ``s3_endpoint_url`` its endpoint.
     """
     if retention_days is None:
         return None
     thread = threading.Thread(
         target=run_scheduled,
         args=(engine, retention_days, interval, stop),
-        kwargs={"artifact_root": Path(artifact_store) if artifact_store else None},
+        kwargs={"artifact_store": artifact_store, "s3_endpoint_url": s3_endpoint_url},
         name="retention",
         daemon=True,
     )

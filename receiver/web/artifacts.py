@@ -7,11 +7,10 @@ does not verify, or names a file that is gone (retention), answers 404 without s
 
 from __future__ import annotations
 
-from pathlib import Path
+from flask import Blueprint, redirect, send_file
+from werkzeug.wrappers import Response
 
-from flask import Blueprint, Response, send_file
-
-from receiver.artifacts import ArtifactSigner, LocalStore
+from receiver.artifacts import PRESIGNED_SECONDS, ArtifactSigner, S3Store, open_store
 from receiver.web.context import runtime
 from receiver.web.errors import ApiError
 
@@ -20,13 +19,19 @@ bp = Blueprint("artifacts", __name__)
 
 @bp.get("/artifacts/<token>")
 def artifact(token: str) -> Response:
-    """The stored video (``video/mp4``; ranges and conditional requests honoured).
+    """The stored video: from a directory, the file itself (``video/mp4``; ranges and
+    conditional requests honoured); from S3, a 302 to a presigned URL that lasts
+    :data:`receiver.artifacts.PRESIGNED_SECONDS`.
 
     :raise 404: ``ARTIFACT_STORE`` is off, the token does not verify, or the file is gone.
     """
     settings = runtime().settings
     key = ArtifactSigner(settings.signing_keys).key(token) if settings.artifact_store else None
-    path = LocalStore(Path(settings.artifact_store)).path(key) if key else None
-    if path is None:
-        raise ApiError(404, "artifact_not_found", "no such artifact")
-    return send_file(path, mimetype="video/mp4", conditional=True, max_age=3600)
+    if key is not None:
+        store = open_store(settings.artifact_store, endpoint_url=settings.artifact_s3_endpoint_url)
+        if isinstance(store, S3Store):
+            return redirect(store.presigned_url(key, PRESIGNED_SECONDS), 302)
+        path = store.path(key)
+        if path is not None:
+            return send_file(path, mimetype="video/mp4", conditional=True, max_age=3600)
+    raise ApiError(404, "artifact_not_found", "no such artifact")

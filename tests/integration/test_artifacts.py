@@ -209,10 +209,92 @@ def test_without_artifact_store_nothing_is_held(
     assert json.loads(client.get("/artifacts/x").data)["error"]["code"] == "artifact_not_found"
 
 
-def test_s3_store_is_refused_at_start_up(database_url: str) -> None:
+def test_store_setting_is_checked_at_start_up(database_url: str) -> None:
     from receiver.settings import ConfigError
 
-    with pytest.raises(ConfigError, match="s3:// buckets are not supported yet"):
-        make_settings(database_url, artifact_store="s3://bucket/prefix")
+    assert make_settings(database_url, artifact_store="s3://videos/relay").artifact_store
+    with pytest.raises(ConfigError, match="is not an S3 bucket name"):
+        make_settings(database_url, artifact_store="s3://No_Such/prefix")
     with pytest.raises(ConfigError, match="PUBLIC_BASE_URL"):
         make_settings(database_url, artifact_store="/tmp/x", public_base_url="")
+
+
+# -- an S3-compatible bucket (moto's server on loopback) ----------------------------------------
+
+
+@pytest.fixture
+def s3_endpoint(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """moto's S3 server on 127.0.0.1 with the bucket ``videos``; AWS variables as a user
+    would set them (boto3 reads them)."""
+    from moto.server import ThreadedMotoServer
+
+    from simulator.processes import free_port
+
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        s3_client(endpoint).create_bucket(Bucket="videos")
+        yield endpoint
+    finally:
+        server.stop()
+
+
+def s3_client(endpoint: str) -> Any:
+    import boto3
+
+    return boto3.session.Session().client("s3", endpoint_url=endpoint)
+
+
+def test_s3_store_copy_redirects_to_a_presigned_url_and_purge_deletes_it(
+    database_url: str, s3_endpoint: str, cdn: VendorCdn
+) -> None:
+    import requests
+
+    from receiver.store import retention
+
+    settings = make_settings(
+        database_url, artifact_store="s3://videos/relay", artifact_s3_endpoint_url=s3_endpoint
+    )
+    runtime = build_runtime(settings)
+    try:
+        app = create_app(runtime=runtime)
+        client, engine = app.test_client(), runtime.engine
+        with SubscriberServer() as subscriber:
+            register(engine, subscriber)
+            _, ref = JobFactory(runtime)()
+            succeed(client, ref, cdn.url())
+            config = copier_config(settings)
+            assert config is not None
+            assert Copier(engine, config).run_once() is True
+            assert copy_row(engine)["status"] == "done"
+            assert worker_for(engine).run_until_idle() == 1
+            (event,) = subscriber.verified_events()
+        objects = s3_client(s3_endpoint).list_objects_v2(Bucket="videos")["Contents"]
+        assert [o["Key"].startswith("relay/job_") for o in objects] == [True]
+        durable = event["data"]["artifacts"][0]["durable_url"]
+        cdn.stop()
+        answer = client.get(durable.removeprefix(settings.public_base_url))
+        assert answer.status_code == 302
+        location = answer.headers["Location"]
+        assert location.startswith(s3_endpoint + "/videos/relay/") and "Signature" in location
+        video = requests.get(location, timeout=10)
+        assert video.status_code == 200 and video.content == VIDEO
+
+        removed = retention.purge(
+            engine,
+            retention.cutoff_for(1, utcnow() + timedelta(days=2)),
+            artifact_store=settings.artifact_store,
+            s3_endpoint_url=s3_endpoint,
+        )
+        assert removed["artifact_copies"] == 1 and removed["events"] == 1
+        assert "Contents" not in s3_client(s3_endpoint).list_objects_v2(Bucket="videos")
+    finally:
+        runtime.engine.dispose()
