@@ -246,7 +246,10 @@ def submit_once(
                 ),
             )
         raise
-    complete(engine, key, job_id=job.id, response_status=201)
+    try:
+        complete(engine, key, job_id=job.id, response_status=201)
+    except Exception:  # the job stands; the key stays in flight (never a second create)
+        log.exception("could not record the idempotency key's job", extra={"job_id": job.id})
     return job
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -29,6 +30,8 @@ from receiver.store.idempotency import StoredKey
 from receiver.web.callbacks import read_body
 from receiver.web.context import runtime
 from receiver.web.errors import error_response
+
+log = logging.getLogger(__name__)
 
 #: Answer header on a replayed answer (Stripe's name).
 REPLAYED_HEADER = "Idempotent-Replayed"
@@ -113,7 +116,10 @@ def idempotent(view: Callable[..., ResponseReturnValue]) -> Callable[..., Respon
         except Exception as exc:  # answered by the app's error handlers, as without a key
             rv = current_app.handle_user_exception(exc)
         response = current_app.make_response(rv)
-        _finish(key, response)
+        try:
+            _finish(key, response)
+        except Exception:  # the answer stands; the key stays in flight (never a second create)
+            log.exception("could not record the idempotency key's answer")
         return response
 
     return wrapper
