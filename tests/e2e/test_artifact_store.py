@@ -5,9 +5,11 @@ still downloads the video from the durable URL in its ``task.succeeded`` event."
 from __future__ import annotations
 
 import base64
+import shutil
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -25,6 +27,13 @@ STACK_ENV = {
     "DELIVERY_RETRY_SCHEDULE": ",".join(["0.5"] * 120),
 }
 DATA_URI = "data:image/png;base64," + base64.b64encode(tiny_png()).decode()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _remove_the_store() -> Iterator[None]:
+    yield
+    if not STACK_ENV["ARTIFACT_STORE"].startswith("s3://"):
+        shutil.rmtree(STACK_ENV["ARTIFACT_STORE"], ignore_errors=True)
 
 
 def wait_for(predicate: Any, timeout: float, what: str) -> Any:
