@@ -32,7 +32,7 @@ lock: $(VENV)/.installed
 requirements: $(VENV)/.installed
 	{ sed -n '1,/^# -- end of header --$$/p' requirements.txt; \
 	  $(BIN)/uv export --quiet --frozen --format requirements-txt --no-hashes --no-editable \
-	    --no-header --no-annotate; } > requirements.txt.tmp && mv requirements.txt.tmp requirements.txt
+	    --no-header --no-annotate --extra s3; } > requirements.txt.tmp && mv requirements.txt.tmp requirements.txt
 
 # The deploy test (tests/deploy) builds a venv from requirements.txt alone, as a buildpack does,
 # in a fresh clone, with no network: it installs from this wheelhouse, downloaded here from PyPI

@@ -9,7 +9,7 @@ from receiver import metrics
 from receiver.logs import configure_logging
 from receiver.runtime import Runtime, build_runtime
 from receiver.settings import Settings, load_settings
-from receiver.web import api, callbacks, dashboard, health
+from receiver.web import api, artifacts, callbacks, dashboard, health
 from receiver.web.errors import register_error_handlers
 
 
@@ -41,5 +41,6 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.register_blueprint(callbacks.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(metrics.bp)
+    app.register_blueprint(artifacts.bp)  # ARTIFACT_STORE's durable copies
     dashboard.init_app(app)
     return app

@@ -163,6 +163,7 @@ def worker(ctx: Context, concurrency: int | None) -> None:
     DELIVERY_RETRY_SCHEDULE and keeps dead letters. On SIGTERM it stops claiming, finishes the
     attempts in flight (each bounded by DELIVERY_TIMEOUT_SECONDS) and exits.
     """
+    from receiver.artifacts import copier_config, start_copier
     from receiver.delivery.worker import Worker, WorkerConfig
 
     settings = ctx.settings
@@ -173,6 +174,10 @@ def worker(ctx: Context, concurrency: int | None) -> None:
         concurrency=concurrency or settings.delivery_concurrency,
         allow_private=settings.allow_private_urls,
         disable_after=settings.subscriber_disable_after_seconds,
+        retention_days=settings.retention_days,
+        purge_interval=settings.retention_purge_interval_seconds,
+        artifact_store=settings.artifact_store,
+        artifact_s3_endpoint_url=settings.artifact_s3_endpoint_url,
     )
     # Only the loop holds a pooled connection (senders never touch the database), from a pool
     # of DB_POOL_SIZE + DB_MAX_OVERFLOW like every process; LISTEN takes one more on PostgreSQL.
@@ -193,6 +198,7 @@ def worker(ctx: Context, concurrency: int | None) -> None:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
+    copier = start_copier(rt.engine, copier_config(settings))  # ARTIFACT_STORE, else None
     click.echo(
         f"relay worker {the_worker.name}: {config.concurrency} senders, "
         f"timeout {config.timeout:g}s, database {_safe_url(settings.effective_database_url)} "
@@ -200,6 +206,8 @@ def worker(ctx: Context, concurrency: int | None) -> None:
         err=True,
     )
     the_worker.run()
+    if copier is not None:
+        copier.stop()
 
 
 # -- subscribers ----------------------------------------------------------------------------
@@ -210,14 +218,33 @@ def subscribers() -> None:
     """Webhook subscribers (endpoints)."""
 
 
+def _event_list(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]) -> list[str]:
+    """``--events a,b`` and ``--events a --events b`` alike: the types, in order, once each.
+
+    :raises click.BadParameter: an unknown type (the message lists the known ones).
+    """
+    from receiver.domain.events import EVENT_TYPES
+
+    types = [t.strip() for value in values for t in value.split(",") if t.strip()]
+    unknown = [t for t in types if t not in EVENT_TYPES]
+    if unknown:
+        raise click.BadParameter(
+            f"unknown event type(s) {', '.join(unknown)}; known: {', '.join(EVENT_TYPES)}"
+        )
+    return list(dict.fromkeys(types))
+
+
 @subscribers.command("add")
 @click.argument("url")
 @click.option(
     "--events",
     "events",
     multiple=True,
-    type=click.Choice(["task.progress", "task.succeeded", "task.failed"]),
-    help="event types to receive (repeatable; default: task.succeeded and task.failed)",
+    callback=_event_list,
+    metavar="TYPE[,TYPE…]",
+    help="event types to receive: task.progress, task.succeeded, task.failed, "
+    "subscriber.disabled; comma-separated or repeated (default: task.succeeded and "
+    "task.failed)",
 )
 @click.option("--description", help="a note for operators")
 @click.option("--max-in-flight", type=click.IntRange(1, 256), help="concurrent deliveries cap")
@@ -225,7 +252,7 @@ def subscribers() -> None:
 def subscribers_add(
     ctx: Context,
     url: str,
-    events: tuple[str, ...],
+    events: list[str],
     description: str | None,
     max_in_flight: int | None,
 ) -> None:
@@ -246,6 +273,29 @@ def subscribers_add(
     _emit({"id": sub.id, "url": sub.url, "event_types": sub.event_types, "secret": sub.secret})
 
 
+@subscribers.command("test")
+@click.argument("subscriber_id")
+@pass_ctx
+def subscribers_test(ctx: Context, subscriber_id: str) -> None:
+    """Send one signed webhook.test event to a subscriber now and print its answer (status
+    code, duration, body excerpt, outcome) as JSON. Sent even when the subscriber is disabled;
+    nothing is stored. Exit status 1 when the answer is not a 2xx."""
+    from receiver.delivery.operational import send_test_event
+
+    rt = ctx.runtime
+    result = _service_call(
+        send_test_event,
+        rt.engine,
+        subscriber_id,
+        timeout=rt.settings.delivery_timeout_seconds,
+        allow_private=rt.settings.allow_private_urls,
+        now=utcnow(),
+    )
+    _emit(result.to_json())
+    if not result.ok:
+        sys.exit(1)
+
+
 @subscribers.command("list")
 @pass_ctx
 def subscribers_list(ctx: Context) -> None:
@@ -256,9 +306,9 @@ def subscribers_list(ctx: Context) -> None:
     _emit([presenters.subscriber_json(s, stats=stats.get(s.id, {})) for s in subs])
 
 
-def _service_call(fn: Any, *args: Any) -> Any:
+def _service_call(fn: Any, *args: Any, **kwargs: Any) -> Any:
     try:
-        return fn(*args)
+        return fn(*args, **kwargs)
     except services.ServiceError as exc:
         _fail(str(exc), 1)
 
@@ -374,6 +424,42 @@ def deliveries_recover(ctx: Context, since: str, subscriber_id: str | None) -> N
     _emit({"requeued": count, "since": presenters.iso(when)})
 
 
+# -- purge ----------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--dry-run", is_flag=True, help="count what would be removed; remove nothing")
+@pass_ctx
+def purge(ctx: Context, dry_run: bool) -> None:
+    """Remove finished work older than RETENTION_DAYS: finished deliveries and their attempts,
+    events, callbacks and jobs of finished tasks, refused callbacks, idempotency keys, and the
+    ARTIFACT_STORE copies of removed events. Never a pending delivery or a task still
+    running. Prints the rows removed per table as JSON. relay worker does the same every
+    RETENTION_PURGE_INTERVAL_SECONDS, in small batches."""
+    from receiver.store import retention
+
+    settings = ctx.settings
+    cutoff = retention.cutoff_for(settings.retention_days)
+    engine = ctx.runtime.engine
+    if dry_run:
+        counts = retention.count(engine, cutoff)
+    else:
+        counts = retention.purge(
+            engine,
+            cutoff,
+            artifact_store=settings.artifact_store,
+            s3_endpoint_url=settings.artifact_s3_endpoint_url,
+        )
+    _emit(
+        {
+            "dry_run": dry_run,
+            "retention_days": settings.retention_days,
+            "cutoff": presenters.iso(cutoff),
+            "would_remove" if dry_run else "removed": counts,
+        }
+    )
+
+
 # -- reconcile ------------------------------------------------------------------------------
 
 
@@ -394,7 +480,14 @@ def reconcile(ctx: Context, older_than: str, limit: int) -> None:
     except ConfigError as exc:
         _fail(str(exc), 2)
     with client:
-        results = services.reconcile(rt.engine, client, cutoff, utcnow, limit=limit)
+        results = services.reconcile(
+            rt.engine,
+            client,
+            cutoff,
+            utcnow,
+            limit=limit,
+            hold_succeeded=bool(rt.settings.artifact_store),
+        )
     for item in results:
         click.echo(json.dumps(item), err=False)
     click.echo(f"reconciled {len(results)} job(s)", err=True)

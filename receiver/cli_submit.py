@@ -23,7 +23,7 @@ from client.catalog import (
 from client.errors import UseapiError
 from client.images import ImageError
 from client.replyref import ReplyRefTooLong
-from receiver import services, submission
+from receiver import idempotency, services, submission
 from receiver.cli import Context, _emit, _fail, main, pass_ctx
 from receiver.clock import utcnow
 from receiver.settings import ConfigError
@@ -135,6 +135,11 @@ def _option_pairs(values: tuple[str, ...]) -> dict[str, Any]:
     "--option", "options", multiple=True, help="any other request field, KEY=VALUE (repeatable)"
 )
 @click.option("--metadata", help="a JSON object of your own, echoed in every webhook")
+@click.option(
+    "--idempotency-key",
+    help="submit at most once per key: run again with the same key and options, it prints "
+    "the first job (no second upload or create); other options with that key are refused",
+)
 @pass_ctx
 def submit(
     ctx: Context,
@@ -154,6 +159,7 @@ def submit(
     max_jobs: int | None,
     options: tuple[str, ...],
     metadata: str | None,
+    idempotency_key: str | None,
 ) -> None:
     """Upload the image(s), record the job and create the vendor task.
 
@@ -207,9 +213,19 @@ def submit(
         + (f", account {account})…" if account else ")…"),
         err=True,
     )
+    # At most once per --idempotency-key (receiver.idempotency); as before without one.
+    request = {
+        "model": target.name,
+        "params": params,
+        "images": images,
+        "metadata": meta,
+        "account": account,
+        "references": list(reference_images),
+    }
+    submit_task = idempotency.once(rt.engine, idempotency_key, request)(submission.submit_task)
     try:
         with client:
-            job = submission.submit_task(
+            job = submit_task(
                 rt.engine,
                 client=client,
                 signer=rt.signer,
@@ -225,6 +241,8 @@ def submit(
                 now=utcnow(),
                 allow_http_images=settings.allow_private_urls,
             )
+    except idempotency.IdempotencyError as exc:
+        _fail(str(exc), 2 if isinstance(exc, idempotency.IdempotencyKeyReused) else 1)
     except ValidationError as exc:
         from receiver.web.errors import validation_message
 

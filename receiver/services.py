@@ -28,6 +28,7 @@ from client import (
     VendorTask,
 )
 from client.models import VendorError
+from receiver.artifacts import hold_for_copy
 from receiver.delivery.urls import check_subscriber_url
 from receiver.domain.events import DEFAULT_EVENT_TYPES, EVENT_TYPES, DomainEvent
 from receiver.domain.tasks import (
@@ -209,6 +210,7 @@ def accept_callback(
     source_ip: str | None,
     now: datetime,
     confirmed: bool = True,
+    hold_succeeded: bool = False,
 ) -> CallbackResult:
     """Apply one verified callback, forward only, in ONE transaction.
 
@@ -228,6 +230,8 @@ def accept_callback(
     :param now: the time of receipt (UTC).
     :param confirmed: False when ``VERIFY_WITH_VENDOR`` could not confirm a terminal status:
         the callback is kept (outcome ``unconfirmed``) and changes nothing.
+    :param hold_succeeded: ``ARTIFACT_STORE`` is set: a ``task.succeeded`` waits for the copy
+        of its video (:func:`receiver.artifacts.hold_for_copy`).
     :raises JobNotFound: the replyRef names a job that this database does not have.
     :raises TaskIdMismatch: the job is bound to another vendor taskId, or the callback's taskId
         to another job.
@@ -242,6 +246,7 @@ def accept_callback(
         source_ip=source_ip,
         now=now,
         confirmed=confirmed,
+        hold_succeeded=hold_succeeded,
     )
     if is_sqlite(engine):
         with UnitOfWork(engine, read_only=True) as uow:
@@ -270,6 +275,7 @@ class _Callback:
     source_ip: str | None
     now: datetime
     confirmed: bool
+    hold_succeeded: bool = False
 
 
 @dataclass(frozen=True)
@@ -378,6 +384,11 @@ def _write_callback(
             for sub_id, event_types in routes
             if domain_event.type in event_types
         ]
+        if callback.hold_succeeded:  # ARTIFACT_STORE: the video is copied before it goes out
+            succeeded = [
+                (e, d.state.artifacts) for e, d in plan.events if d.type == "task.succeeded"
+            ]
+            new_deliveries = hold_for_copy(repo, succeeded, new_deliveries, callback.now)
         repo.add_deliveries(new_deliveries)
         if new_deliveries:
             repo.notify_deliveries()
@@ -654,6 +665,7 @@ def reconcile(
     clock: Any,
     *,
     limit: int = 500,
+    hold_succeeded: bool = False,
 ) -> list[dict[str, Any]]:
     """The safety net for a lost callback: one ``GET /tasks/{taskId}`` per live job whose last
     callback (or creation) is older than ``cutoff``, applied exactly like a callback.
@@ -688,6 +700,7 @@ def reconcile(
                 body_sha256="",
                 source_ip="reconcile",
                 now=clock(),
+                hold_succeeded=hold_succeeded,
             )
         except (ServiceError, DataError) as exc:  # one bad answer costs this job, not the pass
             error = str(exc) if isinstance(exc, ServiceError) else "the database refused the answer"

@@ -123,6 +123,23 @@ class Settings(BaseSettings):
     render: str = Field("", description="Render: true in every service")
     fly_app_name: str = Field("", description="Fly.io: the app's name")
     railway_environment: str = Field("", description="Railway: the environment's name")
+    # Retention (receiver/store/retention.py): finished work older than this is purged.
+    retention_days: int = Field(
+        30, ge=1, le=3650, description="finished work older than this many days is purged"
+    )
+    retention_purge_interval_seconds: float = Field(
+        600, gt=0, le=86400, description="how often relay worker runs the retention purge"
+    )
+    # ARTIFACT_STORE (receiver/artifacts.py): durable copies of succeeded videos.
+    artifact_store: str = Field(
+        "", description="a directory or s3://bucket/prefix where succeeded videos are copied"
+    )
+    artifact_s3_endpoint_url: str = Field(
+        "", description="an S3-compatible service other than AWS (R2, B2, MinIO, …)"
+    )
+    artifact_max_bytes: int = Field(
+        1 << 30, ge=1024, description="largest video copied to ARTIFACT_STORE, bytes"
+    )
 
     @field_validator("secret_key", mode="before")
     @classmethod
@@ -206,6 +223,22 @@ class Settings(BaseSettings):
             raise ValueError(
                 "SECRET_KEY is required when RELAY_ENV=production "
                 "(set it, or RELAY_ENV=development for local use)"
+            )
+        if self.artifact_store.startswith("s3://"):
+            from receiver.artifacts import parse_s3_url
+
+            try:
+                parse_s3_url(self.artifact_store)
+                import boto3  # type: ignore[import-untyped]  # noqa: F401
+            except ValueError as exc:
+                raise ValueError(f"ARTIFACT_STORE: {exc} (expected s3://bucket/prefix)") from None
+            except ImportError:
+                raise ValueError(
+                    "ARTIFACT_STORE=s3://… needs boto3: pip install 'runway-relay[s3]'"
+                ) from None
+        if self.artifact_store and not self.public_base_url:
+            raise ValueError(
+                "ARTIFACT_STORE needs PUBLIC_BASE_URL (the durable URLs point at this receiver)"
             )
         if self.verify_with_vendor and not self.useapi_token:
             raise ValueError("VERIFY_WITH_VENDOR=1 needs USEAPI_TOKEN to ask the vendor")

@@ -30,9 +30,11 @@ from sqlalchemy import Connection, Engine
 
 from receiver import metrics
 from receiver.clock import utcnow
+from receiver.delivery.operational import record_subscriber_disabled
 from receiver.delivery.schedule import RetryPolicy, parse_retry_after
 from receiver.delivery.sender import Sender, SendResult
 from receiver.delivery.urls import UnsafeUrl, check_subscriber_url
+from receiver.store import retention
 from receiver.store.engine import is_sqlite
 from receiver.store.repositories import AttemptRecord, ClaimedDelivery, Repository
 from receiver.store.uow import UnitOfWork
@@ -67,6 +69,11 @@ class WorkerConfig:
     allow_private: bool
     disable_after: float
     idle_poll: float = 1.0
+    #: ``RETENTION_DAYS`` for the scheduled purge (None: no purge) and its interval, seconds.
+    retention_days: int | None = None
+    purge_interval: float = 600.0
+    artifact_store: str = ""  # ARTIFACT_STORE: the purge deletes the files of purged copies
+    artifact_s3_endpoint_url: str = ""
 
     @property
     def lease_seconds(self) -> float:
@@ -305,6 +312,14 @@ class Worker:
         expire.
         """
         log.info("worker started", extra={"worker": self.name})
+        purger = retention.start_scheduled(  # its own thread: batches between pauses
+            self.engine,
+            self.config.retention_days,
+            self.config.purge_interval,
+            self._stop,
+            self.config.artifact_store,
+            self.config.artifact_s3_endpoint_url,
+        )
         waker = self._make_waker()
         pool = ThreadPoolExecutor(self.config.concurrency, thread_name_prefix="deliver")
         unrecorded: list[_Finished] = []
@@ -363,6 +378,8 @@ class Worker:
                 waker.wait(self._idle_timeout(step.next_due if step else None))
         finally:
             pool.shutdown(wait=True)
+            if purger is not None:
+                purger.join(timeout=10)
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
@@ -607,6 +624,8 @@ class Worker:
                     health.update(enabled=False, disabled_reason=reason, disabled_at=now)
                     enabled = False
             repo.set_subscriber_health(sid, health)
+            if health.get("enabled") is False and sub is not None:  # just disabled: tell
+                record_subscriber_disabled(repo, sub, health, now)
 
     def _report(self, step: _Step) -> None:
         """After commit: a warning per lost lease, then metrics and a log line per attempt."""

@@ -43,7 +43,19 @@ class TaskFailed(DomainEvent):
     type: ClassVar[str] = "task.failed"
 
 
-#: Every webhook event type we send.
-EVENT_TYPES: tuple[str, ...] = (TaskProgressed.type, TaskSucceeded.type, TaskFailed.type)
+#: Operational event: a subscriber was disabled (410 Gone, or failing for too long); sent to
+#: the other subscribers that asked for it (:mod:`receiver.delivery.operational`).
+SUBSCRIBER_DISABLED = "subscriber.disabled"
+#: Operational event: a test sent on request to one subscriber (``relay subscribers test``);
+#: never stored, never subscribed to.
+WEBHOOK_TEST = "webhook.test"
+
+#: Every webhook event type a subscriber can ask for.
+EVENT_TYPES: tuple[str, ...] = (
+    TaskProgressed.type,
+    TaskSucceeded.type,
+    TaskFailed.type,
+    SUBSCRIBER_DISABLED,
+)
 #: What a subscriber receives when it names no event types (SPEC §2: terminal events).
 DEFAULT_EVENT_TYPES: tuple[str, ...] = (TaskSucceeded.type, TaskFailed.type)

@@ -84,10 +84,11 @@ _SUBSCRIBER_ROUTES = (
 
 @dataclass(frozen=True)
 class Event:
-    """One outbox event; ``id`` is the ``webhook-id``, ``payload`` the exact body (str)."""
+    """One outbox event; ``id`` is the ``webhook-id``, ``payload`` the exact body (str);
+    ``job_id`` is None for an operational event (``subscriber.disabled``)."""
 
     id: str
-    job_id: str
+    job_id: str | None
     type: str
     sequence: int
     payload: str

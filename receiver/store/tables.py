@@ -94,7 +94,7 @@ callbacks = Table(
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("job_id", String(40), ForeignKey("jobs.id"), nullable=False, index=True),
-    Column("received_at", UTCDateTime, nullable=False),
+    Column("received_at", UTCDateTime, nullable=False, index=True),
     Column("status", String(40)),
     Column("progress", Float),
     Column("outcome", String(24), nullable=False),
@@ -121,11 +121,12 @@ events = Table(
     "events",
     metadata,
     Column("id", String(40), primary_key=True),
-    Column("job_id", String(40), ForeignKey("jobs.id"), nullable=False),
+    # None for an operational event (``subscriber.disabled``), which belongs to no job.
+    Column("job_id", String(40), ForeignKey("jobs.id"), nullable=True),
     Column("type", String(40), nullable=False),
     Column("sequence", Integer, nullable=False),
     Column("payload", Text, nullable=False),
-    Column("created_at", UTCDateTime, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False, index=True),
     UniqueConstraint("job_id", "sequence"),
 )
 
@@ -199,4 +200,42 @@ worker_metrics = Table(
     Column("name", String(32), primary_key=True),
     Column("label", String(32), primary_key=True),
     Column("value", Float, nullable=False),
+)
+
+#: One row per ``Idempotency-Key`` (``POST /api/tasks``, ``relay submit --idempotency-key``):
+#: the primary key is the claim that the database settles between concurrent requests.
+#: ``state`` is ``in_flight`` then ``completed``; a completed key replays its answer:
+#: ``response_status`` and, for an error, ``response_body`` (a success re-reads ``job_id``).
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("idempotency_key", String(255), primary_key=True),
+    Column("request_hash", String(64), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("job_id", String(40)),
+    Column("response_status", Integer),
+    Column("response_body", Text),
+    Column("created_at", UTCDateTime, nullable=False, index=True),
+    Column("completed_at", UTCDateTime),
+)
+
+#: ``ARTIFACT_STORE``: one row per ``task.succeeded`` event whose videos are copied to the
+#: store before its deliveries go out (they are held until then). ``status`` is ``pending``
+#: (due at ``next_attempt_at``; leased while ``lease_expires_at`` is ahead), ``done`` or
+#: ``failed`` (retries exhausted: the event goes out with the vendor's URLs only); ``stored``
+#: lists the copies ``[{"key", "size", "sha256", "source"}]``.
+artifact_copies = Table(
+    "artifact_copies",
+    metadata,
+    Column("event_id", String(40), ForeignKey("events.id"), primary_key=True),
+    Column("job_id", String(40), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", UTCDateTime, nullable=False),
+    Column("lease_expires_at", UTCDateTime),
+    Column("last_error", Text),
+    Column("stored", JSONType),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Index("ix_artifact_copies_status_next_attempt_at", "status", "next_attempt_at"),
 )

@@ -31,6 +31,7 @@ from client.images import ImageError
 from client.replyref import ReplyRefTooLong
 from receiver import presenters, services, submission
 from receiver.clock import utcnow
+from receiver.delivery.operational import send_test_event
 from receiver.delivery.urls import UnsafeUrl, check_subscriber_url
 from receiver.domain.events import EVENT_TYPES
 from receiver.settings import ConfigError
@@ -38,6 +39,7 @@ from receiver.store.uow import UnitOfWork
 from receiver.web.callbacks import BadBody, parse_json_object, read_body
 from receiver.web.context import runtime
 from receiver.web.errors import ApiError, error_response, validation_message
+from receiver.web.idempotency import idempotent
 from receiver.web.openapi import openapi_document
 
 bp = Blueprint("api", __name__, url_prefix="/api")
@@ -173,8 +175,10 @@ def _check_image_source(value: str, allow_private: bool) -> None:
 
 
 @bp.post("/tasks")
+@idempotent
 def submit_task() -> tuple[Response, int]:
-    """Submit a task: upload images, record the job, create the vendor task.
+    """Submit a task: upload images, record the job, create the vendor task. Honours
+    ``Idempotency-Key`` (:mod:`receiver.web.idempotency`).
 
     :returns 201: the job.
     :raise 422: invalid request (nothing stored or sent), 402/429/400: vendor refusals,
@@ -284,7 +288,10 @@ class SubscriberIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     url: str = Field(..., max_length=2048)
-    event_types: list[Literal["task.progress", "task.succeeded", "task.failed"]] | None = None
+    event_types: (
+        list[Literal["task.progress", "task.succeeded", "task.failed", "subscriber.disabled"]]
+        | None
+    ) = None
     description: str | None = Field(None, max_length=500)
     max_in_flight: int | None = Field(None, ge=1, le=256)
 
@@ -351,6 +358,21 @@ def enable_subscriber(subscriber_id: str) -> Response:
 def disable_subscriber(subscriber_id: str) -> Response:
     sub = services.set_subscriber_enabled(runtime().engine, subscriber_id, False, utcnow())
     return jsonify(presenters.subscriber_json(sub))
+
+
+@bp.post("/subscribers/<subscriber_id>/test")
+def test_subscriber(subscriber_id: str) -> Response:
+    """Send one signed ``webhook.test`` now and return the subscriber's answer (status code,
+    duration, body excerpt, outcome); 200 whatever it answered. :raise 404:"""
+    rt = runtime()
+    result = send_test_event(
+        rt.engine,
+        subscriber_id,
+        timeout=rt.settings.delivery_timeout_seconds,
+        allow_private=rt.settings.allow_private_urls,
+        now=utcnow(),
+    )
+    return jsonify(result.to_json())
 
 
 # -- deliveries -----------------------------------------------------------------------------

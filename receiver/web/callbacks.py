@@ -318,6 +318,7 @@ def useapi_callback() -> tuple[Response, int]:
             source_ip=_source_ip(),
             now=utcnow(),
             confirmed=confirmed,
+            hold_succeeded=bool(rt.settings.artifact_store),
         )
     except services.JobNotFound:
         _refuse(

@@ -163,6 +163,46 @@ _REFUSED = _strict(
     }
 )
 
+_WEBHOOK_TEST = _strict(
+    {
+        "subscriber_id": {"type": "string"},
+        "url": {"type": "string"},
+        "enabled": {"type": "boolean"},
+        "webhook_id": {"type": "string", "description": "the test event's webhook-id"},
+        "type": {"const": "webhook.test"},
+        "ok": {"type": "boolean", "description": "true when the subscriber answered a 2xx"},
+        "outcome": {
+            "enum": [
+                "success",
+                "http_error",
+                "redirect",
+                "gone",
+                "timeout",
+                "connection_error",
+                "blocked",
+            ]
+        },
+        "status_code": {"type": ["integer", "null"]},
+        "duration_ms": {"type": "number", "minimum": 0},
+        "response_body": {
+            "type": ["string", "null"],
+            "description": "the first 1024 characters of the answer",
+        },
+        "error": _NULLABLE_STR,
+    }
+)
+
+_IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "description": "submit at most once per key (1 to 255 printable ASCII characters, e.g. a "
+    "UUID; kept at least 24 hours): the same key and body again answer the first job (no "
+    "second create); another body is a 422 idempotency_key_reused; while the first request "
+    "runs, a 409 idempotency_key_in_flight",
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[ -~]+$"},
+}
+
 
 def _items(ref: str) -> dict[str, Any]:
     return _strict({"items": {"type": "array", "items": {"$ref": ref}}})
@@ -233,6 +273,7 @@ def openapi_document(
         "Delivery": _DELIVERY,
         "Attempt": _ATTEMPT,
         "Refused": _REFUSED,
+        "WebhookTest": _WEBHOOK_TEST,
     }
     for model in (task_in, subscriber_in, recover_in):
         schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
@@ -247,10 +288,20 @@ def openapi_document(
         "/api/tasks": {
             "post": {
                 "summary": "Submit a task (upload images, create the vendor task)",
+                "parameters": [_IDEMPOTENCY_KEY],
                 "requestBody": _body(task_in),
                 "responses": {
-                    "201": _json({"$ref": ref + "Job"}, "the job"),
-                    **_errors(400, 402, 413, 422, 429, 502),
+                    "201": {
+                        **_json({"$ref": ref + "Job"}, "the job"),
+                        "headers": {
+                            "Idempotent-Replayed": {
+                                "description": "true when this is the first answer to a "
+                                "request with the same Idempotency-Key and body, again",
+                                "schema": {"const": "true"},
+                            }
+                        },
+                    },
+                    **_errors(400, 402, 409, 413, 422, 429, 502),
                 },
             },
             "get": {
@@ -317,6 +368,16 @@ def openapi_document(
                 ("enable", "Enable a subscriber and clear its failure streak"),
                 ("disable", "Disable a subscriber"),
             )
+        },
+        "/api/subscribers/{subscriber_id}/test": {
+            "post": {
+                "summary": "Send one signed webhook.test now and return the subscriber's answer",
+                "parameters": [sub_id],
+                "responses": {
+                    "200": _json({"$ref": ref + "WebhookTest"}, "the subscriber's answer"),
+                    **_errors(404),
+                },
+            }
         },
         "/api/deliveries": {
             "get": {

@@ -33,6 +33,8 @@ EXPORT = [
     "--no-editable",
     "--no-header",
     "--no-annotate",
+    "--extra",
+    "s3",
 ]
 
 

@@ -1,0 +1,366 @@
+"""Retention: delete finished work older than ``RETENTION_DAYS``, in small batches.
+
+What goes, with ``cutoff = now - RETENTION_DAYS``:
+
+====================  ======================================================================
+table                 removed when
+====================  ======================================================================
+deliveries            finished (succeeded, failed = dead letter, cancelled) before the
+                      cutoff: a dead letter's window starts when it became one
+attempts              their delivery is removed
+events                created before the cutoff, its job (if any: operational events have
+                      none) finished before the cutoff, and no delivery of it left
+callbacks             received before the cutoff, for a job finished before the cutoff
+jobs                  terminal, finished before the cutoff, no event or callback left
+refused_callbacks     received before the cutoff
+idempotency_keys      created before the cutoff (``RETENTION_DAYS`` >= 1: kept 24 h at least)
+artifact_copies       their event is removed (the stored video file too)
+====================  ======================================================================
+
+Never removed: a pending delivery (waiting or leased) and its event, a job that is not finished
+(SUBMITTING, PENDING, THROTTLED, RUNNING) and its callbacks and events, subscribers.
+
+Each batch is one short transaction of at most ``batch`` rows of one table (plus the attempts
+of those deliveries), followed by a pause, so that a purge of many rows never holds the write
+lock (SQLite) or row locks (PostgreSQL, ``FOR UPDATE SKIP LOCKED``: concurrent purges by
+several workers take disjoint rows) for long: ingest and delivery go on between batches.
+:func:`count` gives the same numbers without removing anything (``relay purge --dry-run``).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Engine,
+    Select,
+    Table,
+    and_,
+    delete,
+    exists,
+    func,
+    or_,
+    select,
+)
+
+from receiver.artifacts import open_store
+from receiver.clock import utcnow
+from receiver.domain.tasks import TaskStatus
+from receiver.store import artifacts as copies_sql
+from receiver.store.tables import (
+    artifact_copies,
+    attempts,
+    callbacks,
+    deliveries,
+    events,
+    idempotency_keys,
+    jobs,
+    refused_callbacks,
+)
+from receiver.store.uow import UnitOfWork
+
+log = logging.getLogger(__name__)
+
+#: Tables in the order they are purged (children before parents), as the counts report them.
+TABLES = (
+    "idempotency_keys",
+    "refused_callbacks",
+    "attempts",
+    "deliveries",
+    "artifact_copies",
+    "events",
+    "callbacks",
+    "jobs",
+)
+#: Rows of one table deleted per transaction (a delivery batch also takes its attempts).
+BATCH_ROWS = 500
+#: Pause between two batches, seconds: the write lock is free for others meanwhile.
+PAUSE_SECONDS = 0.05
+#: Seconds after the worker starts before its first purge (then every interval).
+FIRST_PURGE_AFTER_SECONDS = 60.0
+
+_TERMINAL = [s.value for s in TaskStatus if s.is_terminal]
+
+
+def cutoff_for(retention_days: int, now: datetime | None = None) -> datetime:
+    """``now - retention_days`` (aware UTC)."""
+    return (now or utcnow()) - timedelta(days=retention_days)
+
+
+def _delivery_kept(cutoff: datetime) -> ColumnElement[bool]:
+    d = deliveries.c
+    return or_(d.status == "pending", d.completed_at.is_(None), d.completed_at >= cutoff)
+
+
+def _deliveries_gone(cutoff: datetime) -> ColumnElement[bool]:
+    d = deliveries.c
+    return and_(d.status != "pending", d.completed_at < cutoff)
+
+
+def _job_finished(job_id: Any, cutoff: datetime) -> ColumnElement[bool]:
+    """The job ``job_id`` (a column) is terminal and finished before ``cutoff``."""
+    j = jobs.c
+    return exists().where(
+        j.id == job_id,
+        j.status.in_(_TERMINAL),
+        func.coalesce(j.finished_at, j.updated_at) < cutoff,
+    )
+
+
+def _events_gone(
+    cutoff: datetime, *, dry_run: bool, with_copies: bool = False
+) -> ColumnElement[bool]:
+    """Events to remove. For real, once no delivery of theirs is left (the deliveries go
+    first); in a dry run, once none is left that the purge keeps."""
+    e, d = events.c, deliveries.c
+    left = exists().where(d.event_id == e.id)
+    if dry_run:
+        left = left.where(_delivery_kept(cutoff))
+    gone = and_(
+        e.created_at < cutoff,
+        or_(e.job_id.is_(None), _job_finished(e.job_id, cutoff)),
+        ~left,
+    )
+    if not dry_run and not with_copies:  # the copies go first (their phase comes before)
+        gone = and_(gone, ~exists().where(artifact_copies.c.event_id == e.id))
+    return gone
+
+
+def _copies_gone(cutoff: datetime, *, dry_run: bool) -> ColumnElement[bool]:
+    """``ARTIFACT_STORE`` copies of events that go (their files go with them)."""
+    e = events.c
+    return exists().where(
+        e.id == artifact_copies.c.event_id,
+        _events_gone(cutoff, dry_run=dry_run, with_copies=True),
+    )
+
+
+def _callbacks_gone(cutoff: datetime) -> ColumnElement[bool]:
+    c = callbacks.c
+    return and_(c.received_at < cutoff, _job_finished(c.job_id, cutoff))
+
+
+def _jobs_gone(cutoff: datetime, *, dry_run: bool) -> ColumnElement[bool]:
+    """Jobs to remove: terminal, finished before the cutoff, with no event or callback left
+    (in a dry run: none that the purge keeps)."""
+    j, e, c, d = jobs.c, events.c, callbacks.c, deliveries.c
+    events_left = exists().where(e.job_id == j.id)
+    callbacks_left = exists().where(c.job_id == j.id)
+    if dry_run:
+        events_left = events_left.where(
+            or_(
+                e.created_at >= cutoff,
+                exists().where(d.event_id == e.id, _delivery_kept(cutoff)),
+            )
+        )
+        callbacks_left = callbacks_left.where(c.received_at >= cutoff)
+    return and_(
+        j.status.in_(_TERMINAL),
+        func.coalesce(j.finished_at, j.updated_at) < cutoff,
+        ~events_left,
+        ~callbacks_left,
+    )
+
+
+def _plan(cutoff: datetime, *, dry_run: bool) -> list[tuple[str, Table, ColumnElement[bool]]]:
+    """(name, table, which rows go) per table, attempts aside (they follow their delivery)."""
+    return [
+        ("idempotency_keys", idempotency_keys, idempotency_keys.c.created_at < cutoff),
+        ("refused_callbacks", refused_callbacks, refused_callbacks.c.received_at < cutoff),
+        ("deliveries", deliveries, _deliveries_gone(cutoff)),
+        ("artifact_copies", artifact_copies, _copies_gone(cutoff, dry_run=dry_run)),
+        ("events", events, _events_gone(cutoff, dry_run=dry_run)),
+        ("callbacks", callbacks, _callbacks_gone(cutoff)),
+        ("jobs", jobs, _jobs_gone(cutoff, dry_run=dry_run)),
+    ]
+
+
+def count(engine: Engine, cutoff: datetime) -> dict[str, int]:
+    """How many rows of each table :func:`purge` would remove now (nothing is removed).
+
+    :returns: ``{table: rows}`` for every table of :data:`TABLES`.
+    """
+    out: dict[str, int] = {}
+    with UnitOfWork(engine, read_only=True) as uow:
+        conn = uow.repo.conn
+        for name, table, where in _plan(cutoff, dry_run=True):
+            out[name] = int(
+                conn.execute(select(func.count()).select_from(table).where(where)).scalar_one()
+            )
+        out["attempts"] = int(
+            conn.execute(
+                select(func.count())
+                .select_from(attempts)
+                .where(
+                    exists().where(
+                        deliveries.c.id == attempts.c.delivery_id, _deliveries_gone(cutoff)
+                    )
+                )
+            ).scalar_one()
+        )
+    return {name: out[name] for name in TABLES}
+
+
+def _pick(table: Table, where: ColumnElement[bool], limit: int, dialect: str) -> Select[Any]:
+    (key,) = table.primary_key.columns
+    stmt = select(key).where(where).limit(limit)
+    if dialect == "postgresql":
+        stmt = stmt.with_for_update(of=table, skip_locked=True)
+    return stmt
+
+
+def purge_batch(
+    engine: Engine,
+    name: str,
+    cutoff: datetime,
+    *,
+    limit: int = BATCH_ROWS,
+    artifact_store: str = "",
+    s3_endpoint_url: str = "",
+) -> dict[str, int]:
+    """Remove at most ``limit`` rows of table ``name`` (of :data:`TABLES`, not ``attempts``:
+    a batch of deliveries takes their attempts along) in one transaction.
+
+    :param artifact_store: ``ARTIFACT_STORE``: the files of removed copies are deleted there
+        (``s3_endpoint_url``: ``ARTIFACT_S3_ENDPOINT_URL``).
+    :returns: rows removed, by table (``{"deliveries": n, "attempts": m}`` for deliveries).
+    :raises KeyError: an unknown table name.
+    :raises sqlalchemy.exc.SQLAlchemyError: the database failed; nothing of this batch is
+        removed.
+    """
+    table, where = {n: (t, w) for n, t, w in _plan(cutoff, dry_run=False)}[name]
+    (key,) = table.primary_key.columns
+    with UnitOfWork(engine) as uow:
+        conn = uow.repo.conn
+        ids = list(conn.execute(_pick(table, where, limit, engine.dialect.name)).scalars())
+        if not ids:
+            return {name: 0}
+        removed: dict[str, int] = {}
+        if table is deliveries:
+            result = conn.execute(delete(attempts).where(attempts.c.delivery_id.in_(ids)))
+            removed["attempts"] = int(result.rowcount)
+        files = copies_sql.stored_keys(conn, ids) if table is artifact_copies else []
+        # The condition again: a row that changed since it was picked stays.
+        result = conn.execute(delete(table).where(key.in_(ids), where))
+        removed[name] = int(result.rowcount)
+        uow.commit()
+    if files and artifact_store:  # after commit: never a row without its file
+        store = open_store(artifact_store, endpoint_url=s3_endpoint_url)
+        for file_key in files:
+            store.delete(file_key)
+    return removed
+
+
+def purge(
+    engine: Engine,
+    cutoff: datetime,
+    *,
+    batch: int = BATCH_ROWS,
+    pause: float = PAUSE_SECONDS,
+    stop: threading.Event | None = None,
+    sleep: Callable[[float], Any] = time.sleep,
+    artifact_store: str = "",
+    s3_endpoint_url: str = "",
+) -> dict[str, int]:
+    """Remove every row that retention lets go (see the module's docstring), table by table,
+    in batches of at most ``batch`` rows with ``pause`` seconds between them.
+
+    :param stop: when set, the purge returns after the batch in progress (the rest waits for
+        the next one).
+    :returns: rows removed, ``{table: rows}`` for every table of :data:`TABLES`.
+    :raises sqlalchemy.exc.SQLAlchemyError: the database failed (batches already committed
+        stay removed).
+    """
+    removed = dict.fromkeys(TABLES, 0)
+    wait: Callable[[float], Any] = stop.wait if stop is not None else sleep
+    for name in TABLES:
+        if name == "attempts":
+            continue
+        while stop is None or not stop.is_set():
+            done = purge_batch(
+                engine,
+                name,
+                cutoff,
+                limit=batch,
+                artifact_store=artifact_store,
+                s3_endpoint_url=s3_endpoint_url,
+            )
+            for table, rows in done.items():
+                removed[table] += rows
+            if done[name] < batch:
+                break
+            wait(pause)
+    return removed
+
+
+def run_scheduled(
+    engine: Engine,
+    retention_days: int,
+    interval: float,
+    stop: threading.Event,
+    *,
+    first_after: float = FIRST_PURGE_AFTER_SECONDS,
+    artifact_store: str = "",
+    s3_endpoint_url: str = "",
+) -> None:
+    """The worker's purge loop (run it on a thread): a :func:`purge` ``first_after`` seconds
+    after start (or ``interval`` if shorter), then every ``interval`` seconds, until ``stop``.
+
+    A failed purge is logged and tried again at the next interval; it never stops the loop.
+    """
+    delay = min(first_after, interval)
+    while not stop.wait(delay):
+        delay = interval
+        started = time.monotonic()
+        try:
+            cutoff = cutoff_for(retention_days)
+            removed = purge(
+                engine,
+                cutoff,
+                stop=stop,
+                artifact_store=artifact_store,
+                s3_endpoint_url=s3_endpoint_url,
+            )
+        except Exception:
+            log.exception("retention purge failed; trying again at the next interval")
+            continue
+        if any(removed.values()):
+            log.info(
+                "retention purge",
+                extra={
+                    "removed": removed,
+                    "retention_days": retention_days,
+                    "seconds": round(time.monotonic() - started, 3),
+                },
+            )
+
+
+def start_scheduled(
+    engine: Engine,
+    retention_days: int | None,
+    interval: float,
+    stop: threading.Event,
+    artifact_store: str = "",
+    s3_endpoint_url: str = "",
+) -> threading.Thread | None:
+    """Start :func:`run_scheduled` on a daemon thread (None when ``retention_days`` is None).
+
+    :param artifact_store: ``ARTIFACT_STORE`` or empty; ``s3_endpoint_url`` its endpoint.
+    """
+    if retention_days is None:
+        return None
+    thread = threading.Thread(
+        target=run_scheduled,
+        args=(engine, retention_days, interval, stop),
+        kwargs={"artifact_store": artifact_store, "s3_endpoint_url": s3_endpoint_url},
+        name="retention",
+        daemon=True,
+    )
+    thread.start()
+    return thread

@@ -1,0 +1,405 @@
+"""Retention on a real SQLite file and PostgreSQL: ``relay purge --dry-run`` counts and
+removes nothing, ``relay purge`` and the worker's scheduled purge remove finished work older
+than ``RETENTION_DAYS`` and keep live work (pending deliveries, unfinished jobs, dead letters
+younger than their window)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import subprocess
+import threading
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, func, insert, select
+
+from receiver.clock import utcnow
+from receiver.ids import new_id
+from receiver.store import retention
+from receiver.store.tables import (
+    artifact_copies,
+    attempts,
+    callbacks,
+    deliveries,
+    events,
+    idempotency_keys,
+    jobs,
+    refused_callbacks,
+    subscribers,
+)
+from simulator.processes import Process, bin_path
+from tests.conftest import ADMIN_TOKEN, SECRET
+
+NOW = utcnow()
+OLD = NOW - timedelta(days=40)  # beyond the default 30 days
+RECENT = NOW - timedelta(days=1)
+
+
+@dataclass
+class Seed:
+    """What was written, by what must survive (``kept``) and what must go (``gone``)."""
+
+    kept: dict[str, set[Any]] = field(default_factory=dict)
+    gone: dict[str, set[Any]] = field(default_factory=dict)
+
+    def add(self, table: str, key: Any, *, keep: bool) -> Any:
+        (self.kept if keep else self.gone).setdefault(table, set()).add(key)
+        return key
+
+    def expected_counts(self) -> dict[str, int]:
+        return {t: len(self.gone.get(t, ())) for t in retention.TABLES}
+
+
+class Writer:
+    def __init__(self, engine: Engine, seed: Seed, root: Path) -> None:
+        self.engine, self.seed, self.root = engine, seed, root
+        self.sequence = itertools.count(1)
+        self.sub_ids = [new_id("sub"), new_id("sub")]
+        self.per_event: dict[str, int] = {}
+        with engine.begin() as conn:
+            for sub_id in self.sub_ids:
+                conn.execute(
+                    insert(subscribers).values(
+                        id=sub_id,
+                        url="http://127.0.0.1:9/hook",
+                        event_types=["task.succeeded"],
+                        secret="whsec_x",
+                        enabled=True,
+                        max_in_flight=4,
+                        created_at=OLD,
+                    )
+                )
+
+    def job(self, status: str, created: datetime, finished: datetime | None, *, keep: bool) -> str:
+        job_id = self.seed.add("jobs", new_id("job"), keep=keep)
+        with self.engine.begin() as conn:
+            conn.execute(
+                insert(jobs).values(
+                    id=job_id,
+                    model="gen3turbo",
+                    request={},
+                    metadata={},
+                    status=status,
+                    artifacts=[],
+                    sequence=0,
+                    created_at=created,
+                    updated_at=finished or created,
+                    finished_at=finished,
+                )
+            )
+        return job_id
+
+    def callback(self, job_id: str, at: datetime, *, keep: bool) -> None:
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                insert(callbacks).values(
+                    job_id=job_id,
+                    received_at=at,
+                    status="RUNNING",
+                    outcome="applied",
+                    body={"raw": "x" * 100},
+                    body_sha256="0" * 64,
+                )
+            )
+            (pk,) = result.inserted_primary_key or (None,)
+        self.seed.add("callbacks", pk, keep=keep)
+
+    def event(self, job_id: str | None, at: datetime, *, keep: bool) -> str:
+        event_id = self.seed.add("events", new_id("msg"), keep=keep)
+        with self.engine.begin() as conn:
+            conn.execute(
+                insert(events).values(
+                    id=event_id,
+                    job_id=job_id,
+                    type="task.succeeded" if job_id else "subscriber.disabled",
+                    sequence=next(self.sequence),
+                    payload="{}",
+                    created_at=at,
+                )
+            )
+        return event_id
+
+    def delivery(
+        self,
+        event_id: str,
+        status: str,
+        created: datetime,
+        completed: datetime | None,
+        *,
+        keep: bool,
+        tries: int = 2,
+        leased: bool = False,
+    ) -> str:
+        delivery_id = self.seed.add("deliveries", new_id("dlv"), keep=keep)
+        index = self.per_event[event_id] = self.per_event.get(event_id, -1) + 1
+        with self.engine.begin() as conn:
+            conn.execute(
+                insert(deliveries).values(
+                    id=delivery_id,
+                    event_id=event_id,
+                    subscriber_id=self.sub_ids[index],
+                    status=status,
+                    attempts=tries,
+                    next_attempt_at=NOW + timedelta(hours=1),
+                    lease_owner="w-1" if leased else None,
+                    lease_expires_at=NOW + timedelta(minutes=5) if leased else None,
+                    created_at=created,
+                    updated_at=completed or created,
+                    completed_at=completed,
+                )
+            )
+            for number in range(1, tries + 1):
+                result = conn.execute(
+                    insert(attempts).values(
+                        delivery_id=delivery_id,
+                        number=number,
+                        started_at=created,
+                        duration_ms=12.0,
+                        status_code=500,
+                        outcome="http_error",
+                        response_body="y" * 200,
+                    )
+                )
+                (pk,) = result.inserted_primary_key or (None,)
+                self.seed.add("attempts", pk, keep=keep)
+        return delivery_id
+
+    def copy(self, event_id: str, job_id: str, *, keep: bool) -> None:
+        """A done ``ARTIFACT_STORE`` copy of the event, with its file in :attr:`root`."""
+        key = f"{job_id}/0-video.mp4"
+        (self.root / job_id).mkdir(parents=True, exist_ok=True)
+        (self.root / key).write_bytes(b"video")
+        self.seed.add("artifact_copies", event_id, keep=keep)
+        self.seed.add("files", key, keep=keep)
+        with self.engine.begin() as conn:
+            conn.execute(
+                insert(artifact_copies).values(
+                    event_id=event_id,
+                    job_id=job_id,
+                    status="done",
+                    attempts=1,
+                    next_attempt_at=OLD,
+                    stored=[{"key": key, "size": 5, "sha256": "0" * 64, "source": "x"}],
+                    created_at=OLD,
+                    updated_at=OLD,
+                )
+            )
+
+    def refused(self, at: datetime, *, keep: bool) -> None:
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                insert(refused_callbacks).values(
+                    received_at=at, reason="bad_signature", http_status=401, body_size=10
+                )
+            )
+            (pk,) = result.inserted_primary_key or (None,)
+        self.seed.add("refused_callbacks", pk, keep=keep)
+
+    def key(self, at: datetime, state: str, *, keep: bool) -> None:
+        key = self.seed.add("idempotency_keys", str(uuid.uuid4()), keep=keep)
+        with self.engine.begin() as conn:
+            conn.execute(
+                insert(idempotency_keys).values(
+                    idempotency_key=key, request_hash="0" * 64, state=state, created_at=at
+                )
+            )
+
+
+def seed_history(engine: Engine, root: Path) -> Seed:
+    """Finished and live work, old and recent; see each line for why it stays or goes.
+    ``ARTIFACT_STORE`` files are written under ``root``."""
+    seed = Seed()
+    w = Writer(engine, seed, root)
+    # A job finished long ago: everything of it goes.
+    a = w.job("SUCCEEDED", OLD, OLD + timedelta(hours=1), keep=False)
+    w.callback(a, OLD, keep=False)
+    w.callback(a, OLD + timedelta(minutes=5), keep=False)
+    e = w.event(a, OLD, keep=False)
+    w.copy(e, a, keep=False)  # its video's durable copy, file included
+    w.delivery(e, "succeeded", OLD, OLD + timedelta(seconds=1), keep=False)
+    w.delivery(e, "failed", OLD, OLD + timedelta(days=3), keep=False)  # an old dead letter
+    # Finished long ago, but a dead letter of it died yesterday (younger than its window):
+    # that delivery, its attempts, its event and the job stay; the old callbacks go.
+    b = w.job("FAILED", OLD, OLD + timedelta(hours=1), keep=True)
+    w.callback(b, OLD, keep=False)
+    e = w.event(b, OLD, keep=True)
+    w.copy(e, b, keep=True)
+    w.delivery(e, "failed", OLD, RECENT, keep=True)
+    # Still running after 40 days: the job, its callbacks and events stay; a pending (and
+    # leased) delivery stays; a delivery that succeeded long ago is finished work and goes.
+    c = w.job("RUNNING", OLD, None, keep=True)
+    w.callback(c, OLD, keep=True)
+    e = w.event(c, OLD, keep=True)
+    w.delivery(e, "pending", OLD, None, keep=True, leased=True)
+    e = w.event(c, OLD + timedelta(minutes=1), keep=True)
+    w.delivery(e, "succeeded", OLD, OLD + timedelta(seconds=1), keep=False)
+    # Created long ago, finished yesterday: all of it stays.
+    d = w.job("SUCCEEDED", OLD, RECENT, keep=True)
+    w.callback(d, OLD, keep=True)
+    e = w.event(d, RECENT, keep=True)
+    w.delivery(e, "succeeded", RECENT, RECENT, keep=True)
+    # A submission whose create answer was lost long ago (SUBMITTING): live, stays.
+    w.job("SUBMITTING", OLD, None, keep=True)
+    w.job("SUBMIT_FAILED", OLD, OLD, keep=False)  # a refused submission: finished, goes
+    # Operational events (no job): an old delivered one goes, an old one still pending stays.
+    e = w.event(None, OLD, keep=False)
+    w.delivery(e, "succeeded", OLD, OLD, keep=False, tries=1)
+    e = w.event(None, OLD, keep=True)
+    w.delivery(e, "pending", OLD, None, keep=True, tries=0)
+    w.delivery(w.event(None, OLD, keep=False), "cancelled", OLD, OLD, keep=False, tries=0)
+    for at, keep in ((OLD, False), (OLD, False), (RECENT, True)):
+        w.refused(at, keep=keep)
+    w.key(OLD, "completed", keep=False)
+    w.key(OLD, "in_flight", keep=False)
+    w.key(NOW - timedelta(hours=23), "completed", keep=True)  # under a day: always kept
+    return seed
+
+
+def keys_of(engine: Engine, root: Path | None = None) -> dict[str, set[Any]]:
+    tables = {
+        "jobs": jobs,
+        "callbacks": callbacks,
+        "events": events,
+        "deliveries": deliveries,
+        "attempts": attempts,
+        "refused_callbacks": refused_callbacks,
+        "idempotency_keys": idempotency_keys,
+        "artifact_copies": artifact_copies,
+    }
+    out = {}
+    with engine.connect() as conn:
+        for name, table in tables.items():
+            (key,) = table.primary_key.columns
+            out[name] = set(conn.execute(select(key)).scalars())
+    if root is not None:
+        out["files"] = {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()}
+    return out
+
+
+def assert_purged(engine: Engine, seed: Seed, root: Path | None = None) -> None:
+    present = keys_of(engine, root)
+    for table, keys in seed.kept.items():
+        if table in present:
+            assert keys <= present[table], (table, keys - present[table])
+    for table, keys in seed.gone.items():
+        if table in present:
+            assert not keys & present[table], (table, keys & present[table])
+
+
+def relay(database_url: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    full_env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("RELAY_", "DATABASE_"))},
+        "RELAY_ENV": "test",
+        "SECRET_KEY": SECRET,
+        "DATABASE_URL": database_url,
+        **env,
+    }
+    return subprocess.run(
+        [bin_path("relay"), *args], env=full_env, capture_output=True, text=True, timeout=60
+    )
+
+
+def test_dry_run_counts_and_removes_nothing_then_purge_removes_exactly_that(
+    database_url: str, engine: Engine, tmp_path: Path
+) -> None:
+    root = tmp_path / "artifacts"
+    seed = seed_history(engine, root)
+    expected = seed.expected_counts()
+    assert all(expected.values()), expected  # the seed exercises every table
+    before = keys_of(engine, root)
+    env = {"ARTIFACT_STORE": str(root), "PUBLIC_BASE_URL": "http://127.0.0.1:9"}
+    dry = relay(database_url, "purge", "--dry-run", **env)
+    assert dry.returncode == 0, dry.stderr
+    out = json.loads(dry.stdout)
+    assert out["dry_run"] is True and out["retention_days"] == 30
+    assert out["would_remove"] == expected
+    assert keys_of(engine, root) == before  # nothing removed
+
+    real = relay(database_url, "purge", **env)
+    assert real.returncode == 0, real.stderr
+    assert json.loads(real.stdout)["removed"] == expected
+    assert_purged(engine, seed, root)  # the purged copy's file too
+    again = relay(database_url, "purge", **env)
+    assert json.loads(again.stdout)["removed"] == dict.fromkeys(retention.TABLES, 0)
+
+
+def test_small_batches_remove_the_same_and_a_stop_leaves_the_rest(
+    engine: Engine, tmp_path: Path
+) -> None:
+    seed = seed_history(engine, tmp_path)
+    cutoff = retention.cutoff_for(30)
+    stop = threading.Event()
+    stop.set()
+    assert retention.purge(engine, cutoff, batch=1, stop=stop) == dict.fromkeys(retention.TABLES, 0)
+    pauses: list[float] = []
+    removed = retention.purge(engine, cutoff, batch=1, pause=0.0, sleep=pauses.append)
+    assert removed == seed.expected_counts()
+    # One pause after each full batch: many small transactions, not one long one.
+    assert len(pauses) == sum(v for k, v in removed.items() if k != "attempts")
+    assert_purged(engine, seed)
+
+
+def test_a_shorter_retention_removes_more_and_never_live_work(
+    engine: Engine, tmp_path: Path
+) -> None:
+    seed = seed_history(engine, tmp_path)
+    retention.purge(engine, retention.cutoff_for(1, NOW + timedelta(days=2)))
+    present = keys_of(engine)
+    # Recent finished work goes too now, but not what is live.
+    with engine.connect() as conn:
+        live_jobs = set(
+            conn.execute(
+                select(jobs.c.id).where(jobs.c.status.in_(["RUNNING", "SUBMITTING"]))
+            ).scalars()
+        )
+        pending = set(
+            conn.execute(select(deliveries.c.id).where(deliveries.c.status == "pending")).scalars()
+        )
+        finished = conn.execute(
+            select(func.count()).select_from(jobs).where(jobs.c.status == "SUCCEEDED")
+        ).scalar_one()
+    assert len(live_jobs) == 2 and len(pending) == 2
+    assert finished == 0
+    assert live_jobs <= present["jobs"] and pending <= present["deliveries"]
+    assert seed.kept["callbacks"] & present["callbacks"]  # the running job's
+
+
+def test_retention_days_is_validated() -> None:
+    from receiver.settings import ConfigError
+    from tests.conftest import make_settings
+
+    assert make_settings("sqlite:////tmp/x.sqlite3").retention_days == 30
+    for bad in (0, -1):
+        with pytest.raises(ConfigError, match="RETENTION_DAYS"):
+            make_settings("sqlite:////tmp/x.sqlite3", retention_days=bad)
+
+
+def test_the_worker_purges_on_its_schedule(
+    database_url: str, engine: Engine, tmp_path: Path
+) -> None:
+    root = tmp_path / "artifacts"
+    seed = seed_history(engine, root)
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("RELAY_", "DATABASE_"))},
+        "RELAY_ENV": "test",
+        "SECRET_KEY": SECRET,
+        "DATABASE_URL": database_url,
+        "ADMIN_TOKEN": ADMIN_TOKEN,
+        "RETENTION_PURGE_INTERVAL_SECONDS": "0.5",
+        "ARTIFACT_STORE": str(root),
+        "PUBLIC_BASE_URL": "http://127.0.0.1:9",
+        "LOG_FORMAT": "text",
+    }
+    worker = Process("worker", [bin_path("relay"), "worker"], env=env)
+    try:
+        line = worker.wait_for_line("retention purge", 30)
+        assert "retention purge" in line
+    finally:
+        assert worker.stop() == 0, worker.output()
+    assert_purged(engine, seed, root)
