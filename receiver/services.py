@@ -284,6 +284,20 @@ class _Plan:
     events: list[tuple[Event, DomainEvent]]
 
 
+def _check_bound(job: Job, task: VendorTask) -> None:
+    """A job bound to a vendor task stays bound: once bound, a callback must carry that same
+    taskId (absent or another one is refused), so a replyRef alone cannot move a bound job.
+
+    :raises TaskIdMismatch: the job is bound and the callback's taskId is absent or differs.
+    """
+    if not job.task_id:
+        return
+    if not task.taskId:
+        raise TaskIdMismatch("this job is bound to a task; a callback must carry its taskId")
+    if task.taskId != job.task_id:
+        raise TaskIdMismatch("this replyRef belongs to another task")
+
+
 def _plan_callback(job: Job | None, callback: _Callback) -> _Plan:
     """Work out what ``callback`` does to ``job`` (no database access).
 
@@ -293,8 +307,7 @@ def _plan_callback(job: Job | None, callback: _Callback) -> _Plan:
     task, now = callback.task, callback.now
     if job is None:
         raise JobNotFound(f"no job {callback.claims.job_id}")
-    if task.taskId and job.task_id and task.taskId != job.task_id:
-        raise TaskIdMismatch("this replyRef belongs to another task")
+    _check_bound(job, task)
     if callback.confirmed:
         transition = apply(_state_of(job), callback.update)
     else:
@@ -414,8 +427,7 @@ def confirm_terminal(
         job = uow.repo.get_job(claims.job_id)
     if job is None:
         raise JobNotFound(f"no job {claims.job_id}")
-    if task.taskId and job.task_id and task.taskId != job.task_id:
-        raise TaskIdMismatch("this replyRef belongs to another task")
+    _check_bound(job, task)
     if TaskStatus(job.status).is_terminal:
         return task, True  # a no-op whatever the vendor says
     task_id = job.task_id or task.taskId
@@ -850,6 +862,8 @@ def reconcile(
         except UseapiError as exc:
             results.append({"job_id": job.id, "task_id": job.task_id, "error": str(exc)})
             continue
+        if not task.taskId:  # the answer to GET /tasks/{taskId} is about that task
+            task = task.model_copy(update={"taskId": job.task_id})
         claims = ReplyRefClaims(job_id=job.id, metadata=job.metadata, issued_at=job.created_at)
         body = task.model_dump(mode="json", exclude_none=True)
         body["reconciled"] = True
