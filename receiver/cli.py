@@ -536,7 +536,14 @@ def reconcile(ctx: Context, older_than: str, limit: int) -> None:
     except ConfigError as exc:
         _fail(str(exc), 2)
     with client:
-        results = services.reconcile(rt.engine, client, cutoff, utcnow, limit=limit)
+        results = services.reconcile(
+            rt.engine,
+            client,
+            cutoff,
+            utcnow,
+            limit=limit,
+            allow_http_artifacts=rt.settings.allow_private_urls,
+        )
     for item in results:
         click.echo(json.dumps(item), err=False)
     click.echo(f"reconciled {len(results)} job(s)", err=True)

@@ -31,7 +31,7 @@ from client import (
 )
 from client.errors import OutcomeUnknown
 from client.models import VendorError
-from receiver.delivery.urls import check_subscriber_url
+from receiver.delivery.urls import check_subscriber_url, is_safe_artifact_url
 from receiver.domain.events import DEFAULT_EVENT_TYPES, EVENT_TYPES, DomainEvent
 from receiver.domain.tasks import (
     Outcome,
@@ -147,16 +147,42 @@ def _error_dict(error: str | VendorError | None, code: Any = None) -> dict[str, 
     return out
 
 
-def task_update_from_vendor(task: VendorTask) -> TaskUpdate:
-    """Turn the vendor's task object (useapi.net task model) into a :class:`TaskUpdate`."""
-    artifacts = [a.model_dump(exclude_none=True) for a in task.artifacts if a.url]
-    return TaskUpdate(
+def task_update_from_vendor(
+    task: VendorTask, *, allow_http: bool = False
+) -> tuple[TaskUpdate, int]:
+    """Turn the vendor's task object (useapi.net task model) into a :class:`TaskUpdate`.
+
+    Artifact and preview URLs are checked (:func:`receiver.delivery.urls.is_safe_artifact_url`,
+    https only, plain http too when ``allow_http``): an artifact whose ``url`` is unsafe is
+    dropped, an unsafe preview URL is dropped from ``previewUrls``.
+
+    :returns: (the update, how many URLs were dropped as unsafe).
+    """
+    artifacts: list[dict[str, Any]] = []
+    dropped = 0
+    for artifact in task.artifacts:
+        if not artifact.url:
+            continue
+        if not is_safe_artifact_url(artifact.url, allow_http=allow_http):
+            dropped += 1 + len(artifact.previewUrls or [])
+            continue
+        item = artifact.model_dump(exclude_none=True)
+        if artifact.previewUrls is not None:
+            previews = [
+                u for u in artifact.previewUrls if is_safe_artifact_url(u, allow_http=allow_http)
+            ]
+            dropped += len(artifact.previewUrls) - len(previews)
+            item["previewUrls"] = previews
+        artifacts.append(item)
+    text = task.progressText
+    update = TaskUpdate(
         status=task.status,
         progress=task.progressRatio,
-        progress_text=task.progressText,
+        progress_text=text,
         artifacts=artifacts,
         error=_error_dict(task.error, task.code if task.error is not None else None),
     )
+    return update, dropped
 
 
 def _state_of(job: Job) -> TaskState:
@@ -210,6 +236,7 @@ def accept_callback(
     source_ip: str | None,
     now: datetime,
     confirmed: bool = True,
+    allow_http_artifacts: bool = False,
 ) -> CallbackResult:
     """Apply one verified callback, forward only, in ONE transaction.
 
@@ -229,15 +256,25 @@ def accept_callback(
     :param now: the time of receipt (UTC).
     :param confirmed: False when ``VERIFY_WITH_VENDOR`` could not confirm a terminal status:
         the callback is kept (outcome ``unconfirmed``) and changes nothing.
+    :param allow_http_artifacts: ``ALLOW_PRIVATE_URLS``: plain http artifact URLs pass too
+        (see :func:`task_update_from_vendor`; unsafe ones are dropped and counted in the
+        callback's record).
     :raises JobNotFound: the replyRef names a job that this database does not have.
     :raises TaskIdMismatch: the job is bound to another vendor taskId, or the callback's taskId
         to another job.
     :raises sqlalchemy.exc.SQLAlchemyError: the database failed; nothing was kept.
     """
+    update, unsafe_urls = task_update_from_vendor(task, allow_http=allow_http_artifacts)
+    if unsafe_urls:
+        log.warning(
+            "callback carries unsafe artifact URLs (dropped)",
+            extra={"job_id": claims.job_id, "unsafe_urls": unsafe_urls},
+        )
     callback = _Callback(
         claims=claims,
         task=task,
-        update=task_update_from_vendor(task),
+        update=update,
+        unsafe_urls=unsafe_urls,
         body=body,
         body_sha256=body_sha256,
         source_ip=source_ip,
@@ -266,6 +303,7 @@ class _Callback:
     claims: ReplyRefClaims
     task: VendorTask
     update: TaskUpdate
+    unsafe_urls: int
     body: dict[str, Any]
     body_sha256: str
     source_ip: str | None
@@ -373,16 +411,18 @@ def _write_callback(
     except IntegrityError as exc:  # the taskId is bound to another job already
         raise TaskIdMismatch("this taskId belongs to another job") from exc
     transition = plan.transition
-    repo.add_callback(
-        job_id=job.id,
-        received_at=callback.now,
-        status=callback.task.status,
-        progress=callback.task.progressRatio,
-        outcome=transition.outcome.value,
-        body=callback.body,
-        body_sha256=callback.body_sha256,
-        source_ip=callback.source_ip,
-    )
+    if True:
+        repo.add_callback(
+            job_id=job.id,
+            received_at=callback.now,
+            status=callback.task.status,
+            progress=callback.task.progressRatio,
+            outcome=transition.outcome.value,
+            body=callback.body,
+            body_sha256=callback.body_sha256,
+            source_ip=callback.source_ip,
+            unsafe_urls=callback.unsafe_urls,
+        )
     if plan.events:
         repo.add_events([event for event, _ in plan.events])
         routes = repo.subscriber_routes()
@@ -840,12 +880,14 @@ def reconcile(
     clock: Any,
     *,
     limit: int = 500,
+    allow_http_artifacts: bool = False,
 ) -> list[dict[str, Any]]:
     """The safety net for a lost callback: one ``GET /tasks/{taskId}`` per live job whose last
     callback (or creation) is older than ``cutoff``, applied exactly like a callback.
 
     Never part of the normal path (SPEC invariant 5); meant for a scheduled one-off run.
     :param clock: a callable returning the current aware UTC time.
+    :param allow_http_artifacts: ``ALLOW_PRIVATE_URLS`` (see :func:`accept_callback`).
     :returns: one ``{"job_id", "task_id", "outcome" | "error"}`` per job looked at.
     """
     with UnitOfWork(engine, read_only=True) as uow:
@@ -876,6 +918,7 @@ def reconcile(
                 body_sha256="",
                 source_ip="reconcile",
                 now=clock(),
+                allow_http_artifacts=allow_http_artifacts,
             )
         except (ServiceError, DataError) as exc:  # one bad answer costs this job, not the pass
             error = str(exc) if isinstance(exc, ServiceError) else "the database refused the answer"

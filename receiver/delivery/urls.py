@@ -9,6 +9,7 @@ host) and at delivery, against the very address the socket connects to
 from __future__ import annotations
 
 import ipaddress
+import re
 import socket
 from typing import Any
 from urllib.parse import urlsplit
@@ -24,6 +25,39 @@ _NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1:
 _SIXTOFOUR = ipaddress.ip_network("2002::/16")
 _TEREDO = ipaddress.ip_network("2001::/32")
 MAX_URL_LENGTH = 2048
+
+
+#: Control characters, DEL and whitespace: never part of a URL we pass on or send to.
+_CONTROL_OR_SPACE = re.compile(r"[\x00-\x20\x7f-\x9f\s]")
+
+
+def has_control_or_space(url: str) -> bool:
+    """True when ``url`` holds a control character (C0, DEL, C1) or any whitespace."""
+    return _CONTROL_OR_SPACE.search(url) is not None
+
+
+def is_safe_artifact_url(url: object, *, allow_http: bool) -> bool:
+    """Whether a vendor artifact or preview URL may be shown to subscribers, the API and the
+    dashboard: a string of at most :data:`MAX_URL_LENGTH` characters, ``https`` (plain
+    ``http`` too when ``allow_http``, i.e. ``ALLOW_PRIVATE_URLS``), with a host, without
+    credentials, control characters or whitespace. ``javascript:``, ``data:``, ``file:`` and
+    every other scheme are unsafe.
+    """
+    if not isinstance(url, str) or not url or len(url) > MAX_URL_LENGTH:
+        return False
+    if has_control_or_space(url):
+        return False
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (parses the port; a bad one raises)
+    except ValueError:
+        return False
+    schemes = ("https", "http") if allow_http else ("https",)
+    return (
+        parts.scheme.lower() in schemes
+        and bool(parts.hostname)
+        and not (parts.username or parts.password)
+    )
 
 
 class UnsafeUrl(ValueError):

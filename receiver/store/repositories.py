@@ -11,7 +11,19 @@ from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, and_, bindparam, delete, func, insert, or_, select, text, update
+from sqlalchemy import (
+    Connection,
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    null,
+    or_,
+    select,
+    text,
+    update,
+)
 
 from receiver.store.tables import (
     UTCDateTime,
@@ -155,7 +167,9 @@ class Attempt:
 
 @dataclass(frozen=True)
 class CallbackRecord:
-    """One accepted callback as received (``body`` keeps unknown vendor fields)."""
+    """One accepted callback as received (``body`` keeps unknown vendor fields; None for a
+    callback that changed nothing, whose hash and metadata only are kept). ``unsafe_urls``:
+    how many artifact or preview URLs were dropped as unsafe (None: none)."""
 
     id: int
     job_id: str
@@ -163,9 +177,10 @@ class CallbackRecord:
     status: str | None
     progress: float | None
     outcome: str
-    body: dict[str, Any]
+    body: dict[str, Any] | None
     body_sha256: str
     source_ip: str | None
+    unsafe_urls: int | None
 
 
 @dataclass(frozen=True)
@@ -416,10 +431,12 @@ class Repository:
         status: str | None,
         progress: float | None,
         outcome: str,
-        body: dict[str, Any],
+        body: dict[str, Any] | None,
         body_sha256: str,
         source_ip: str | None,
+        unsafe_urls: int | None = None,
     ) -> None:
+        """Record one accepted callback; ``body`` None keeps its hash and metadata only."""
         self.conn.execute(
             _INSERT_CALLBACK,
             {
@@ -428,11 +445,17 @@ class Repository:
                 "status": status,
                 "progress": progress,
                 "outcome": outcome,
-                "body": body,
+                "body": null() if body is None else body,
                 "body_sha256": body_sha256,
                 "source_ip": source_ip,
+                "unsafe_urls": unsafe_urls or None,
             },
         )
+
+    def count_callbacks(self, job_id: str) -> int:
+        """How many callbacks are stored for ``job_id``."""
+        stmt = select(func.count()).select_from(callbacks).where(callbacks.c.job_id == job_id)
+        return int(self.conn.execute(stmt).scalar_one())
 
     def list_callbacks(self, job_id: str) -> list[CallbackRecord]:
         stmt = select(callbacks).where(callbacks.c.job_id == job_id).order_by(callbacks.c.id)

@@ -318,6 +318,7 @@ def useapi_callback() -> tuple[Response, int]:
             source_ip=_source_ip(),
             now=utcnow(),
             confirmed=confirmed,
+            allow_http_artifacts=rt.settings.allow_private_urls,
         )
     except services.JobNotFound:
         _refuse(

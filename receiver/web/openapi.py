@@ -86,6 +86,7 @@ _CALLBACK = _strict(
         "progress": {"type": ["number", "null"]},
         "outcome": {"type": "string"},
         "body_sha256": {"type": "string"},
+        "unsafe_urls": {"type": "integer", "minimum": 0},
     }
 )
 _SUBSCRIBER = _strict(

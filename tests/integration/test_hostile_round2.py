@@ -12,7 +12,9 @@ from typing import Any
 from flask.testing import FlaskClient
 from sqlalchemy import Engine, text
 
-from tests.conftest import JobFactory, subscribe, table_counts, task_body
+from receiver import create_app
+from receiver.runtime import Runtime, build_runtime
+from tests.conftest import JobFactory, make_settings, subscribe, table_counts, task_body
 
 TASK = "user:1-runwayml:sim@example.com-task:t-1"
 
@@ -78,3 +80,72 @@ def test_unbound_job_is_still_bound_by_a_callback_without_task_id_later(
     assert job_state(engine, job.id)[:2] == ("PENDING", None)
     assert post(client, task_body(ref, "RUNNING")).status_code == 200
     assert job_state(engine, job.id)[1] == TASK
+
+
+# -- 3. artifact URLs are checked before anyone sees them -----------------------------------
+
+HOSTILE_ARTIFACTS = [
+    {"url": "javascript:alert(document.cookie)"},
+    {
+        "url": "https://cdn.example/v.mp4",
+        "previewUrls": [
+            "https://cdn.example/p.jpg",
+            "data:image/svg+xml;base64,PHN2Zz4=",
+            "file:///etc/passwd",
+        ],
+    },
+    {"url": "http://cdn.example/plain.mp4"},
+    {"url": "https://cdn.example/a b.mp4"},
+    {"url": "//cdn.example/no-scheme.mp4"},
+]
+
+
+def _app_with_private(database_url: str, allow: bool) -> tuple[FlaskClient, Runtime]:
+    rt = build_runtime(make_settings(database_url, allow_private_urls=allow))
+    app = create_app(runtime=rt)
+    app.config["TESTING"] = True
+    return app.test_client(), rt
+
+
+def test_unsafe_artifact_urls_are_dropped_and_the_callback_records_them(
+    database_url: str, admin: dict[str, str]
+) -> None:
+    client, rt = _app_with_private(database_url, allow=False)
+    try:
+        subscribe(rt.engine, ["task.succeeded"])
+        job, ref = JobFactory(rt)()
+        r = post(client, task_body(ref, "SUCCEEDED", artifacts=HOSTILE_ARTIFACTS))
+        assert r.status_code == 200, r.json
+        assert r.json["outcome"] == "applied"
+        safe = [{"url": "https://cdn.example/v.mp4", "previewUrls": ["https://cdn.example/p.jpg"]}]
+
+        task = client.get(f"/api/tasks/{job.id}", headers=admin).json
+        assert task["artifacts"] == safe  # the API
+        with rt.engine.connect() as conn:
+            payload = json.loads(conn.execute(text("SELECT payload FROM events")).scalar_one())
+        assert payload["data"]["artifacts"] == safe  # what subscribers are sent
+        page = client.get(f"/dashboard/tasks/{job.id}", headers=admin)
+        html = page.get_data(as_text=True)
+        for bad in ("javascript:", "data:image", "file://", "plain.mp4", "no-scheme"):
+            assert bad not in html
+        # the callback is recorded as carrying them: 6 URLs dropped
+        assert [c["unsafe_urls"] for c in task["callbacks"]] == [6]
+    finally:
+        rt.engine.dispose()
+
+
+def test_plain_http_artifacts_pass_only_with_allow_private_urls(
+    database_url: str, admin: dict[str, str]
+) -> None:
+    client, rt = _app_with_private(database_url, allow=True)
+    try:
+        job, ref = JobFactory(rt)()
+        post(client, task_body(ref, "SUCCEEDED", artifacts=HOSTILE_ARTIFACTS))
+        task = client.get(f"/api/tasks/{job.id}", headers=admin).json
+        assert [a["url"] for a in task["artifacts"]] == [
+            "https://cdn.example/v.mp4",
+            "http://cdn.example/plain.mp4",
+        ]
+        assert [c["unsafe_urls"] for c in task["callbacks"]] == [5]
+    finally:
+        rt.engine.dispose()
