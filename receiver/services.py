@@ -147,6 +147,14 @@ def _error_dict(error: str | VendorError | None, code: Any = None) -> dict[str, 
     return out
 
 
+#: Longest ``progressText`` kept, in characters (a longer one is cut): the vendor sends a short
+#: phrase, and every event carries it to every subscriber.
+MAX_PROGRESS_TEXT = 500
+#: Most callbacks stored per job. Past it, a callback that changes nothing is answered (and
+#: counted in the metrics) but not stored; one that moves the task is still stored.
+MAX_CALLBACKS_PER_JOB = 500
+
+
 def task_update_from_vendor(
     task: VendorTask, *, allow_http: bool = False
 ) -> tuple[TaskUpdate, int]:
@@ -154,7 +162,8 @@ def task_update_from_vendor(
 
     Artifact and preview URLs are checked (:func:`receiver.delivery.urls.is_safe_artifact_url`,
     https only, plain http too when ``allow_http``): an artifact whose ``url`` is unsafe is
-    dropped, an unsafe preview URL is dropped from ``previewUrls``.
+    dropped, an unsafe preview URL is dropped from ``previewUrls``. ``progressText`` is cut to
+    :data:`MAX_PROGRESS_TEXT` characters.
 
     :returns: (the update, how many URLs were dropped as unsafe).
     """
@@ -178,7 +187,7 @@ def task_update_from_vendor(
     update = TaskUpdate(
         status=task.status,
         progress=task.progressRatio,
-        progress_text=text,
+        progress_text=text[:MAX_PROGRESS_TEXT] if text is not None else None,
         artifacts=artifacts,
         error=_error_dict(task.error, task.code if task.error is not None else None),
     )
@@ -259,6 +268,10 @@ def accept_callback(
     :param allow_http_artifacts: ``ALLOW_PRIVATE_URLS``: plain http artifact URLs pass too
         (see :func:`task_update_from_vendor`; unsafe ones are dropped and counted in the
         callback's record).
+
+    Only a callback that moves the task (or an unconfirmed one) keeps its body; a duplicate,
+    stale, unknown-status or post-terminal one keeps its hash and metadata. Past
+    :data:`MAX_CALLBACKS_PER_JOB` stored callbacks, one that changes nothing is not stored.
     :raises JobNotFound: the replyRef names a job that this database does not have.
     :raises TaskIdMismatch: the job is bound to another vendor taskId, or the callback's taskId
         to another job.
@@ -411,14 +424,15 @@ def _write_callback(
     except IntegrityError as exc:  # the taskId is bound to another job already
         raise TaskIdMismatch("this taskId belongs to another job") from exc
     transition = plan.transition
-    if True:
+    keep_body = transition.changed or transition.outcome is Outcome.UNCONFIRMED
+    if keep_body or repo.count_callbacks(job.id) < MAX_CALLBACKS_PER_JOB:
         repo.add_callback(
             job_id=job.id,
             received_at=callback.now,
             status=callback.task.status,
             progress=callback.task.progressRatio,
             outcome=transition.outcome.value,
-            body=callback.body,
+            body=callback.body if keep_body else None,
             body_sha256=callback.body_sha256,
             source_ip=callback.source_ip,
             unsafe_urls=callback.unsafe_urls,

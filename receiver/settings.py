@@ -91,7 +91,11 @@ class Settings(BaseSettings):
         description="relay worker serves its own /metrics (bearer ADMIN_TOKEN) on this port",
     )
     max_content_length: int = Field(262144, ge=1024, le=64 * 1024 * 1024)
-    reply_ref_max_age: float = Field(2592000, gt=0)
+    reply_ref_max_age: float = Field(
+        604800,
+        gt=0,
+        description="seconds a replyRef verifies: 7 days, what a task can take plus a margin",
+    )
     verify_with_vendor: bool = False
     trusted_proxy_hops: int = Field(1, ge=0, le=10)
     log_format: Literal["json", "text"] = "json"

@@ -116,7 +116,7 @@ def test_good_settings_parse_lists_and_flags(env: pytest.MonkeyPatch) -> None:
     assert settings.delivery_retry_schedule == [1, 2.5, 60]
     assert settings.verify_with_vendor is True and settings.trusted_proxy_hops == 2
     assert settings.database_url.startswith("postgresql+psycopg://")
-    assert (settings.max_content_length, settings.reply_ref_max_age) == (262144, 2592000)
+    assert (settings.max_content_length, settings.reply_ref_max_age) == (262144, 604800)
 
 
 def test_settings_never_show_a_secret_in_their_repr(env: pytest.MonkeyPatch) -> None:

@@ -9,10 +9,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import Engine, text
 
-from receiver import create_app
+from receiver import create_app, services
 from receiver.runtime import Runtime, build_runtime
 from tests.conftest import JobFactory, make_settings, subscribe, table_counts, task_body
 
@@ -147,5 +148,91 @@ def test_plain_http_artifacts_pass_only_with_allow_private_urls(
             "http://cdn.example/plain.mp4",
         ]
         assert [c["unsafe_urls"] for c in task["callbacks"]] == [5]
+    finally:
+        rt.engine.dispose()
+
+
+# -- 4. amplification is bounded ------------------------------------------------------------
+
+
+def callbacks_of(engine: Engine, job_id: str) -> list[tuple[str, bool, str]]:
+    """(outcome, body kept?, body hash) of each stored callback of ``job_id``, in order."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text("SELECT outcome, body, body_sha256 FROM callbacks WHERE job_id = :j ORDER BY id"),
+            {"j": job_id},
+        )
+        return [(r[0], r[1] is not None, r[2]) for r in rows]
+
+
+def event_count(engine: Engine, job_id: str) -> int:
+    with engine.connect() as conn:
+        q = text("SELECT count(*) FROM events WHERE job_id = :j")
+        return int(conn.execute(q, {"j": job_id}).scalar_one())
+
+
+def test_replays_and_late_callbacks_keep_hash_and_metadata_not_the_body(
+    client: FlaskClient, engine: Engine, make_job: JobFactory
+) -> None:
+    job, ref = make_job()
+    padding = "x" * 100_000  # what makes 60 replays cost 12 MB when every body is kept
+    running = task_body(ref, "RUNNING", progressRatio=0.5, padding=padding)
+    for _ in range(5):
+        assert post(client, running).status_code == 200
+    assert post(client, task_body(ref, "PENDING", padding=padding)).json["outcome"] == "stale"
+    assert post(client, task_body(ref, "SUCCEEDED")).json["outcome"] == "applied"
+    assert post(client, running).json["outcome"] == "already_terminal"
+
+    stored = callbacks_of(engine, job.id)
+    assert [(outcome, kept) for outcome, kept, _ in stored] == [
+        ("applied", True),
+        *[("duplicate", False)] * 4,
+        ("stale", False),
+        ("applied", True),
+        ("already_terminal", False),
+    ]
+    assert all(len(sha) == 64 for _, _, sha in stored)
+
+
+def test_tiny_progress_steps_emit_no_events(
+    client: FlaskClient, engine: Engine, make_job: JobFactory
+) -> None:
+    """30 posts moving progress by 1e-9 gave 30 events to every subscriber; now a step of at
+    least 1 % is needed (a status change still counts, whatever the progress)."""
+    subscribe(engine, ["task.progress"])
+    job, ref = make_job()
+    assert post(client, task_body(ref, "RUNNING", progressRatio=0.2)).status_code == 200
+    for n in range(1, 31):
+        r = post(client, task_body(ref, "RUNNING", progressRatio=0.2 + n * 1e-9))
+        assert r.json["outcome"] == "duplicate"
+    assert event_count(engine, job.id) == 1
+    assert post(client, task_body(ref, "RUNNING", progressRatio=0.21)).json["outcome"] == "applied"
+    assert event_count(engine, job.id) == 2
+
+
+def test_progress_text_is_capped(client: FlaskClient, engine: Engine, make_job: JobFactory) -> None:
+    job, ref = make_job()
+    post(client, task_body(ref, "RUNNING", progressRatio=0.1, progressText="y" * 50_000))
+    assert len(job_state(engine, job.id)[3]) == services.MAX_PROGRESS_TEXT
+    with engine.connect() as conn:
+        payload = json.loads(conn.execute(text("SELECT payload FROM events")).scalar_one())
+    assert len(payload["data"]["progress_text"]) == services.MAX_PROGRESS_TEXT
+
+
+def test_stored_callbacks_per_job_are_capped(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past the cap, a callback that changes nothing is answered but not stored; one that
+    moves the task still is. (The cap is lowered to keep the test short.)"""
+    monkeypatch.setattr(services, "MAX_CALLBACKS_PER_JOB", 5)
+    client, rt = _app_with_private(sqlite_url, allow=True)
+    try:
+        job, ref = JobFactory(rt)()
+        for _ in range(10):
+            assert post(client, task_body(ref, "PENDING")).status_code == 200
+        assert len(callbacks_of(rt.engine, job.id)) == 5
+        assert post(client, task_body(ref, "SUCCEEDED")).json["outcome"] == "applied"
+        assert [o for o, _, _ in callbacks_of(rt.engine, job.id)][-1] == "applied"
+        assert len(callbacks_of(rt.engine, job.id)) == 6
     finally:
         rt.engine.dispose()
