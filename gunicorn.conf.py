@@ -1,8 +1,11 @@
 """gunicorn settings for the Procfile's `web:` line (read from the working directory).
 
 gunicorn itself binds 0.0.0.0:$PORT when PORT is set (PaaS) and reads WEB_CONCURRENCY for the
-number of worker processes; both are left to it. Threads serve the callbacks of one process
-concurrently; each request holds a database connection only while it runs.
+number of worker processes; both are left to it. Each worker process serves its connections as
+gevent greenlets, not threads: a client that trickles its request costs a greenlet, not one of
+a few request threads, so slow clients cannot freeze ingest (README, "Security"); the body's
+deadline is BODY_READ_TIMEOUT_SECONDS (receiver/web/slowbody.py). Each request holds a database
+connection only while it runs.
 """
 
 import os
@@ -12,8 +15,9 @@ import tempfile
 # Each worker process builds its own app (and database pool) after the fork: no connection is
 # ever shared between processes.
 preload_app = False
-worker_class = "gthread"
-threads = int(os.environ.get("WEB_THREADS", "4"))
+worker_class = "gevent"
+# Connections one worker process holds at once (gevent: each a greenlet).
+worker_connections = int(os.environ.get("WEB_CONNECTIONS", "1000"))
 timeout = 30
 graceful_timeout = 25
 keepalive = 5

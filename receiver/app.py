@@ -11,6 +11,7 @@ from receiver.runtime import Runtime, build_runtime
 from receiver.settings import Settings, load_settings
 from receiver.web import api, callbacks, dashboard, health
 from receiver.web.errors import register_error_handlers
+from receiver.web.slowbody import BodyDeadline
 
 
 def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> Flask:
@@ -36,6 +37,12 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
             app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops
         )
+    # Outermost: a slow body is cut off before anything else runs (receiver/web/slowbody.py).
+    app.wsgi_app = BodyDeadline(  # type: ignore[method-assign]
+        app.wsgi_app,
+        seconds=settings.body_read_timeout_seconds,
+        max_bytes=settings.max_content_length,
+    )
     register_error_handlers(app)
     app.register_blueprint(health.bp)
     app.register_blueprint(callbacks.bp)

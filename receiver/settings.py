@@ -102,6 +102,15 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     refused_log_size: int = Field(1000, ge=10, le=1_000_000)
 
+    # -- hostile clients (issue 16): deadlines, sessions, sign-in limits -------------------
+    body_read_timeout_seconds: float = Field(
+        5.0,
+        gt=0,
+        le=120,
+        description="a request body must arrive whole within this; else 408 and the "
+        "connection is closed (gunicorn's gevent worker)",
+    )
+
     @field_validator("secret_key", mode="before")
     @classmethod
     def _keys(cls, value: object) -> object:
