@@ -22,9 +22,11 @@ timeout = 30
 graceful_timeout = 25
 keepalive = 5
 accesslog = "-" if os.environ.get("ACCESS_LOG", "") == "1" else None
-# X-Forwarded-* are read in one place only: ProxyFix in the app, for TRUSTED_PROXY_HOPS hops.
-# gunicorn would otherwise take X-Forwarded-Proto from any peer it trusts, hops or not.
-forwarded_allow_ips = "*"
+# Forwarded headers are read in one place only: ProxyFix in the app, for TRUSTED_PROXY_HOPS hops.
+# gunicorn trusts no peer: from a trusted one it would take X-Forwarded-Proto, and SCRIPT_NAME and
+# PATH_INFO headers (which rewrite every URL the app builds: an open redirect).
+forwarded_allow_ips = ""
+forwarder_headers = ""
 secure_scheme_headers: dict[str, str] = {}
 if not os.environ.get("PORT"):
     bind = ["0.0.0.0:8000"]

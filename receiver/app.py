@@ -34,8 +34,11 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.extensions["relay"] = runtime or build_runtime(settings)
     if settings.trusted_proxy_hops:
         hops = settings.trusted_proxy_hops
+        # X-Forwarded-Host/-Port only when asked (TRUST_FORWARDED_HOST): a router that passes a
+        # client's own X-Forwarded-Host on would otherwise let it choose the app's host name.
+        host_hops = hops if settings.trust_forwarded_host else 0
         app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
-            app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops
+            app.wsgi_app, x_for=hops, x_proto=hops, x_host=host_hops, x_port=host_hops
         )
     # Outermost: a slow body is cut off before anything else runs (receiver/web/slowbody.py).
     app.wsgi_app = BodyDeadline(  # type: ignore[method-assign]

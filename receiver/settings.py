@@ -103,6 +103,11 @@ class Settings(BaseSettings):
     refused_log_size: int = Field(1000, ge=10, le=1_000_000)
 
     # -- hostile clients (issue 16): deadlines, sessions, sign-in limits -------------------
+    trust_forwarded_host: bool = Field(
+        False,
+        description="take Host and port from X-Forwarded-Host/-Port of the trusted hops "
+        "(off: the Host header the server received)",
+    )
     body_read_timeout_seconds: float = Field(
         5.0,
         gt=0,

@@ -110,6 +110,9 @@ def init_app(app: Flask) -> None:
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_PATH="/dashboard",
         PERMANENT_SESSION_LIFETIME=SESSION_LIFETIME,
+        # In production the cookie is Secure whatever the request's scheme looks like: a
+        # dashboard must be reached over https there.
+        SESSION_COOKIE_SECURE=not app.extensions["relay"].settings.is_dev,
     )
     app.register_blueprint(bp)
 
