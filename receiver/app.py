@@ -28,7 +28,6 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.config.update(
         MAX_CONTENT_LENGTH=settings.max_content_length,
         JSON_SORT_KEYS=False,
-        SECRET_KEY=settings.signing_keys[0],
     )
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["relay"] = runtime or build_runtime(settings)

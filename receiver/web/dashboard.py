@@ -101,10 +101,29 @@ class DashboardSessionInterface(SecureCookieSessionInterface):
         return bool(app.config["SESSION_COOKIE_SECURE"]) or request.is_secure
 
 
+#: What the dashboard's session key is derived from a ``SECRET_KEY`` with (HMAC-SHA256): the
+#: cookie is never signed with a replyRef key itself, so the two purposes cannot mix.
+SESSION_KEY_LABEL = b"runway-relay dashboard session key v1"
+
+
+def session_key(secret: str) -> str:
+    """The session cookie's signing key derived from one ``SECRET_KEY`` (hex, 64 characters)."""
+    return hmac.new(secret.encode(), SESSION_KEY_LABEL, hashlib.sha256).hexdigest()
+
+
 def init_app(app: Flask) -> None:
-    """Register the dashboard on ``app``: session cookie settings, blueprint, filters."""
+    """Register the dashboard on ``app``: session cookie settings, blueprint, filters.
+
+    The cookie is signed with a key derived from the first ``SECRET_KEY`` (the others verify,
+    so a key rotation keeps sessions); it carries a random session id whose server-side row
+    (table ``sessions``) sign-out deletes and whose 12-hour end is fixed at sign-in.
+    """
+    keys = app.extensions["relay"].settings.signing_keys
     app.session_interface = DashboardSessionInterface()
     app.config.update(
+        SECRET_KEY=session_key(keys[0]),
+        SECRET_KEY_FALLBACKS=[session_key(k) for k in keys[1:]],
+        SESSION_REFRESH_EACH_REQUEST=False,
         SESSION_COOKIE_NAME="relay_session",
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
@@ -126,9 +145,24 @@ def _fingerprint(token: str) -> str:
     return hmac.new(key, b"dashboard-session:" + token.encode(), hashlib.sha256).hexdigest()
 
 
+def _sid_hash(sid: str) -> str:
+    return hashlib.sha256(sid.encode()).hexdigest()
+
+
 def _signed_in(token: str) -> bool:
-    held = session.get("auth")
-    return isinstance(held, str) and hmac.compare_digest(held, _fingerprint(token))
+    """Signed in: the cookie proves the ADMIN_TOKEN and names a session that is neither signed
+    out nor past its 12 hours (one read of table ``sessions``, once per request)."""
+    cached = g.get("dashboard_signed_in")
+    if cached is not None:
+        return bool(cached)
+    held, sid = session.get("auth"), session.get("sid")
+    alive = False
+    if isinstance(held, str) and isinstance(sid, str) and sid:
+        if hmac.compare_digest(held, _fingerprint(token)):
+            with UnitOfWork(runtime().engine, read_only=True) as uow:
+                alive = uow.repo.session_alive(_sid_hash(sid), utcnow())
+    g.dashboard_signed_in = alive
+    return alive
 
 
 def csrf_token() -> str:
@@ -358,9 +392,14 @@ def login() -> ResponseReturnValue:
                 "dashboard/login.html", error="That token is not the ADMIN_TOKEN.", next=target
             )
             return page, 401
+        sid, now = secrets.token_urlsafe(32), utcnow()
+        with UnitOfWork(runtime().engine) as uow:
+            uow.repo.add_session(_sid_hash(sid), now, now + SESSION_LIFETIME)
+            uow.commit()
         session.clear()
         session.permanent = True
         session["auth"] = _fingerprint(token)
+        session["sid"] = sid
         session["csrf"] = secrets.token_urlsafe(32)
         log.info("dashboard sign-in", extra={"source_ip": request.remote_addr})
         return redirect(target or url_for("dashboard.overview"), 303)
@@ -371,6 +410,12 @@ def login() -> ResponseReturnValue:
 
 @bp.post("/logout")
 def logout() -> ResponseReturnValue:
+    """Sign out: the session's row is deleted, so its cookie is refused even if kept."""
+    sid = session.get("sid")
+    if isinstance(sid, str) and sid:
+        with UnitOfWork(runtime().engine) as uow:
+            uow.repo.end_session(_sid_hash(sid))
+            uow.commit()
     session.clear()
     return redirect(url_for("dashboard.login"), 303)
 

@@ -7,15 +7,28 @@ PostgreSQL); the receiver itself is never patched.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
+from flask import Flask
+from flask.sessions import SecureCookieSessionInterface
 from flask.testing import FlaskClient
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, select, text, update
 
 from receiver import create_app, services
+from receiver.clock import utcnow
 from receiver.runtime import Runtime, build_runtime
-from tests.conftest import JobFactory, make_settings, subscribe, table_counts, task_body
+from receiver.store.tables import sessions
+from tests.conftest import (
+    ADMIN_TOKEN,
+    SECRET,
+    JobFactory,
+    make_settings,
+    subscribe,
+    table_counts,
+    task_body,
+)
 
 TASK = "user:1-runwayml:sim@example.com-task:t-1"
 
@@ -236,3 +249,81 @@ def test_stored_callbacks_per_job_are_capped(
         assert len(callbacks_of(rt.engine, job.id)) == 6
     finally:
         rt.engine.dispose()
+
+
+# -- 6. sessions end ------------------------------------------------------------------------
+
+CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+def csrf_of(client: FlaskClient, page: str) -> str:
+    match = CSRF.search(client.get(page).get_data(as_text=True))
+    assert match, page
+    return match.group(1)
+
+
+def sign_in(client: FlaskClient) -> str:
+    """Sign in through the form; the session cookie's value."""
+    r = client.post(
+        "/dashboard/login",
+        data={"csrf_token": csrf_of(client, "/dashboard/login"), "token": ADMIN_TOKEN},
+    )
+    assert r.status_code == 303, r.get_data(as_text=True)[:300]
+    cookie = client.get_cookie("relay_session", path="/dashboard")
+    assert cookie is not None
+    return cookie.value
+
+
+def with_cookie(app: Flask, value: str) -> FlaskClient:
+    """A fresh browser that only holds ``value`` as its session cookie (a copied cookie)."""
+    other = app.test_client()
+    other.set_cookie("relay_session", value, path="/dashboard")
+    return other
+
+
+def test_sign_out_ends_the_session_server_side(app: Flask) -> None:
+    client = app.test_client()
+    kept = sign_in(client)
+    assert with_cookie(app, kept).get("/dashboard").status_code == 200
+    out = client.post("/dashboard/logout", data={"csrf_token": csrf_of(client, "/dashboard")})
+    assert out.status_code == 303
+    # the cookie someone kept (or copied) before sign-out is refused
+    r = with_cookie(app, kept).get("/dashboard")
+    assert r.status_code == 303 and r.headers["Location"].startswith("/dashboard/login")
+
+
+def test_a_session_lasts_12_hours_however_often_it_refreshes(app: Flask, engine: Engine) -> None:
+    client = app.test_client()
+    sign_in(client)
+    with engine.connect() as conn:
+        created, expires = conn.execute(select(sessions.c.created_at, sessions.c.expires_at)).one()
+    for _ in range(5):  # a dashboard that refreshes keeps no session alive longer
+        r = client.get("/dashboard")
+        assert r.status_code == 200
+        assert "relay_session" not in r.headers.get("Set-Cookie", "")  # cookie not re-issued
+    with engine.connect() as conn:
+        assert conn.execute(select(sessions.c.expires_at)).scalar_one() == expires
+    assert (expires - created).total_seconds() == 12 * 3600
+    # twelve hours later (the row's end moved to now: the clock is the database's row)
+    with engine.begin() as conn:
+        conn.execute(update(sessions).values(expires_at=utcnow()))
+    assert client.get("/dashboard").status_code == 303
+
+
+def test_session_cookie_is_not_signed_with_the_reply_ref_key(app: Flask) -> None:
+    """A cookie carrying a genuine session, re-signed with SECRET_KEY itself (the replyRef
+    key), is refused: the session key is derived apart from it."""
+    client = app.test_client()
+    value = sign_in(client)
+    interface = SecureCookieSessionInterface()
+    real = interface.get_signing_serializer(app)
+    assert real is not None
+    payload = real.loads(value)
+    assert payload["sid"]
+    raw_key = Flask("raw-key")
+    raw_key.secret_key = SECRET
+    forged = interface.get_signing_serializer(raw_key)
+    assert forged is not None
+    r = with_cookie(app, forged.dumps(payload)).get("/dashboard")
+    assert r.status_code == 303
+    assert with_cookie(app, value).get("/dashboard").status_code == 200
