@@ -11,6 +11,7 @@ from receiver.runtime import Runtime, build_runtime
 from receiver.settings import Settings, load_settings
 from receiver.web import api, callbacks, dashboard, health
 from receiver.web.errors import register_error_handlers
+from receiver.web.ratelimit import FailureLimiter
 from receiver.web.slowbody import BodyDeadline
 
 
@@ -31,6 +32,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     )
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["relay"] = runtime or build_runtime(settings)
+    app.extensions["auth_limiter"] = FailureLimiter()
     if settings.trusted_proxy_hops:
         hops = settings.trusted_proxy_hops
         # X-Forwarded-Host/-Port only when asked (TRUST_FORWARDED_HOST): a router that passes a

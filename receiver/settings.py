@@ -20,6 +20,9 @@ from sqlalchemy.exc import ArgumentError
 DEFAULT_RETRY_SCHEDULE: tuple[float, ...] = (5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400)
 
 INSTANCE_DIR = Path("instance")
+#: Shortest ADMIN_TOKEN accepted in production: guessing it must stay hopeless even at the
+#: rate the sign-in limiter allows (receiver/web/ratelimit.py).
+MIN_ADMIN_TOKEN_LENGTH = 32
 
 
 class ConfigError(Exception):
@@ -181,6 +184,15 @@ class Settings(BaseSettings):
             raise ValueError(
                 "SECRET_KEY is required when RELAY_ENV=production "
                 "(set it, or RELAY_ENV=development for local use)"
+            )
+        if (
+            self.relay_env == "production"
+            and self.admin_token
+            and len(self.admin_token) < MIN_ADMIN_TOKEN_LENGTH
+        ):
+            raise ValueError(
+                f"ADMIN_TOKEN must be at least {MIN_ADMIN_TOKEN_LENGTH} characters when "
+                "RELAY_ENV=production (use: openssl rand -hex 32)"
             )
         if self.verify_with_vendor and not self.useapi_token:
             raise ValueError("VERIFY_WITH_VENDOR=1 needs USEAPI_TOKEN to ask the vendor")

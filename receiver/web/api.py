@@ -39,6 +39,7 @@ from receiver.web.callbacks import BadBody, parse_json_object, read_body
 from receiver.web.context import runtime
 from receiver.web.errors import ApiError, error_response, validation_message
 from receiver.web.openapi import openapi_document
+from receiver.web.ratelimit import client_address, limiter, refuse_too_many
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
@@ -59,11 +60,17 @@ def _require_admin_token() -> ResponseReturnValue | None:
     token = runtime().settings.admin_token
     if not token:
         raise ApiError(503, "admin_disabled", "the admin API is off: set ADMIN_TOKEN to use it")
+    client = client_address()
+    refused = refuse_too_many(client)
+    if refused is not None:
+        return refused
     header = request.headers.get("Authorization", "")
     scheme, _, given = header.partition(" ")
     if scheme.lower() != "bearer" or not hmac.compare_digest(
         _digest(given.strip()), _digest(token)
     ):
+        if header:  # a token was presented and is wrong: a guess (no header guesses nothing)
+            limiter().failed(client)
         response, status = error_response(
             401, "unauthorized", "a valid 'Authorization: Bearer <ADMIN_TOKEN>' is required"
         )

@@ -58,6 +58,7 @@ from receiver.metrics import bearer_matches
 from receiver.store.repositories import Attempt, Delivery, Event, Job, Subscriber
 from receiver.store.uow import UnitOfWork
 from receiver.web.context import runtime
+from receiver.web.ratelimit import client_address, limiter
 
 log = logging.getLogger(__name__)
 
@@ -87,10 +88,11 @@ CONTENT_SECURITY_POLICY = (
 class DashboardError(Exception):
     """A refusal shown as an HTML page with its status (and the request id)."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, *, retry_after: int | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.retry_after = retry_after
 
 
 class DashboardSessionInterface(SecureCookieSessionInterface):
@@ -165,6 +167,17 @@ def _signed_in(token: str) -> bool:
     return alive
 
 
+def _refuse_if_too_many(client: str | None) -> None:
+    """:raise DashboardError 429: this address failed too often (with ``Retry-After``)."""
+    wait = limiter().retry_after(client)
+    if wait is not None:
+        raise DashboardError(
+            429,
+            f"Too many failed sign-ins from your address. Try again in {wait} seconds.",
+            retry_after=wait,
+        )
+
+
 def csrf_token() -> str:
     """This session's CSRF token (created on first use)."""
     token = session.get("csrf")
@@ -207,7 +220,10 @@ def _guard() -> ResponseReturnValue | None:
         return None
     header = request.headers.get("Authorization")
     if header is not None:
+        client = client_address()
+        _refuse_if_too_many(client)
         if not bearer_matches(header, token):
+            limiter().failed(client)
             raise DashboardError(401, "That bearer token is not accepted.")
         g.dashboard_auth = "bearer"  # sent by a program, not by a browser on its own: no CSRF
         return None
@@ -253,10 +269,13 @@ def _error_page(status: int, message: str) -> tuple[str, int]:
 
 
 @bp.errorhandler(DashboardError)
-def _dashboard_error(exc: DashboardError) -> tuple[str, int]:
-    if exc.status in (400, 401, 403):
+def _dashboard_error(exc: DashboardError) -> ResponseReturnValue:
+    if exc.status in (400, 401, 403, 429):
         log.info("dashboard refused a request", extra={"status": exc.status, "path": request.path})
-    return _error_page(exc.status, exc.message)
+    page, status = _error_page(exc.status, exc.message)
+    if exc.retry_after is not None:
+        return page, status, {"Retry-After": str(exc.retry_after)}
+    return page, status
 
 
 @bp.errorhandler(services.ServiceError)
@@ -385,8 +404,11 @@ def login() -> ResponseReturnValue:
     target = _safe_next(request.values.get("next"))
     if request.method == "POST":
         _check_csrf()
+        client = client_address()
+        _refuse_if_too_many(client)
         given = request.form.get("token", "").strip()
         if not hmac.compare_digest(given.encode("utf-8", "replace"), token.encode("utf-8")):
+            limiter().failed(client)
             log.warning("dashboard sign-in refused", extra={"source_ip": request.remote_addr})
             page = render_template(
                 "dashboard/login.html", error="That token is not the ADMIN_TOKEN.", next=target

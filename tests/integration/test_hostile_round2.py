@@ -20,6 +20,7 @@ from receiver import create_app, services
 from receiver.clock import utcnow
 from receiver.runtime import Runtime, build_runtime
 from receiver.store.tables import sessions
+from receiver.web import ratelimit
 from tests.conftest import (
     ADMIN_TOKEN,
     SECRET,
@@ -327,3 +328,52 @@ def test_session_cookie_is_not_signed_with_the_reply_ref_key(app: Flask) -> None
     r = with_cookie(app, forged.dumps(payload)).get("/dashboard")
     assert r.status_code == 303
     assert with_cookie(app, value).get("/dashboard").status_code == 200
+
+
+# -- 7. tokens and sign-in ------------------------------------------------------------------
+
+GUESS = {"Authorization": "Bearer guessed-admin-token"}
+
+
+def from_address(address: str) -> dict[str, Any]:
+    return {"environ_base": {"REMOTE_ADDR": address}}
+
+
+def test_failed_bearer_checks_are_rate_limited_per_address(
+    client: FlaskClient, admin: dict[str, str]
+) -> None:
+    attacker = from_address("203.0.113.7")
+    for n in range(ratelimit.MAX_FAILURES):
+        path = "/metrics" if n % 2 else "/api/tasks"  # one budget for every bearer check
+        assert client.get(path, headers=GUESS, **attacker).status_code == 401
+    for path in ("/api/tasks", "/metrics", "/dashboard"):
+        # refused before the token is compared: even the right one waits now
+        r = client.get(path, headers=admin, **attacker)
+        assert r.status_code == 429, (path, r.status_code)
+        assert 1 <= int(r.headers["Retry-After"]) <= ratelimit.WINDOW_SECONDS
+    assert client.get("/api/tasks", headers=GUESS, **attacker).json["error"]["code"] == (
+        "too_many_attempts"
+    )
+    # another address is not affected
+    assert (
+        client.get("/api/tasks", headers=admin, **from_address("198.51.100.2")).status_code == 200
+    )
+
+
+def test_failed_dashboard_sign_ins_are_rate_limited_per_address(client: FlaskClient) -> None:
+    attacker = from_address("203.0.113.8")
+
+    def attempt(token: str) -> Any:
+        page = client.get("/dashboard/login", **attacker).get_data(as_text=True)
+        match = CSRF.search(page)
+        assert match
+        return client.post(
+            "/dashboard/login", data={"csrf_token": match.group(1), "token": token}, **attacker
+        )
+
+    for _ in range(ratelimit.MAX_FAILURES):
+        assert attempt("not-the-token").status_code == 401
+    r = attempt(ADMIN_TOKEN)
+    assert r.status_code == 429
+    assert 1 <= int(r.headers["Retry-After"]) <= ratelimit.WINDOW_SECONDS
+    assert "Try again in" in r.get_data(as_text=True)
