@@ -9,14 +9,19 @@ host) and at delivery, against the very address the socket connects to
 from __future__ import annotations
 
 import ipaddress
+import logging
 import re
 import socket
+import time
 from typing import Any
 from urllib.parse import urlsplit
 
+import requests
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+
+log = logging.getLogger(__name__)
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -211,3 +216,80 @@ class GuardedAdapter(HTTPAdapter):
             "http": _GuardedHTTPPool,
             "https": _GuardedHTTPSPool,
         }
+
+
+def guarded_session(*, allow_private: bool, pool_size: int = 4) -> requests.Session:
+    """A ``requests`` session as webhook delivery uses it: the connect-time address guard
+    (:class:`GuardedAdapter`, unless ``allow_private``), no proxy, netrc or CA settings from the
+    environment (``trust_env`` off), no retries."""
+    session = requests.Session()
+    session.trust_env = False
+    adapter_cls = HTTPAdapter if allow_private else GuardedAdapter
+    adapter = adapter_cls(pool_connections=8, pool_maxsize=pool_size, max_retries=0)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
+
+
+class ImageFetchFailed(ValueError):
+    """An image URL could not be used. The message is the same whatever went wrong (refused
+    address, connection refused, timeout, TLS, an HTTP error, a redirect, too large, not an
+    image), so that answers cannot be used to tell hosts or ports apart; the cause is logged."""
+
+
+IMAGE_FETCH_FAILED = "the image could not be downloaded from that URL as a PNG, JPEG or GIF"
+
+
+def fetch_image(
+    url: str,
+    *,
+    allow_private: bool,
+    max_bytes: int,
+    timeout: tuple[float, float] = (5.0, 20.0),
+    deadline: float = 30.0,
+) -> bytes:
+    """Download an image given by an untrusted user (``POST /api/tasks``) the way webhooks are
+    delivered: the URL passes :func:`check_subscriber_url` (https, public host; no control
+    characters or whitespace), the connection goes through :func:`guarded_session` (the address
+    actually connected to is checked, no proxy from the environment), redirects are not
+    followed, at most ``max_bytes`` are read within ``deadline`` seconds, and the bytes must
+    start like a PNG, JPEG or GIF.
+
+    :param timeout: (connect, read) seconds.
+    :returns: the image's bytes.
+    :raises UnsafeUrl: the URL itself is refused (nothing was fetched).
+    :raises ImageFetchFailed: the download failed, always with :data:`IMAGE_FETCH_FAILED`.
+    """
+    from client.images import detect_image_type
+
+    if has_control_or_space(url):
+        raise UnsafeUrl("URL holds whitespace or control characters")
+    check_subscriber_url(url, allow_private=allow_private)
+    started = time.monotonic()
+    cause = ""
+    with guarded_session(allow_private=allow_private, pool_size=1) as session:
+        try:
+            with session.get(url, stream=True, timeout=timeout, allow_redirects=False) as answer:
+                if not 200 <= answer.status_code < 300:
+                    cause = f"HTTP {answer.status_code}"
+                else:
+                    chunks: list[bytes] = []
+                    size = 0
+                    for chunk in answer.iter_content(64 * 1024):
+                        size += len(chunk)
+                        if size > max_bytes:
+                            cause = f"over {max_bytes} bytes"
+                            break
+                        if time.monotonic() - started > deadline:
+                            cause = f"slower than {deadline:g} s"
+                            break
+                        chunks.append(chunk)
+                    else:
+                        data = b"".join(chunks)
+                        if detect_image_type(data) is not None:
+                            return data
+                        cause = "not a PNG, JPEG or GIF"
+        except requests.RequestException as exc:
+            cause = type(exc).__name__
+    log.info("image download failed", extra={"cause": cause[:200]})
+    raise ImageFetchFailed(IMAGE_FETCH_FAILED)

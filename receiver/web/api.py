@@ -27,11 +27,11 @@ from client.errors import (
     OutcomeUnknown,
     UseapiError,
 )
-from client.images import ImageError
+from client.images import DEFAULT_MAX_IMAGE_BYTES, ImageError
 from client.replyref import ReplyRefTooLong
 from receiver import presenters, services
 from receiver.clock import utcnow
-from receiver.delivery.urls import UnsafeUrl, check_subscriber_url
+from receiver.delivery.urls import ImageFetchFailed, UnsafeUrl, fetch_image
 from receiver.domain.events import EVENT_TYPES
 from receiver.settings import ConfigError
 from receiver.store.uow import UnitOfWork
@@ -153,13 +153,27 @@ _VENDOR_STATUS: dict[type[UseapiError], tuple[int, str]] = {
 }
 
 
-def _check_image_source(value: str, allow_private: bool) -> None:
-    if value.startswith("data:"):
-        return
+def _image_source(value: str, allow_private: bool) -> str | bytes:
+    """An image given to ``POST /api/tasks`` as something safe to hand on: a ``data:`` URI as
+    is, an image URL downloaded here into bytes (:func:`receiver.delivery.urls.fetch_image`:
+    the webhook delivery's guarded connection, no redirects). A string is never taken for a
+    file path.
+
+    :raise ApiError 422: ``invalid_image``: a URL refused, or its download failed (one message
+        whatever the cause).
+    """
+    if value[:5].lower() == "data:":
+        return value
     try:
-        check_subscriber_url(value, allow_private=allow_private)
+        return fetch_image(
+            value,
+            allow_private=allow_private,
+            max_bytes=DEFAULT_MAX_IMAGE_BYTES,
+        )
     except UnsafeUrl as exc:
         raise ApiError(422, "invalid_image", f"image URL refused: {exc}") from None
+    except ImageFetchFailed as exc:
+        raise ApiError(422, "invalid_image", str(exc)) from None
 
 
 @bp.post("/tasks")
@@ -174,7 +188,7 @@ def submit_task() -> tuple[Response, int]:
     rt = runtime()
     body: TaskSubmissionIn = _json_body(TaskSubmissionIn)
     request_type = REQUEST_TYPES[body.model]
-    images = {
+    given = {
         slot: source
         for slot, source in (
             ("first", body.image),
@@ -183,8 +197,6 @@ def submit_task() -> tuple[Response, int]:
         )
         if source
     }
-    for source in images.values():
-        _check_image_source(source, rt.settings.allow_private_urls)
     params = dict(body.options)
     if body.prompt is not None:
         params["text_prompt"] = body.prompt
@@ -194,6 +206,15 @@ def submit_task() -> tuple[Response, int]:
                 422, "validation_error", f"video_model is for model videos only, not {body.model}"
             )
         params["model"] = body.video_model
+    # The images' slots are checked before any is downloaded.
+    services.check_submission(
+        services.Submission(model=body.model, params=params, images=given, metadata={}),
+        request_type,
+    )
+    images: dict[str, str | bytes] = {
+        slot: _image_source(source, rt.settings.allow_private_urls)
+        for slot, source in given.items()
+    }
     submission = services.Submission(
         model=body.model, params=params, images=images, metadata=body.metadata
     )
