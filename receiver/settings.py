@@ -185,6 +185,11 @@ class Settings(BaseSettings):
                 "SECRET_KEY is required when RELAY_ENV=production "
                 "(set it, or RELAY_ENV=development for local use)"
             )
+        if self.relay_env == "production" and self.allow_private_urls:
+            raise ValueError(
+                "ALLOW_PRIVATE_URLS is for development and tests only: it is refused when "
+                "RELAY_ENV=production"
+            )
         if (
             self.relay_env == "production"
             and self.admin_token

@@ -113,6 +113,10 @@ def check_subscriber_url(url: str, *, allow_private: bool, resolve: bool = True)
     """
     if len(url) > MAX_URL_LENGTH:
         raise UnsafeUrl(f"URL longer than {MAX_URL_LENGTH} characters")
+    if has_control_or_space(url):
+        # URL parsers drop some of them (leading ones, tabs, newlines): what is checked would
+        # not be what is stored and sent to.
+        raise UnsafeUrl("URL holds whitespace or control characters")
     try:
         parts = urlsplit(url)
         port = parts.port

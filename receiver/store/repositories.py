@@ -7,7 +7,7 @@ never as dicts, so that what travels further is typed.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -106,14 +106,15 @@ class Event:
 
 @dataclass(frozen=True)
 class Subscriber:
-    """A webhook endpoint (table ``subscribers``); ``secret`` is ``whsec_…``."""
+    """A webhook endpoint (table ``subscribers``); ``secret`` is ``whsec_…`` (kept out of
+    ``repr``, like ``previous_secret``, so that a log line or a traceback shows neither)."""
 
     id: str
     url: str
     description: str | None
     event_types: list[str]
-    secret: str
-    previous_secret: str | None
+    secret: str = field(repr=False)
+    previous_secret: str | None = field(repr=False)
     previous_secret_expires_at: datetime | None
     enabled: bool
     disabled_reason: str | None

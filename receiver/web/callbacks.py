@@ -13,9 +13,12 @@ import json
 import logging
 import math
 import re
+import threading
+import time
+from collections.abc import Callable
 from typing import Any, NoReturn
 
-from flask import Blueprint, Response, jsonify, request
+from flask import Blueprint, Response, current_app, jsonify, request
 from pydantic import ValidationError
 from werkzeug.exceptions import RequestEntityTooLarge
 
@@ -60,6 +63,59 @@ _TASK_FIELDS: dict[str, tuple[tuple[type, ...], str, int | None]] = {
     "artifacts": ((list,), "an array", None),
     "error": ((str, dict), "a string or an object", None),
 }
+
+
+#: Refused-callback log lines: at most this many per window and process (the metrics and the
+#: refused-callback table still count every refusal exactly).
+REFUSED_LOG_BURST = 20
+#: The window of :data:`REFUSED_LOG_BURST`, seconds.
+REFUSED_LOG_WINDOW = 10.0
+
+
+class LogSampler:
+    """Lets through at most ``burst`` log lines per ``window`` seconds (a fixed window that
+    starts with its first line); thread-safe. The number held back is handed to the next line
+    let through, so that the log says how many it did not show.
+
+    :param burst: lines per window.
+    :param window: seconds.
+    :param clock: monotonic seconds.
+    """
+
+    def __init__(
+        self,
+        burst: int = REFUSED_LOG_BURST,
+        window: float = REFUSED_LOG_WINDOW,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.burst = burst
+        self.window = window
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._started = -math.inf
+        self._shown = 0
+        self._held = 0
+
+    def allow(self) -> tuple[bool, int]:
+        """(whether to log this line, how many lines were held back since the last one)."""
+        now = self._clock()
+        with self._lock:
+            if now - self._started >= self.window:
+                self._started, self._shown = now, 0
+            if self._shown >= self.burst:
+                self._held += 1
+                return False, 0
+            self._shown += 1
+            held, self._held = self._held, 0
+            return True, held
+
+
+def _refused_log_sampler() -> LogSampler:
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    sampler: LogSampler | None = app.extensions.get("refused_log_sampler")
+    if sampler is None:
+        sampler = app.extensions.setdefault("refused_log_sampler", LogSampler())
+    return sampler
 
 
 class BadBody(ValueError):
@@ -239,15 +295,18 @@ def _refuse(
         )
     except Exception:  # recording a refusal must never turn it into a 500
         log.warning("could not record a refused callback", exc_info=True)
-    log.warning(
-        "callback refused",
-        extra={
-            "reason": reason,
-            "status": status,
-            "source_ip": _source_ip(),
-            "job_id": job_id,
-        },
-    )
+    show, held = _refused_log_sampler().allow()
+    if show:  # sampled under a flood; the metrics above count every refusal
+        log.warning(
+            "callback refused",
+            extra={
+                "reason": reason,
+                "status": status,
+                "source_ip": _source_ip(),
+                "job_id": job_id,
+                "not_logged_before": held,
+            },
+        )
     raise ApiError(status, reason, message)
 
 

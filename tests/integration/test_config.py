@@ -204,7 +204,7 @@ def debug_web(tmp_path: Path, migrated_sqlite_template: Path) -> Iterator[tuple[
     port = free_port()
     env = base_env(
         tmp_path,
-        RELAY_ENV="production",
+        RELAY_ENV="development",  # ALLOW_PRIVATE_URLS (loopback) is refused in production
         SECRET_KEY=f"{GOOD_KEY},{SECRET}",
         ADMIN_TOKEN=PROD_ADMIN_TOKEN,
         USEAPI_TOKEN=USEAPI_TOKEN,

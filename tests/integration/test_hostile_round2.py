@@ -7,7 +7,10 @@ PostgreSQL); the receiver itself is never patched.
 from __future__ import annotations
 
 import json
+import logging
+import math
 import re
+import time
 from typing import Any
 
 import pytest
@@ -19,8 +22,9 @@ from sqlalchemy import Engine, select, text, update
 from receiver import create_app, services
 from receiver.clock import utcnow
 from receiver.runtime import Runtime, build_runtime
+from receiver.settings import ConfigError
 from receiver.store.tables import sessions
-from receiver.web import ratelimit
+from receiver.web import callbacks, ratelimit
 from tests.conftest import (
     ADMIN_TOKEN,
     SECRET,
@@ -377,3 +381,88 @@ def test_failed_dashboard_sign_ins_are_rate_limited_per_address(client: FlaskCli
     assert r.status_code == 429
     assert 1 <= int(r.headers["Retry-After"]) <= ratelimit.WINDOW_SECONDS
     assert "Try again in" in r.get_data(as_text=True)
+
+
+# -- 9. smaller points ----------------------------------------------------------------------
+
+
+def refused_total(client: FlaskClient, admin: dict[str, str]) -> float:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text_ = client.get("/metrics", headers=admin).get_data(as_text=True)
+    return sum(
+        s.value
+        for family in text_string_to_metric_families(text_)
+        for s in family.samples
+        if s.name == "runway_relay_callbacks_received_total" and s.labels.get("result") == "refused"
+    )
+
+
+def test_refused_callback_log_lines_are_sampled_and_metrics_stay_exact(
+    sqlite_url: str, admin: dict[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    client, rt = _app_with_private(sqlite_url, allow=True)
+    try:
+        flood = 300
+        before = refused_total(client, admin)
+        started = time.monotonic()
+        with caplog.at_level(logging.WARNING, logger="receiver.web.callbacks"):
+            for n in range(flood):
+                r = client.post(
+                    "/callbacks/useapi", data=b"not json %d" % n, content_type="application/json"
+                )
+                assert r.status_code == 400
+        elapsed = time.monotonic() - started
+        lines = [r for r in caplog.records if r.getMessage() == "callback refused"]
+        windows = math.ceil(elapsed / callbacks.REFUSED_LOG_WINDOW) + 1
+        assert callbacks.REFUSED_LOG_BURST <= len(lines) <= callbacks.REFUSED_LOG_BURST * windows
+        assert len(lines) < flood / 5
+        assert refused_total(client, admin) - before == flood  # every refusal counted
+        with rt.engine.connect() as conn:  # and kept in the bounded log
+            assert conn.execute(text("SELECT count(*) FROM refused_callbacks")).scalar_one() == (
+                flood
+            )
+    finally:
+        rt.engine.dispose()
+
+
+def test_allow_private_urls_is_refused_in_production(sqlite_url: str) -> None:
+    with pytest.raises(ConfigError, match="ALLOW_PRIVATE_URLS"):
+        make_settings(sqlite_url, relay_env="production", admin_token="a" * 40)
+    assert make_settings(sqlite_url, relay_env="development").allow_private_urls
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:9/ho ok",
+        "http://127.0.0.1:9/hook\n",
+        "\thttp://127.0.0.1:9/hook",
+        " http://127.0.0.1:9/hook",
+        "http://127.0.0.1:9/ho\tok",
+        "http://127.0.0.1:9/hook\x7f",
+        "http://127.0.0.1:9/hook\u0085",
+    ],
+)
+def test_subscriber_urls_with_whitespace_or_control_characters_are_refused(
+    client: FlaskClient, engine: Engine, admin: dict[str, str], url: str
+) -> None:
+    r = client.post("/api/subscribers", json={"url": url}, headers=admin)
+    assert r.status_code == 422, r.json
+    assert "whitespace or control" in r.json["error"]["message"]
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM subscribers")).scalar_one() == 0
+
+
+def test_subscriber_secrets_are_kept_out_of_repr(
+    client: FlaskClient, engine: Engine, admin: dict[str, str]
+) -> None:
+    created = client.post("/api/subscribers", json={"url": "http://127.0.0.1:9/h"}, headers=admin)
+    assert created.status_code == 201
+    sub_id, first = created.json["id"], created.json["secret"]
+    second = client.post(f"/api/subscribers/{sub_id}/rotate-secret", headers=admin).json["secret"]
+    sub = services.get_subscriber(engine, sub_id)
+    assert (sub.secret, sub.previous_secret) == (second, first)
+    shown = repr(sub) + str(sub)
+    assert first not in shown and second not in shown
+    assert sub_id in shown
