@@ -13,9 +13,6 @@ import json
 import logging
 import math
 import re
-import threading
-import time
-from collections.abc import Callable
 from typing import Any, NoReturn
 
 from flask import Blueprint, Response, current_app, jsonify, request
@@ -27,6 +24,7 @@ from client.replyref import ReplyRefExpired, ReplyRefInvalid
 from receiver import metrics, services
 from receiver.clock import utcnow
 from receiver.domain.tasks import Outcome
+from receiver.logs import LogSampler
 from receiver.store.batch import group_commit
 from receiver.web.context import runtime
 from receiver.web.errors import ApiError, validation_message
@@ -72,49 +70,13 @@ REFUSED_LOG_BURST = 20
 REFUSED_LOG_WINDOW = 10.0
 
 
-class LogSampler:
-    """Lets through at most ``burst`` log lines per ``window`` seconds (a fixed window that
-    starts with its first line); thread-safe. The number held back is handed to the next line
-    let through, so that the log says how many it did not show.
-
-    :param burst: lines per window.
-    :param window: seconds.
-    :param clock: monotonic seconds.
-    """
-
-    def __init__(
-        self,
-        burst: int = REFUSED_LOG_BURST,
-        window: float = REFUSED_LOG_WINDOW,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.burst = burst
-        self.window = window
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._started = -math.inf
-        self._shown = 0
-        self._held = 0
-
-    def allow(self) -> tuple[bool, int]:
-        """(whether to log this line, how many lines were held back since the last one)."""
-        now = self._clock()
-        with self._lock:
-            if now - self._started >= self.window:
-                self._started, self._shown = now, 0
-            if self._shown >= self.burst:
-                self._held += 1
-                return False, 0
-            self._shown += 1
-            held, self._held = self._held, 0
-            return True, held
-
-
 def _refused_log_sampler() -> LogSampler:
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     sampler: LogSampler | None = app.extensions.get("refused_log_sampler")
     if sampler is None:
-        sampler = app.extensions.setdefault("refused_log_sampler", LogSampler())
+        sampler = app.extensions.setdefault(
+            "refused_log_sampler", LogSampler(REFUSED_LOG_BURST, REFUSED_LOG_WINDOW)
+        )
     return sampler
 
 

@@ -20,6 +20,8 @@ import logging
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from receiver.logs import LogSampler
+
 log = logging.getLogger(__name__)
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
@@ -55,6 +57,7 @@ class BodyDeadline:
         self.seconds = seconds
         self.max_bytes = max_bytes
         self._active = _gevent_sockets()
+        self._log_sampler = LogSampler()
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         if not self._active:
@@ -76,14 +79,17 @@ class BodyDeadline:
             with gevent.Timeout(self.seconds, _BodyTooSlow):
                 data = _read(environ["wsgi.input"], want)
         except _BodyTooSlow:
-            log.warning(
-                "request body too slow: connection dropped",
-                extra={
-                    "path": environ.get("PATH_INFO", "")[:200],
-                    "peer": environ.get("REMOTE_ADDR"),
-                    "deadline_seconds": self.seconds,
-                },
-            )
+            show, held = self._log_sampler.allow()
+            if show:  # sampled: a flood of slow clients must not flood the log
+                log.warning(
+                    "request body too slow: connection dropped",
+                    extra={
+                        "path": environ.get("PATH_INFO", "")[:200],
+                        "peer": environ.get("REMOTE_ADDR"),
+                        "deadline_seconds": self.seconds,
+                        "not_logged_before": held,
+                    },
+                )
             body = json.dumps(
                 {
                     "error": {
