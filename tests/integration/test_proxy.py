@@ -165,7 +165,11 @@ def test_session_cookie_is_secure_in_production_even_over_plain_http(
 ) -> None:
     rt = build_runtime(
         make_settings(
-            sqlite_url, relay_env="production", admin_token="a" * 40, trusted_proxy_hops=0
+            sqlite_url,
+            relay_env="production",
+            admin_token="a" * 40,
+            trusted_proxy_hops=0,
+            allow_private_urls=False,
         )
     )
     try:
