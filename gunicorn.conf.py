@@ -1,8 +1,11 @@
 """gunicorn settings for the Procfile's `web:` line (read from the working directory).
 
 gunicorn itself binds 0.0.0.0:$PORT when PORT is set (PaaS) and reads WEB_CONCURRENCY for the
-number of worker processes; both are left to it. Threads serve the callbacks of one process
-concurrently; each request holds a database connection only while it runs.
+number of worker processes; both are left to it. Each worker process serves its connections as
+gevent greenlets, not threads: a client that trickles its request costs a greenlet, not one of
+a few request threads, so slow clients cannot freeze ingest (README, "Security"); the body's
+deadline is BODY_READ_TIMEOUT_SECONDS (receiver/web/slowbody.py). Each request holds a database
+connection only while it runs.
 """
 
 import os
@@ -12,21 +15,24 @@ import tempfile
 # Each worker process builds its own app (and database pool) after the fork: no connection is
 # ever shared between processes.
 preload_app = False
-worker_class = "gthread"
-threads = int(os.environ.get("WEB_THREADS", "4"))
+worker_class = "gevent"
+# Connections one worker process holds at once (gevent: each a greenlet).
+worker_connections = int(os.environ.get("WEB_CONNECTIONS", "1000"))
 timeout = 30
 # SIGTERM: stop accepting, finish requests in flight for up to 25 s, exit; a PaaS sends SIGKILL
 # 30 s after SIGTERM (Heroku, Render), so the master is gone before that.
 graceful_timeout = 25
-# Seconds an idle keep-alive connection is kept open (gthread: in the poller, not a thread).
+# Seconds an idle keep-alive connection is kept open (gevent: a waiting greenlet, no thread).
 # Longer than any router in front keeps an idle connection to us (Heroku's Router 2.0: 90 s;
 # AWS ALB: 60 s), so that the router, never gunicorn, closes it: were gunicorn to close first,
 # a request the router sends at that moment would meet a closed socket (Heroku: H13/502).
 keepalive = 95
 accesslog = "-" if os.environ.get("ACCESS_LOG", "") == "1" else None
-# X-Forwarded-* are read in one place only: ProxyFix in the app, for TRUSTED_PROXY_HOPS hops.
-# gunicorn would otherwise take X-Forwarded-Proto from any peer it trusts, hops or not.
-forwarded_allow_ips = "*"
+# Forwarded headers are read in one place only: ProxyFix in the app, for TRUSTED_PROXY_HOPS hops.
+# gunicorn trusts no peer: from a trusted one it would take X-Forwarded-Proto, and SCRIPT_NAME and
+# PATH_INFO headers (which rewrite every URL the app builds: an open redirect).
+forwarded_allow_ips = ""
+forwarder_headers = ""
 secure_scheme_headers: dict[str, str] = {}
 if not os.environ.get("PORT"):
     bind = ["0.0.0.0:8000"]

@@ -11,6 +11,8 @@ from receiver.runtime import Runtime, build_runtime
 from receiver.settings import Settings, load_settings
 from receiver.web import api, artifacts, callbacks, dashboard, health
 from receiver.web.errors import register_error_handlers
+from receiver.web.ratelimit import FailureLimiter
+from receiver.web.slowbody import BodyDeadline
 
 
 def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> Flask:
@@ -27,15 +29,24 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.config.update(
         MAX_CONTENT_LENGTH=settings.max_content_length,
         JSON_SORT_KEYS=False,
-        SECRET_KEY=settings.signing_keys[0],
     )
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["relay"] = runtime or build_runtime(settings)
+    app.extensions["auth_limiter"] = FailureLimiter()
     if settings.trusted_proxy_hops:
         hops = settings.trusted_proxy_hops
+        # X-Forwarded-Host/-Port only when asked (TRUST_FORWARDED_HOST): a router that passes a
+        # client's own X-Forwarded-Host on would otherwise let it choose the app's host name.
+        host_hops = hops if settings.trust_forwarded_host else 0
         app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
-            app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops
+            app.wsgi_app, x_for=hops, x_proto=hops, x_host=host_hops, x_port=host_hops
         )
+    # Outermost: a slow body is cut off before anything else runs (receiver/web/slowbody.py).
+    app.wsgi_app = BodyDeadline(  # type: ignore[method-assign]
+        app.wsgi_app,
+        seconds=settings.body_read_timeout_seconds,
+        max_bytes=settings.max_content_length,
+    )
     register_error_handlers(app)
     app.register_blueprint(health.bp)
     app.register_blueprint(callbacks.bp)

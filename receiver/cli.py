@@ -487,6 +487,7 @@ def reconcile(ctx: Context, older_than: str, limit: int) -> None:
             utcnow,
             limit=limit,
             hold_succeeded=bool(rt.settings.artifact_store),
+            allow_http_artifacts=rt.settings.allow_private_urls,
         )
     for item in results:
         click.echo(json.dumps(item), err=False)

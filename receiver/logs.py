@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 import sys
+import threading
+import time
+from collections.abc import Callable
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any, TextIO
@@ -101,3 +105,41 @@ def configure_logging(fmt: str, level: str = "INFO", *, stream: TextIO | None = 
     root.addHandler(handler)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     root.setLevel(level)
+
+
+class LogSampler:
+    """Lets through at most ``burst`` log lines (of one kind) per ``window`` seconds (a fixed
+    window that starts with its first line); thread-safe. The number held back is handed to the
+    next line let through, so that the log says how many it did not show.
+
+    :param burst: lines per window.
+    :param window: seconds.
+    :param clock: monotonic seconds.
+    """
+
+    def __init__(
+        self,
+        burst: int = 20,
+        window: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.burst = burst
+        self.window = window
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._started = -math.inf
+        self._shown = 0
+        self._held = 0
+
+    def allow(self) -> tuple[bool, int]:
+        """(whether to log this line, how many lines were held back since the last one)."""
+        now = self._clock()
+        with self._lock:
+            if now - self._started >= self.window:
+                self._started, self._shown = now, 0
+            if self._shown >= self.burst:
+                self._held += 1
+                return False, 0
+            self._shown += 1
+            held, self._held = self._held, 0
+            return True, held

@@ -401,7 +401,16 @@ def metrics_endpoint() -> Response:
     rt = runtime()
     if not rt.settings.admin_token:
         raise ApiError(503, "admin_disabled", "metrics are off: set ADMIN_TOKEN to scrape them")
-    if not bearer_matches(request.headers.get("Authorization"), rt.settings.admin_token):
+    from receiver.web.ratelimit import client_address, limiter, refuse_too_many
+
+    client = client_address()
+    refused = refuse_too_many(client)
+    if refused is not None:
+        return refused[0]
+    header = request.headers.get("Authorization")
+    if not bearer_matches(header, rt.settings.admin_token):
+        if header:  # a wrong token presented (no header guesses nothing)
+            limiter().failed(client)
         raise ApiError(
             401, "unauthorized", "a valid 'Authorization: Bearer <ADMIN_TOKEN>' is required"
         )

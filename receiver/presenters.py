@@ -123,6 +123,7 @@ def callback_json(c: CallbackRecord) -> dict[str, Any]:
         "progress": c.progress,
         "outcome": c.outcome,
         "body_sha256": c.body_sha256,
+        "unsafe_urls": c.unsafe_urls or 0,
     }
 
 

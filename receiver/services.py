@@ -29,7 +29,7 @@ from client import (
 )
 from client.models import VendorError
 from receiver.artifacts import hold_for_copy
-from receiver.delivery.urls import check_subscriber_url
+from receiver.delivery.urls import check_subscriber_url, is_safe_artifact_url
 from receiver.domain.events import DEFAULT_EVENT_TYPES, EVENT_TYPES, DomainEvent
 from receiver.domain.tasks import (
     Outcome,
@@ -147,16 +147,51 @@ def _error_dict(error: str | VendorError | None, code: Any = None) -> dict[str, 
     return out
 
 
-def task_update_from_vendor(task: VendorTask) -> TaskUpdate:
-    """Turn the vendor's task object (useapi.net task model) into a :class:`TaskUpdate`."""
-    artifacts = [a.model_dump(exclude_none=True) for a in task.artifacts if a.url]
-    return TaskUpdate(
+#: Longest ``progressText`` kept, in characters (a longer one is cut): the vendor sends a short
+#: phrase, and every event carries it to every subscriber.
+MAX_PROGRESS_TEXT = 500
+#: Most callbacks stored per job. Past it, a callback that changes nothing is answered (and
+#: counted in the metrics) but not stored; one that moves the task is still stored.
+MAX_CALLBACKS_PER_JOB = 500
+
+
+def task_update_from_vendor(
+    task: VendorTask, *, allow_http: bool = False
+) -> tuple[TaskUpdate, int]:
+    """Turn the vendor's task object (useapi.net task model) into a :class:`TaskUpdate`.
+
+    Artifact and preview URLs are checked (:func:`receiver.delivery.urls.is_safe_artifact_url`,
+    https only, plain http too when ``allow_http``): an artifact whose ``url`` is unsafe is
+    dropped, an unsafe preview URL is dropped from ``previewUrls``. ``progressText`` is cut to
+    :data:`MAX_PROGRESS_TEXT` characters.
+
+    :returns: (the update, how many URLs were dropped as unsafe).
+    """
+    artifacts: list[dict[str, Any]] = []
+    dropped = 0
+    for artifact in task.artifacts:
+        if not artifact.url:
+            continue
+        if not is_safe_artifact_url(artifact.url, allow_http=allow_http):
+            dropped += 1 + len(artifact.previewUrls or [])
+            continue
+        item = artifact.model_dump(exclude_none=True)
+        if artifact.previewUrls is not None:
+            previews = [
+                u for u in artifact.previewUrls if is_safe_artifact_url(u, allow_http=allow_http)
+            ]
+            dropped += len(artifact.previewUrls) - len(previews)
+            item["previewUrls"] = previews
+        artifacts.append(item)
+    text = task.progressText
+    update = TaskUpdate(
         status=task.status,
         progress=task.progressRatio,
-        progress_text=task.progressText,
+        progress_text=text[:MAX_PROGRESS_TEXT] if text is not None else None,
         artifacts=artifacts,
         error=_error_dict(task.error, task.code if task.error is not None else None),
     )
+    return update, dropped
 
 
 def _state_of(job: Job) -> TaskState:
@@ -211,6 +246,7 @@ def accept_callback(
     now: datetime,
     confirmed: bool = True,
     hold_succeeded: bool = False,
+    allow_http_artifacts: bool = False,
 ) -> CallbackResult:
     """Apply one verified callback, forward only, in ONE transaction.
 
@@ -232,15 +268,29 @@ def accept_callback(
         the callback is kept (outcome ``unconfirmed``) and changes nothing.
     :param hold_succeeded: ``ARTIFACT_STORE`` is set: a ``task.succeeded`` waits for the copy
         of its video (:func:`receiver.artifacts.hold_for_copy`).
+    :param allow_http_artifacts: ``ALLOW_PRIVATE_URLS``: plain http artifact URLs pass too
+        (see :func:`task_update_from_vendor`; unsafe ones are dropped and counted in the
+        callback's record).
+
+    Only a callback that moves the task (or an unconfirmed one) keeps its body; a duplicate,
+    stale, unknown-status or post-terminal one keeps its hash and metadata. Past
+    :data:`MAX_CALLBACKS_PER_JOB` stored callbacks, one that changes nothing is not stored.
     :raises JobNotFound: the replyRef names a job that this database does not have.
     :raises TaskIdMismatch: the job is bound to another vendor taskId, or the callback's taskId
         to another job.
     :raises sqlalchemy.exc.SQLAlchemyError: the database failed; nothing was kept.
     """
+    update, unsafe_urls = task_update_from_vendor(task, allow_http=allow_http_artifacts)
+    if unsafe_urls:
+        log.warning(
+            "callback carries unsafe artifact URLs (dropped)",
+            extra={"job_id": claims.job_id, "unsafe_urls": unsafe_urls},
+        )
     callback = _Callback(
         claims=claims,
         task=task,
-        update=task_update_from_vendor(task),
+        update=update,
+        unsafe_urls=unsafe_urls,
         body=body,
         body_sha256=body_sha256,
         source_ip=source_ip,
@@ -270,6 +320,7 @@ class _Callback:
     claims: ReplyRefClaims
     task: VendorTask
     update: TaskUpdate
+    unsafe_urls: int
     body: dict[str, Any]
     body_sha256: str
     source_ip: str | None
@@ -289,6 +340,20 @@ class _Plan:
     events: list[tuple[Event, DomainEvent]]
 
 
+def _check_bound(job: Job, task: VendorTask) -> None:
+    """A job bound to a vendor task stays bound: once bound, a callback must carry that same
+    taskId (absent or another one is refused), so a replyRef alone cannot move a bound job.
+
+    :raises TaskIdMismatch: the job is bound and the callback's taskId is absent or differs.
+    """
+    if not job.task_id:
+        return
+    if not task.taskId:
+        raise TaskIdMismatch("this job is bound to a task; a callback must carry its taskId")
+    if task.taskId != job.task_id:
+        raise TaskIdMismatch("this replyRef belongs to another task")
+
+
 def _plan_callback(job: Job | None, callback: _Callback) -> _Plan:
     """Work out what ``callback`` does to ``job`` (no database access).
 
@@ -298,8 +363,7 @@ def _plan_callback(job: Job | None, callback: _Callback) -> _Plan:
     task, now = callback.task, callback.now
     if job is None:
         raise JobNotFound(f"no job {callback.claims.job_id}")
-    if task.taskId and job.task_id and task.taskId != job.task_id:
-        raise TaskIdMismatch("this replyRef belongs to another task")
+    _check_bound(job, task)
     if callback.confirmed:
         transition = apply(_state_of(job), callback.update)
     else:
@@ -365,16 +429,19 @@ def _write_callback(
     except IntegrityError as exc:  # the taskId is bound to another job already
         raise TaskIdMismatch("this taskId belongs to another job") from exc
     transition = plan.transition
-    repo.add_callback(
-        job_id=job.id,
-        received_at=callback.now,
-        status=callback.task.status,
-        progress=callback.task.progressRatio,
-        outcome=transition.outcome.value,
-        body=callback.body,
-        body_sha256=callback.body_sha256,
-        source_ip=callback.source_ip,
-    )
+    keep_body = transition.changed or transition.outcome is Outcome.UNCONFIRMED
+    if keep_body or repo.count_callbacks(job.id) < MAX_CALLBACKS_PER_JOB:
+        repo.add_callback(
+            job_id=job.id,
+            received_at=callback.now,
+            status=callback.task.status,
+            progress=callback.task.progressRatio,
+            outcome=transition.outcome.value,
+            body=callback.body if keep_body else None,
+            body_sha256=callback.body_sha256,
+            source_ip=callback.source_ip,
+            unsafe_urls=callback.unsafe_urls,
+        )
     if plan.events:
         repo.add_events([event for event, _ in plan.events])
         routes = repo.subscriber_routes()
@@ -424,8 +491,7 @@ def confirm_terminal(
         job = uow.repo.get_job(claims.job_id)
     if job is None:
         raise JobNotFound(f"no job {claims.job_id}")
-    if task.taskId and job.task_id and task.taskId != job.task_id:
-        raise TaskIdMismatch("this replyRef belongs to another task")
+    _check_bound(job, task)
     if TaskStatus(job.status).is_terminal:
         return task, True  # a no-op whatever the vendor says
     task_id = job.task_id or task.taskId
@@ -666,12 +732,14 @@ def reconcile(
     *,
     limit: int = 500,
     hold_succeeded: bool = False,
+    allow_http_artifacts: bool = False,
 ) -> list[dict[str, Any]]:
     """The safety net for a lost callback: one ``GET /tasks/{taskId}`` per live job whose last
     callback (or creation) is older than ``cutoff``, applied exactly like a callback.
 
     Never part of the normal path (SPEC invariant 5); meant for a scheduled one-off run.
     :param clock: a callable returning the current aware UTC time.
+    :param allow_http_artifacts: ``ALLOW_PRIVATE_URLS`` (see :func:`accept_callback`).
     :returns: one ``{"job_id", "task_id", "outcome" | "error"}`` per job looked at.
     """
     with UnitOfWork(engine, read_only=True) as uow:
@@ -688,6 +756,8 @@ def reconcile(
         except UseapiError as exc:
             results.append({"job_id": job.id, "task_id": job.task_id, "error": str(exc)})
             continue
+        if not task.taskId:  # the answer to GET /tasks/{taskId} is about that task
+            task = task.model_copy(update={"taskId": job.task_id})
         claims = ReplyRefClaims(job_id=job.id, metadata=job.metadata, issued_at=job.created_at)
         body = task.model_dump(mode="json", exclude_none=True)
         body["reconciled"] = True
@@ -701,6 +771,7 @@ def reconcile(
                 source_ip="reconcile",
                 now=clock(),
                 hold_succeeded=hold_succeeded,
+                allow_http_artifacts=allow_http_artifacts,
             )
         except (ServiceError, DataError) as exc:  # one bad answer costs this job, not the pass
             error = str(exc) if isinstance(exc, ServiceError) else "the database refused the answer"

@@ -21,6 +21,9 @@ from sqlalchemy.exc import ArgumentError
 DEFAULT_RETRY_SCHEDULE: tuple[float, ...] = (5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400)
 
 INSTANCE_DIR = Path("instance")
+#: Shortest ADMIN_TOKEN accepted in production: guessing it must stay hopeless even at the
+#: rate the sign-in limiter allows (receiver/web/ratelimit.py).
+MIN_ADMIN_TOKEN_LENGTH = 32
 
 #: Variables that a PaaS sets in every process it runs, and the platform each one means. On
 #: these hosts the disk is ephemeral and per process, so a SQLite file would give the web, the
@@ -112,7 +115,11 @@ class Settings(BaseSettings):
         description="relay worker serves its own /metrics (bearer ADMIN_TOKEN) on this port",
     )
     max_content_length: int = Field(262144, ge=1024, le=64 * 1024 * 1024)
-    reply_ref_max_age: float = Field(2592000, gt=0)
+    reply_ref_max_age: float = Field(
+        604800,
+        gt=0,
+        description="seconds a replyRef verifies: 7 days, what a task can take plus a margin",
+    )
     verify_with_vendor: bool = False
     trusted_proxy_hops: int = Field(1, ge=0, le=10)
     log_format: Literal["json", "text"] = "json"
@@ -139,6 +146,20 @@ class Settings(BaseSettings):
     )
     artifact_max_bytes: int = Field(
         1 << 30, ge=1024, description="largest video copied to ARTIFACT_STORE, bytes"
+    )
+
+    # -- hostile clients (issue 16): deadlines, sessions, sign-in limits -------------------
+    trust_forwarded_host: bool = Field(
+        False,
+        description="take Host and port from X-Forwarded-Host/-Port of the trusted hops "
+        "(off: the Host header the server received)",
+    )
+    body_read_timeout_seconds: float = Field(
+        5.0,
+        gt=0,
+        le=120,
+        description="a request body must arrive whole within this; else 408 and the "
+        "connection is closed (gunicorn's gevent worker)",
     )
 
     @field_validator("secret_key", mode="before")
@@ -239,6 +260,20 @@ class Settings(BaseSettings):
         if self.artifact_store and not self.public_base_url:
             raise ValueError(
                 "ARTIFACT_STORE needs PUBLIC_BASE_URL (the durable URLs point at this receiver)"
+            )
+        if self.relay_env == "production" and self.allow_private_urls:
+            raise ValueError(
+                "ALLOW_PRIVATE_URLS is for development and tests only: it is refused when "
+                "RELAY_ENV=production"
+            )
+        if (
+            self.relay_env == "production"
+            and self.admin_token
+            and len(self.admin_token) < MIN_ADMIN_TOKEN_LENGTH
+        ):
+            raise ValueError(
+                f"ADMIN_TOKEN must be at least {MIN_ADMIN_TOKEN_LENGTH} characters when "
+                "RELAY_ENV=production (use: openssl rand -hex 32)"
             )
         if self.verify_with_vendor and not self.useapi_token:
             raise ValueError("VERIFY_WITH_VENDOR=1 needs USEAPI_TOKEN to ask the vendor")

@@ -9,13 +9,19 @@ host) and at delivery, against the very address the socket connects to
 from __future__ import annotations
 
 import ipaddress
+import logging
+import re
 import socket
+import time
 from typing import Any
 from urllib.parse import urlsplit
 
+import requests
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+
+log = logging.getLogger(__name__)
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -24,6 +30,39 @@ _NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1:
 _SIXTOFOUR = ipaddress.ip_network("2002::/16")
 _TEREDO = ipaddress.ip_network("2001::/32")
 MAX_URL_LENGTH = 2048
+
+
+#: Control characters, DEL and whitespace: never part of a URL we pass on or send to.
+_CONTROL_OR_SPACE = re.compile(r"[\x00-\x20\x7f-\x9f\s]")
+
+
+def has_control_or_space(url: str) -> bool:
+    """True when ``url`` holds a control character (C0, DEL, C1) or any whitespace."""
+    return _CONTROL_OR_SPACE.search(url) is not None
+
+
+def is_safe_artifact_url(url: object, *, allow_http: bool) -> bool:
+    """Whether a vendor artifact or preview URL may be shown to subscribers, the API and the
+    dashboard: a string of at most :data:`MAX_URL_LENGTH` characters, ``https`` (plain
+    ``http`` too when ``allow_http``, i.e. ``ALLOW_PRIVATE_URLS``), with a host, without
+    credentials, control characters or whitespace. ``javascript:``, ``data:``, ``file:`` and
+    every other scheme are unsafe.
+    """
+    if not isinstance(url, str) or not url or len(url) > MAX_URL_LENGTH:
+        return False
+    if has_control_or_space(url):
+        return False
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (parses the port; a bad one raises)
+    except ValueError:
+        return False
+    schemes = ("https", "http") if allow_http else ("https",)
+    return (
+        parts.scheme.lower() in schemes
+        and bool(parts.hostname)
+        and not (parts.username or parts.password)
+    )
 
 
 class UnsafeUrl(ValueError):
@@ -74,6 +113,10 @@ def check_subscriber_url(url: str, *, allow_private: bool, resolve: bool = True)
     """
     if len(url) > MAX_URL_LENGTH:
         raise UnsafeUrl(f"URL longer than {MAX_URL_LENGTH} characters")
+    if has_control_or_space(url):
+        # URL parsers drop some of them (leading ones, tabs, newlines): what is checked would
+        # not be what is stored and sent to.
+        raise UnsafeUrl("URL holds whitespace or control characters")
     try:
         parts = urlsplit(url)
         port = parts.port
@@ -177,3 +220,80 @@ class GuardedAdapter(HTTPAdapter):
             "http": _GuardedHTTPPool,
             "https": _GuardedHTTPSPool,
         }
+
+
+def guarded_session(*, allow_private: bool, pool_size: int = 4) -> requests.Session:
+    """A ``requests`` session as webhook delivery uses it: the connect-time address guard
+    (:class:`GuardedAdapter`, unless ``allow_private``), no proxy, netrc or CA settings from the
+    environment (``trust_env`` off), no retries."""
+    session = requests.Session()
+    session.trust_env = False
+    adapter_cls = HTTPAdapter if allow_private else GuardedAdapter
+    adapter = adapter_cls(pool_connections=8, pool_maxsize=pool_size, max_retries=0)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
+
+
+class ImageFetchFailed(ValueError):
+    """An image URL could not be used. The message is the same whatever went wrong (refused
+    address, connection refused, timeout, TLS, an HTTP error, a redirect, too large, not an
+    image), so that answers cannot be used to tell hosts or ports apart; the cause is logged."""
+
+
+IMAGE_FETCH_FAILED = "the image could not be downloaded from that URL as a PNG, JPEG or GIF"
+
+
+def fetch_image(
+    url: str,
+    *,
+    allow_private: bool,
+    max_bytes: int,
+    timeout: tuple[float, float] = (5.0, 20.0),
+    deadline: float = 30.0,
+) -> bytes:
+    """Download an image given by an untrusted user (``POST /api/tasks``) the way webhooks are
+    delivered: the URL passes :func:`check_subscriber_url` (https, public host; no control
+    characters or whitespace), the connection goes through :func:`guarded_session` (the address
+    actually connected to is checked, no proxy from the environment), redirects are not
+    followed, at most ``max_bytes`` are read within ``deadline`` seconds, and the bytes must
+    start like a PNG, JPEG or GIF.
+
+    :param timeout: (connect, read) seconds.
+    :returns: the image's bytes.
+    :raises UnsafeUrl: the URL itself is refused (nothing was fetched).
+    :raises ImageFetchFailed: the download failed, always with :data:`IMAGE_FETCH_FAILED`.
+    """
+    from client.images import detect_image_type
+
+    if has_control_or_space(url):
+        raise UnsafeUrl("URL holds whitespace or control characters")
+    check_subscriber_url(url, allow_private=allow_private)
+    started = time.monotonic()
+    cause = ""
+    with guarded_session(allow_private=allow_private, pool_size=1) as session:
+        try:
+            with session.get(url, stream=True, timeout=timeout, allow_redirects=False) as answer:
+                if not 200 <= answer.status_code < 300:
+                    cause = f"HTTP {answer.status_code}"
+                else:
+                    chunks: list[bytes] = []
+                    size = 0
+                    for chunk in answer.iter_content(64 * 1024):
+                        size += len(chunk)
+                        if size > max_bytes:
+                            cause = f"over {max_bytes} bytes"
+                            break
+                        if time.monotonic() - started > deadline:
+                            cause = f"slower than {deadline:g} s"
+                            break
+                        chunks.append(chunk)
+                    else:
+                        data = b"".join(chunks)
+                        if detect_image_type(data) is not None:
+                            return data
+                        cause = "not a PNG, JPEG or GIF"
+        except requests.RequestException as exc:
+            cause = type(exc).__name__
+    log.info("image download failed", extra={"cause": cause[:200]})
+    raise ImageFetchFailed(IMAGE_FETCH_FAILED)

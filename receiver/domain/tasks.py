@@ -55,6 +55,11 @@ _RANK = {
     TaskStatus.CANCELLED: 9,
     TaskStatus.SUBMIT_FAILED: 9,
 }
+#: Smallest rise of ``progress`` (a ratio) that makes a ``task.progress`` event without a status
+#: change: finer steps are duplicates, so that one replyRef cannot fan out an event per post.
+MIN_PROGRESS_STEP = 0.01
+#: Float slack when comparing a rise with :data:`MIN_PROGRESS_STEP` (0.2 -> 0.21 is a step).
+_STEP_SLACK = 1e-9
 #: Vendor status strings a callback may carry (anything else is "unknown" and ignored).
 VENDOR_STATUSES = frozenset(
     {
@@ -137,7 +142,8 @@ def apply(state: TaskState, update: TaskUpdate) -> Transition:
     :param state: the task as stored.
     :param update: the parsed callback.
     :returns: a :class:`Transition`; ``events`` holds zero or one event whose ``sequence`` is
-        ``state.sequence + 1``.
+        ``state.sequence + 1``. Without a status change, progress must rise by at least
+        :data:`MIN_PROGRESS_STEP` (or reach 1) to count; a smaller rise is a duplicate.
     """
     if state.status.is_terminal:
         return Transition(state, [], Outcome.ALREADY_TERMINAL)
@@ -166,7 +172,9 @@ def apply(state: TaskState, update: TaskUpdate) -> Transition:
     old_progress = state.progress if state.progress is not None else -1.0
     new_progress = update.progress if update.progress is not None else state.progress
     moved = new_status.rank > state.status.rank or (
-        new_progress is not None and new_progress > old_progress
+        new_progress is not None
+        and new_progress > old_progress
+        and (new_progress - old_progress >= MIN_PROGRESS_STEP - _STEP_SLACK or new_progress >= 1.0)
     )
     if not moved:
         return Transition(state, [], Outcome.DUPLICATE)

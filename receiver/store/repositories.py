@@ -7,11 +7,23 @@ never as dicts, so that what travels further is typed.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, and_, bindparam, delete, func, insert, or_, select, text, update
+from sqlalchemy import (
+    Connection,
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    null,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -23,6 +35,7 @@ from receiver.store.tables import (
     events,
     jobs,
     refused_callbacks,
+    sessions,
     subscribers,
     worker_metrics,
 )
@@ -97,14 +110,15 @@ class Event:
 
 @dataclass(frozen=True)
 class Subscriber:
-    """A webhook endpoint (table ``subscribers``); ``secret`` is ``whsec_…``."""
+    """A webhook endpoint (table ``subscribers``); ``secret`` is ``whsec_…`` (kept out of
+    ``repr``, like ``previous_secret``, so that a log line or a traceback shows neither)."""
 
     id: str
     url: str
     description: str | None
     event_types: list[str]
-    secret: str
-    previous_secret: str | None
+    secret: str = field(repr=False)
+    previous_secret: str | None = field(repr=False)
     previous_secret_expires_at: datetime | None
     enabled: bool
     disabled_reason: str | None
@@ -159,7 +173,9 @@ class Attempt:
 
 @dataclass(frozen=True)
 class CallbackRecord:
-    """One accepted callback as received (``body`` keeps unknown vendor fields)."""
+    """One accepted callback as received (``body`` keeps unknown vendor fields; None for a
+    callback that changed nothing, whose hash and metadata only are kept). ``unsafe_urls``:
+    how many artifact or preview URLs were dropped as unsafe (None: none)."""
 
     id: int
     job_id: str
@@ -167,9 +183,10 @@ class CallbackRecord:
     status: str | None
     progress: float | None
     outcome: str
-    body: dict[str, Any]
+    body: dict[str, Any] | None
     body_sha256: str
     source_ip: str | None
+    unsafe_urls: int | None
 
 
 @dataclass(frozen=True)
@@ -420,10 +437,12 @@ class Repository:
         status: str | None,
         progress: float | None,
         outcome: str,
-        body: dict[str, Any],
+        body: dict[str, Any] | None,
         body_sha256: str,
         source_ip: str | None,
+        unsafe_urls: int | None = None,
     ) -> None:
+        """Record one accepted callback; ``body`` None keeps its hash and metadata only."""
         self.conn.execute(
             _INSERT_CALLBACK,
             {
@@ -432,15 +451,43 @@ class Repository:
                 "status": status,
                 "progress": progress,
                 "outcome": outcome,
-                "body": body,
+                "body": null() if body is None else body,
                 "body_sha256": body_sha256,
                 "source_ip": source_ip,
+                "unsafe_urls": unsafe_urls or None,
             },
         )
+
+    def count_callbacks(self, job_id: str) -> int:
+        """How many callbacks are stored for ``job_id``."""
+        stmt = select(func.count()).select_from(callbacks).where(callbacks.c.job_id == job_id)
+        return int(self.conn.execute(stmt).scalar_one())
 
     def list_callbacks(self, job_id: str) -> list[CallbackRecord]:
         stmt = select(callbacks).where(callbacks.c.job_id == job_id).order_by(callbacks.c.id)
         return [_from_row(CallbackRecord, r) for r in self.conn.execute(stmt)]
+
+    # -- dashboard sessions --------------------------------------------------------------
+
+    def add_session(self, id_sha256: str, created_at: datetime, expires_at: datetime) -> None:
+        """Record a signed-in dashboard session (by the SHA-256 hex of its random id) and
+        forget the ones that have expired."""
+        self.conn.execute(delete(sessions).where(sessions.c.expires_at <= created_at))
+        self.conn.execute(
+            insert(sessions).values(
+                id_sha256=id_sha256, created_at=created_at, expires_at=expires_at
+            )
+        )
+
+    def session_alive(self, id_sha256: str, now: datetime) -> bool:
+        """Whether the session exists (not signed out) and has not expired at ``now``."""
+        stmt = select(sessions.c.expires_at).where(sessions.c.id_sha256 == id_sha256)
+        expires_at = self.conn.execute(stmt).scalar_one_or_none()
+        return expires_at is not None and expires_at > now
+
+    def end_session(self, id_sha256: str) -> None:
+        """Sign a session out: its cookie is refused from now on."""
+        self.conn.execute(delete(sessions).where(sessions.c.id_sha256 == id_sha256))
 
     def add_refused(
         self,

@@ -98,9 +98,23 @@ callbacks = Table(
     Column("status", String(40)),
     Column("progress", Float),
     Column("outcome", String(24), nullable=False),
-    Column("body", JSONType, nullable=False),
+    # None for a callback that changed nothing (duplicate, stale, after the end): its hash and
+    # metadata are kept, not its body.
+    Column("body", JSONType),
     Column("body_sha256", String(64), nullable=False),
     Column("source_ip", String(64)),
+    # How many artifact or preview URLs were dropped as unsafe (not https); None when none.
+    Column("unsafe_urls", Integer),
+)
+
+#: Signed-in dashboard sessions, keyed by the SHA-256 of the random id the cookie carries.
+#: Signing out deletes the row; ``expires_at`` is set once, at sign-in.
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("id_sha256", String(64), primary_key=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False, index=True),
 )
 
 refused_callbacks = Table(

@@ -27,12 +27,12 @@ from client.errors import (
     OutcomeUnknown,
     UseapiError,
 )
-from client.images import ImageError
+from client.images import DEFAULT_MAX_IMAGE_BYTES, ImageError
 from client.replyref import ReplyRefTooLong
 from receiver import presenters, services, submission
 from receiver.clock import utcnow
 from receiver.delivery.operational import send_test_event
-from receiver.delivery.urls import UnsafeUrl, check_subscriber_url
+from receiver.delivery.urls import ImageFetchFailed, UnsafeUrl, fetch_image
 from receiver.domain.events import EVENT_TYPES
 from receiver.settings import ConfigError
 from receiver.store.uow import UnitOfWork
@@ -41,6 +41,7 @@ from receiver.web.context import runtime
 from receiver.web.errors import ApiError, error_response, validation_message
 from receiver.web.idempotency import idempotent
 from receiver.web.openapi import openapi_document
+from receiver.web.ratelimit import client_address, limiter, refuse_too_many
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
@@ -61,11 +62,17 @@ def _require_admin_token() -> ResponseReturnValue | None:
     token = runtime().settings.admin_token
     if not token:
         raise ApiError(503, "admin_disabled", "the admin API is off: set ADMIN_TOKEN to use it")
+    client = client_address()
+    refused = refuse_too_many(client)
+    if refused is not None:
+        return refused
     header = request.headers.get("Authorization", "")
     scheme, _, given = header.partition(" ")
     if scheme.lower() != "bearer" or not hmac.compare_digest(
         _digest(given.strip()), _digest(token)
     ):
+        if header:  # a token was presented and is wrong: a guess (no header guesses nothing)
+            limiter().failed(client)
         response, status = error_response(
             401, "unauthorized", "a valid 'Authorization: Bearer <ADMIN_TOKEN>' is required"
         )
@@ -165,13 +172,27 @@ _VENDOR_STATUS: dict[type[UseapiError], tuple[int, str]] = {
 }
 
 
-def _check_image_source(value: str, allow_private: bool) -> None:
-    if value.startswith("data:"):
-        return
+def _image_source(value: str, allow_private: bool) -> str | bytes:
+    """An image given to ``POST /api/tasks`` as something safe to hand on: a ``data:`` URI as
+    is, an image URL downloaded here into bytes (:func:`receiver.delivery.urls.fetch_image`:
+    the webhook delivery's guarded connection, no redirects). A string is never taken for a
+    file path.
+
+    :raise ApiError 422: ``invalid_image``: a URL refused, or its download failed (one message
+        whatever the cause).
+    """
+    if value[:5].lower() == "data:":
+        return value
     try:
-        check_subscriber_url(value, allow_private=allow_private)
+        return fetch_image(
+            value,
+            allow_private=allow_private,
+            max_bytes=DEFAULT_MAX_IMAGE_BYTES,
+        )
     except UnsafeUrl as exc:
         raise ApiError(422, "invalid_image", f"image URL refused: {exc}") from None
+    except ImageFetchFailed as exc:
+        raise ApiError(422, "invalid_image", str(exc)) from None
 
 
 @bp.post("/tasks")
@@ -196,19 +217,31 @@ def submit_task() -> tuple[Response, int]:
         )
         if source
     }
-    for source in [*images.values(), *body.reference_images]:
-        _check_image_source(source, rt.settings.allow_private_urls)
     params = dict(body.options)
     if body.prompt is not None:
         params["text_prompt"] = body.prompt
     try:
         target = submission.resolve_model(body.model, body.video_model)
+        # The images' slots are checked before any is downloaded.
+        submission.check_submission(
+            submission.Submission(
+                model=target.name,
+                params=params,
+                images=images,
+                metadata={},
+                references=body.reference_images,
+            ),
+            target,
+        )
         reply_url = rt.settings.reply_url
         client = rt.vendor_client()
     except services.InvalidSubmission as exc:
         raise ApiError(422, "validation_error", str(exc)) from None
     except ConfigError as exc:
         raise ApiError(503, "not_configured", str(exc)) from None
+    allow_private = rt.settings.allow_private_urls
+    fetched = {slot: _image_source(source, allow_private) for slot, source in images.items()}
+    references = [_image_source(source, allow_private) for source in body.reference_images]
     try:
         with client:
             job = submission.submit_task(
@@ -219,10 +252,10 @@ def submit_task() -> tuple[Response, int]:
                 submission=submission.Submission(
                     model=target.name,
                     params=params,
-                    images=images,
+                    images=fetched,
                     metadata=body.metadata,
                     account=body.account or rt.settings.useapi_account_email,
-                    references=body.reference_images,
+                    references=references,
                 ),
                 now=utcnow(),
                 allow_http_images=rt.settings.allow_private_urls,

@@ -15,7 +15,7 @@ import math
 import re
 from typing import Any, NoReturn
 
-from flask import Blueprint, Response, jsonify, request
+from flask import Blueprint, Response, current_app, jsonify, request
 from pydantic import ValidationError
 from werkzeug.exceptions import RequestEntityTooLarge
 
@@ -24,6 +24,7 @@ from client.replyref import ReplyRefExpired, ReplyRefInvalid
 from receiver import metrics, services
 from receiver.clock import utcnow
 from receiver.domain.tasks import Outcome
+from receiver.logs import LogSampler
 from receiver.store.batch import group_commit
 from receiver.web.context import runtime
 from receiver.web.errors import ApiError, validation_message
@@ -60,6 +61,23 @@ _TASK_FIELDS: dict[str, tuple[tuple[type, ...], str, int | None]] = {
     "artifacts": ((list,), "an array", None),
     "error": ((str, dict), "a string or an object", None),
 }
+
+
+#: Refused-callback log lines: at most this many per window and process (the metrics and the
+#: refused-callback table still count every refusal exactly).
+REFUSED_LOG_BURST = 20
+#: The window of :data:`REFUSED_LOG_BURST`, seconds.
+REFUSED_LOG_WINDOW = 10.0
+
+
+def _refused_log_sampler() -> LogSampler:
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    sampler: LogSampler | None = app.extensions.get("refused_log_sampler")
+    if sampler is None:
+        sampler = app.extensions.setdefault(
+            "refused_log_sampler", LogSampler(REFUSED_LOG_BURST, REFUSED_LOG_WINDOW)
+        )
+    return sampler
 
 
 class BadBody(ValueError):
@@ -239,15 +257,18 @@ def _refuse(
         )
     except Exception:  # recording a refusal must never turn it into a 500
         log.warning("could not record a refused callback", exc_info=True)
-    log.warning(
-        "callback refused",
-        extra={
-            "reason": reason,
-            "status": status,
-            "source_ip": _source_ip(),
-            "job_id": job_id,
-        },
-    )
+    show, held = _refused_log_sampler().allow()
+    if show:  # sampled under a flood; the metrics above count every refusal
+        log.warning(
+            "callback refused",
+            extra={
+                "reason": reason,
+                "status": status,
+                "source_ip": _source_ip(),
+                "job_id": job_id,
+                "not_logged_before": held,
+            },
+        )
     raise ApiError(status, reason, message)
 
 
@@ -319,6 +340,7 @@ def useapi_callback() -> tuple[Response, int]:
             now=utcnow(),
             confirmed=confirmed,
             hold_succeeded=bool(rt.settings.artifact_store),
+            allow_http_artifacts=rt.settings.allow_private_urls,
         )
     except services.JobNotFound:
         _refuse(

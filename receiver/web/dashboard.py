@@ -58,6 +58,7 @@ from receiver.metrics import bearer_matches
 from receiver.store.repositories import Attempt, Delivery, Event, Job, Subscriber
 from receiver.store.uow import UnitOfWork
 from receiver.web.context import runtime
+from receiver.web.ratelimit import client_address, limiter
 
 log = logging.getLogger(__name__)
 
@@ -87,10 +88,11 @@ CONTENT_SECURITY_POLICY = (
 class DashboardError(Exception):
     """A refusal shown as an HTML page with its status (and the request id)."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, *, retry_after: int | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.retry_after = retry_after
 
 
 class DashboardSessionInterface(SecureCookieSessionInterface):
@@ -101,15 +103,37 @@ class DashboardSessionInterface(SecureCookieSessionInterface):
         return bool(app.config["SESSION_COOKIE_SECURE"]) or request.is_secure
 
 
+#: What the dashboard's session key is derived from a ``SECRET_KEY`` with (HMAC-SHA256): the
+#: cookie is never signed with a replyRef key itself, so the two purposes cannot mix.
+SESSION_KEY_LABEL = b"runway-relay dashboard session key v1"
+
+
+def session_key(secret: str) -> str:
+    """The session cookie's signing key derived from one ``SECRET_KEY`` (hex, 64 characters)."""
+    return hmac.new(secret.encode(), SESSION_KEY_LABEL, hashlib.sha256).hexdigest()
+
+
 def init_app(app: Flask) -> None:
-    """Register the dashboard on ``app``: session cookie settings, blueprint, filters."""
+    """Register the dashboard on ``app``: session cookie settings, blueprint, filters.
+
+    The cookie is signed with a key derived from the first ``SECRET_KEY`` (the others verify,
+    so a key rotation keeps sessions); it carries a random session id whose server-side row
+    (table ``sessions``) sign-out deletes and whose 12-hour end is fixed at sign-in.
+    """
+    keys = app.extensions["relay"].settings.signing_keys
     app.session_interface = DashboardSessionInterface()
     app.config.update(
+        SECRET_KEY=session_key(keys[0]),
+        SECRET_KEY_FALLBACKS=[session_key(k) for k in keys[1:]],
+        SESSION_REFRESH_EACH_REQUEST=False,
         SESSION_COOKIE_NAME="relay_session",
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_PATH="/dashboard",
         PERMANENT_SESSION_LIFETIME=SESSION_LIFETIME,
+        # In production the cookie is Secure whatever the request's scheme looks like: a
+        # dashboard must be reached over https there.
+        SESSION_COOKIE_SECURE=not app.extensions["relay"].settings.is_dev,
     )
     app.register_blueprint(bp)
 
@@ -123,9 +147,35 @@ def _fingerprint(token: str) -> str:
     return hmac.new(key, b"dashboard-session:" + token.encode(), hashlib.sha256).hexdigest()
 
 
+def _sid_hash(sid: str) -> str:
+    return hashlib.sha256(sid.encode()).hexdigest()
+
+
 def _signed_in(token: str) -> bool:
-    held = session.get("auth")
-    return isinstance(held, str) and hmac.compare_digest(held, _fingerprint(token))
+    """Signed in: the cookie proves the ADMIN_TOKEN and names a session that is neither signed
+    out nor past its 12 hours (one read of table ``sessions``, once per request)."""
+    cached = g.get("dashboard_signed_in")
+    if cached is not None:
+        return bool(cached)
+    held, sid = session.get("auth"), session.get("sid")
+    alive = False
+    if isinstance(held, str) and isinstance(sid, str) and sid:
+        if hmac.compare_digest(held, _fingerprint(token)):
+            with UnitOfWork(runtime().engine, read_only=True) as uow:
+                alive = uow.repo.session_alive(_sid_hash(sid), utcnow())
+    g.dashboard_signed_in = alive
+    return alive
+
+
+def _refuse_if_too_many(client: str | None) -> None:
+    """:raise DashboardError 429: this address failed too often (with ``Retry-After``)."""
+    wait = limiter().retry_after(client)
+    if wait is not None:
+        raise DashboardError(
+            429,
+            f"Too many failed sign-ins from your address. Try again in {wait} seconds.",
+            retry_after=wait,
+        )
 
 
 def csrf_token() -> str:
@@ -170,7 +220,10 @@ def _guard() -> ResponseReturnValue | None:
         return None
     header = request.headers.get("Authorization")
     if header is not None:
+        client = client_address()
+        _refuse_if_too_many(client)
         if not bearer_matches(header, token):
+            limiter().failed(client)
             raise DashboardError(401, "That bearer token is not accepted.")
         g.dashboard_auth = "bearer"  # sent by a program, not by a browser on its own: no CSRF
         return None
@@ -216,10 +269,13 @@ def _error_page(status: int, message: str) -> tuple[str, int]:
 
 
 @bp.errorhandler(DashboardError)
-def _dashboard_error(exc: DashboardError) -> tuple[str, int]:
-    if exc.status in (400, 401, 403):
+def _dashboard_error(exc: DashboardError) -> ResponseReturnValue:
+    if exc.status in (400, 401, 403, 429):
         log.info("dashboard refused a request", extra={"status": exc.status, "path": request.path})
-    return _error_page(exc.status, exc.message)
+    page, status = _error_page(exc.status, exc.message)
+    if exc.retry_after is not None:
+        return page, status, {"Retry-After": str(exc.retry_after)}
+    return page, status
 
 
 @bp.errorhandler(services.ServiceError)
@@ -348,16 +404,24 @@ def login() -> ResponseReturnValue:
     target = _safe_next(request.values.get("next"))
     if request.method == "POST":
         _check_csrf()
+        client = client_address()
+        _refuse_if_too_many(client)
         given = request.form.get("token", "").strip()
         if not hmac.compare_digest(given.encode("utf-8", "replace"), token.encode("utf-8")):
+            limiter().failed(client)
             log.warning("dashboard sign-in refused", extra={"source_ip": request.remote_addr})
             page = render_template(
                 "dashboard/login.html", error="That token is not the ADMIN_TOKEN.", next=target
             )
             return page, 401
+        sid, now = secrets.token_urlsafe(32), utcnow()
+        with UnitOfWork(runtime().engine) as uow:
+            uow.repo.add_session(_sid_hash(sid), now, now + SESSION_LIFETIME)
+            uow.commit()
         session.clear()
         session.permanent = True
         session["auth"] = _fingerprint(token)
+        session["sid"] = sid
         session["csrf"] = secrets.token_urlsafe(32)
         log.info("dashboard sign-in", extra={"source_ip": request.remote_addr})
         return redirect(target or url_for("dashboard.overview"), 303)
@@ -368,6 +432,12 @@ def login() -> ResponseReturnValue:
 
 @bp.post("/logout")
 def logout() -> ResponseReturnValue:
+    """Sign out: the session's row is deleted, so its cookie is refused even if kept."""
+    sid = session.get("sid")
+    if isinstance(sid, str) and sid:
+        with UnitOfWork(runtime().engine) as uow:
+            uow.repo.end_session(_sid_hash(sid))
+            uow.commit()
     session.clear()
     return redirect(url_for("dashboard.login"), 303)
 

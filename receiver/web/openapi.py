@@ -87,6 +87,7 @@ _CALLBACK = _strict(
         "progress": {"type": ["number", "null"]},
         "outcome": {"type": "string"},
         "body_sha256": {"type": "string"},
+        "unsafe_urls": {"type": "integer", "minimum": 0},
     }
 )
 _SUBSCRIBER = _strict(
@@ -221,17 +222,18 @@ _ERROR_MEANING = {
     409: "conflict with the object's state",
     413: "body larger than MAX_CONTENT_LENGTH",
     422: "the body does not fit the model",
-    429: "the vendor is busy; retry later",
+    429: "too many failed bearer checks from this address (Retry-After), or, on a submission, "
+    "the vendor is busy; retry later",
     502: "the vendor failed or its answer was lost (the job is kept as evidence)",
     503: "the admin API is off (no ADMIN_TOKEN), or the database or the vendor cannot be reached",
 }
 
 
 def _errors(*codes: int) -> dict[str, Any]:
-    """401 and 503 (every route), plus ``codes``."""
+    """401, 429 and 503 (every route), plus ``codes``."""
     return {
         str(code): _json({"$ref": "#/components/schemas/Error"}, _ERROR_MEANING[code])
-        for code in sorted({401, 503, *codes})
+        for code in sorted({401, 429, 503, *codes})
     }
 
 

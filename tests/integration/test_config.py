@@ -29,6 +29,8 @@ ROOT = Path(__file__).resolve().parents[2]
 SHORT_KEY = "tiny-s3cret-k"  # 13 characters: too short for SECRET_KEY
 GOOD_KEY = "a-good-and-long-s3cret-key-0001"
 USEAPI_TOKEN = "useapi-t0ken-never-to-be-printed"
+#: In production ADMIN_TOKEN must be at least 32 characters.
+PROD_ADMIN_TOKEN = ADMIN_TOKEN + "-long-enough-for-production"
 
 
 @pytest.fixture
@@ -53,6 +55,10 @@ def config_error(env: pytest.MonkeyPatch, **variables: str) -> str:
     ("variables", "named"),
     [
         ({"RELAY_ENV": "production"}, "SECRET_KEY is required"),
+        (
+            {"RELAY_ENV": "production", "SECRET_KEY": GOOD_KEY, "ADMIN_TOKEN": "short-admin-t0ken"},
+            "ADMIN_TOKEN must be at least 32 characters",
+        ),
         ({"RELAY_ENV": "staging", "SECRET_KEY": GOOD_KEY}, "RELAY_ENV"),
         ({"SECRET_KEY": SHORT_KEY}, "SECRET_KEY"),
         ({"SECRET_KEY": f"{GOOD_KEY},{SHORT_KEY}"}, "SECRET_KEY"),
@@ -116,15 +122,15 @@ def test_good_settings_parse_lists_and_flags(env: pytest.MonkeyPatch) -> None:
     assert settings.delivery_retry_schedule == [1, 2.5, 60]
     assert settings.verify_with_vendor is True and settings.trusted_proxy_hops == 2
     assert settings.database_url.startswith("postgresql+psycopg://")
-    assert (settings.max_content_length, settings.reply_ref_max_age) == (262144, 2592000)
+    assert (settings.max_content_length, settings.reply_ref_max_age) == (262144, 604800)
 
 
 def test_settings_never_show_a_secret_in_their_repr(env: pytest.MonkeyPatch) -> None:
     env.setenv("SECRET_KEY", GOOD_KEY)
-    env.setenv("ADMIN_TOKEN", ADMIN_TOKEN + "-repr")
+    env.setenv("ADMIN_TOKEN", PROD_ADMIN_TOKEN + "-repr")
     env.setenv("USEAPI_TOKEN", USEAPI_TOKEN)
     shown = repr(load_settings()) + str(load_settings())
-    for secret in (GOOD_KEY, ADMIN_TOKEN + "-repr", USEAPI_TOKEN):
+    for secret in (GOOD_KEY, PROD_ADMIN_TOKEN + "-repr", USEAPI_TOKEN):
         assert secret not in shown
 
 
@@ -198,9 +204,9 @@ def debug_web(tmp_path: Path, migrated_sqlite_template: Path) -> Iterator[tuple[
     port = free_port()
     env = base_env(
         tmp_path,
-        RELAY_ENV="production",
+        RELAY_ENV="development",  # ALLOW_PRIVATE_URLS (loopback) is refused in production
         SECRET_KEY=f"{GOOD_KEY},{SECRET}",
-        ADMIN_TOKEN=ADMIN_TOKEN,
+        ADMIN_TOKEN=PROD_ADMIN_TOKEN,
         USEAPI_TOKEN=USEAPI_TOKEN,
         USEAPI_BASE_URL=f"http://127.0.0.1:{free_port()}",  # nothing listens: a vendor error
         PUBLIC_BASE_URL=f"http://127.0.0.1:{port}",
@@ -225,7 +231,7 @@ def test_no_secret_reaches_the_logs_or_an_error_body_at_debug_level(
 ) -> None:
     """Every secret the process holds or hands out, through successes and failures alike."""
     base, proc = debug_web
-    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    admin = {"Authorization": f"Bearer {PROD_ADMIN_TOKEN}"}
     guess = "Bearer guessed-admin-t0ken-value"
     bodies: list[str] = []
     shown: list[str] = []
@@ -269,7 +275,14 @@ def test_no_secret_reaches_the_logs_or_an_error_body_at_debug_level(
     proc.stop()
     output = proc.output()
     assert "callback refused" in output  # the logs were really at hand
-    secrets = [GOOD_KEY, SECRET, ADMIN_TOKEN, USEAPI_TOKEN, "guessed-admin-t0ken-value", *shown]
+    secrets = [
+        GOOD_KEY,
+        SECRET,
+        PROD_ADMIN_TOKEN,
+        USEAPI_TOKEN,
+        "guessed-admin-t0ken-value",
+        *shown,
+    ]
     for secret in secrets:
         assert secret not in output, secret
         for body in bodies:

@@ -264,13 +264,14 @@ def test_malformed_reply_refs_are_401_and_logged(
     assert [e["reason"] for e in refused(sqlite_engine)] == [reason]
 
 
-def test_expired_reply_ref_default_max_age_is_30_days(
+def test_expired_reply_ref_default_max_age_is_7_days(
     client: FlaskClient, engine: Engine, make_job: JobFactory
 ) -> None:
+    """What a task can take plus a margin: a week (issue 16), not a month."""
     job, _ = make_job()
     now = utcnow()
-    young = sign_at([SECRET], job.id, now - 29 * DAY)
-    old = sign_at([SECRET], job.id, now - 31 * DAY)
+    young = sign_at([SECRET], job.id, now - 6 * DAY)
+    old = sign_at([SECRET], job.id, now - 8 * DAY)
 
     before = snapshot(engine)
     r = post(client, task_body(old, "SUCCEEDED", artifacts=[{"url": "https://x/v.mp4"}]))

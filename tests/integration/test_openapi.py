@@ -29,6 +29,7 @@ from receiver import create_app, services
 from receiver.clock import utcnow
 from receiver.delivery.worker import Worker, WorkerConfig
 from receiver.runtime import Runtime, build_runtime
+from receiver.web.ratelimit import FailureLimiter
 from simulator.app import create_app as create_simulator
 from simulator.app import get_state
 from simulator.config import SimulatorConfig
@@ -83,6 +84,9 @@ def api(sqlite_url: str, vendor_url: str) -> Iterator[tuple[Flask, Runtime]]:
     rt = build_runtime(make_settings(sqlite_url, useapi_base_url=vendor_url, log_level="ERROR"))
     app = create_app(runtime=rt)
     app.config["TESTING"] = True
+    # These tests send hundreds of wrong tokens from one address on purpose: a limiter with
+    # room for them (the limit itself: tests/integration/test_hostile_round2.py).
+    app.extensions["auth_limiter"] = FailureLimiter(max_failures=1_000_000)
     yield app, rt
     rt.engine.dispose()
 

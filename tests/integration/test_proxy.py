@@ -36,8 +36,8 @@ CHAIN = "6.6.6.6, 1.1.1.1, 9.9.9.9"
 def make_app(sqlite_url: str) -> Iterator[Any]:
     runtimes: list[Runtime] = []
 
-    def build(hops: int) -> tuple[Flask, Runtime]:
-        rt = build_runtime(make_settings(sqlite_url, trusted_proxy_hops=hops))
+    def build(hops: int, **overrides: Any) -> tuple[Flask, Runtime]:
+        rt = build_runtime(make_settings(sqlite_url, trusted_proxy_hops=hops, **overrides))
         runtimes.append(rt)
         app = create_app(runtime=rt)
         app.config["TESTING"] = True
@@ -121,27 +121,64 @@ def test_scheme_comes_from_the_trusted_hops_only(
     assert cookie_is_secure(r) is secure
 
 
-def test_host_and_port_come_from_the_trusted_hop(make_app: Any) -> None:
-    app, _ = make_app(1)
+FORWARDED_HOST = {
+    "X-Forwarded-Host": "evil.example, relay.example.com",
+    "X-Forwarded-Port": "1234, 443",
+    "X-Forwarded-Proto": "http, https",
+    "X-Forwarded-For": CHAIN,
+}
+
+
+def probe_app(make_app: Any, hops: int, **overrides: Any) -> Flask:
+    app, _ = make_app(hops, **overrides)
 
     @app.get("/_probe")
     def probe() -> Any:  # a read-only view of what the app was told, nothing stubbed
         return jsonify(host=request.host, url=request.url, remote=request.remote_addr)
 
-    r = app.test_client().get(
-        "/_probe",
-        headers={
-            "X-Forwarded-Host": "evil.example, relay.example.com",
-            "X-Forwarded-Port": "1234, 443",
-            "X-Forwarded-Proto": "http, https",
-            "X-Forwarded-For": CHAIN,
-        },
-    )
+    return app  # type: ignore[no-any-return]
+
+
+def test_host_and_port_come_from_the_trusted_hop_only_when_asked(make_app: Any) -> None:
+    app = probe_app(make_app, 1, trust_forwarded_host=True)
+    r = app.test_client().get("/_probe", headers=FORWARDED_HOST)
     assert r.json == {
         "host": "relay.example.com",
         "url": "https://relay.example.com/_probe",
         "remote": "9.9.9.9",
     }
+
+
+def test_forwarded_host_is_ignored_by_default(make_app: Any) -> None:
+    """x_host is off unless TRUST_FORWARDED_HOST asks for it: the Host header the server got
+    stays, whatever the router passed on."""
+    r = probe_app(make_app, 1).test_client().get("/_probe", headers=FORWARDED_HOST)
+    assert r.json == {
+        "host": "localhost",
+        "url": "https://localhost/_probe",
+        "remote": "9.9.9.9",
+    }
+
+
+def test_session_cookie_is_secure_in_production_even_over_plain_http(
+    sqlite_url: str,
+) -> None:
+    rt = build_runtime(
+        make_settings(
+            sqlite_url,
+            relay_env="production",
+            admin_token="a" * 40,
+            trusted_proxy_hops=0,
+            allow_private_urls=False,
+        )
+    )
+    try:
+        app = create_app(runtime=rt)
+        r = app.test_client().get("/dashboard/login")
+        assert r.status_code == 200
+        assert cookie_is_secure(r)
+    finally:
+        rt.engine.dispose()
 
 
 # -- under gunicorn -------------------------------------------------------------------------
@@ -200,3 +237,22 @@ def test_gunicorn_trusts_forwarded_headers_no_further_than_the_app(web: Any) -> 
             )
             log = session.get(base + "/api/refused-callbacks", headers=auth, timeout=10).json()
         assert [item["source_ip"] for item in log["items"]] == [source]
+
+
+def test_gunicorn_takes_no_script_name_or_path_info_from_a_client(web: Any) -> None:
+    """From a peer it trusts, gunicorn turns a ``SCRIPT_NAME`` header into the app's mount
+    point, so that every URL the app builds (the sign-in redirect) points where the header
+    says: an open redirect. It trusts no peer."""
+    base = web(1)
+    with requests.Session() as session:
+        session.trust_env = False
+        r = session.get(
+            base + "/dashboard/tasks",
+            headers={"SCRIPT_NAME": "//evil.example", "PATH_INFO": "/elsewhere"},
+            allow_redirects=False,
+            timeout=10,
+        )
+    assert r.status_code == 303
+    location = r.headers["Location"]
+    assert "evil" not in location
+    assert location.startswith("/dashboard/login")
