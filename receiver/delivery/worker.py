@@ -33,7 +33,7 @@ from receiver.clock import utcnow
 from receiver.delivery.schedule import RetryPolicy, parse_retry_after
 from receiver.delivery.sender import Sender, SendResult
 from receiver.delivery.urls import UnsafeUrl, check_subscriber_url
-from receiver.store.engine import is_sqlite
+from receiver.store.engine import application_name, is_sqlite
 from receiver.store.repositories import AttemptRecord, ClaimedDelivery, Repository
 from receiver.store.uow import UnitOfWork
 
@@ -172,6 +172,7 @@ class PostgresWaker:
     def __init__(self, engine: Engine, kick: Kick) -> None:
         url = engine.url.set(drivername="postgresql")
         self._dsn = url.render_as_string(hide_password=False)
+        self._application_name = application_name(self._dsn)
         self._kick = kick
         self._conn: Any = None
         self._connect()
@@ -180,7 +181,12 @@ class PostgresWaker:
         import psycopg
 
         try:
-            self._conn = psycopg.connect(self._dsn, autocommit=True, connect_timeout=5)
+            self._conn = psycopg.connect(
+                self._dsn,
+                autocommit=True,
+                connect_timeout=5,
+                application_name=self._application_name,
+            )
             self._conn.execute("LISTEN relay_deliveries")
         except psycopg.Error:
             log.warning("LISTEN connection failed; polling until it is back")

@@ -28,8 +28,8 @@ IMAGE = "data:image/png;base64," + base64.b64encode(tiny_png()).decode()
 
 
 @pytest.fixture
-def pg_stack(tmp_path: Path) -> Iterator[Stack]:
-    for url in _database("postgres", tmp_path):
+def pg_stack(tmp_path: Path, postgres_base_url: str | None) -> Iterator[Stack]:
+    for url in _database("postgres", tmp_path, postgres_base_url):
         stack = Stack(
             tmp_path,
             url,
