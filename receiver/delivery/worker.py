@@ -561,7 +561,8 @@ class Worker:
         )
 
     def _record_health(self, repo: Repository, sent: Sequence[_Finished], now: datetime) -> None:
-        """Each subscriber's health after these attempts, in order, written once per subscriber.
+        """Each subscriber's health after these attempts, in order, written once per subscriber
+        (in subscriber id order: see the lock order in :mod:`receiver.store.repositories`).
 
         A success clears ``failing_since``; a failure sets it (unless already set) and may
         disable the subscriber: at once for 410 Gone, or once it has seen only failures for
@@ -573,7 +574,10 @@ class Worker:
             by_sub.setdefault(f.item.subscriber.id, []).append(f.result)
         failing = [sid for sid, results in by_sub.items() if not all(r.ok for r in results)]
         current = repo.live_subscribers(failing)
-        for sid, results in by_sub.items():
+        # In subscriber id order, whatever order the attempts finished in: every worker locks
+        # the subscriber rows it updates in the same order, so two workers never deadlock.
+        for sid in sorted(by_sub):
+            results = by_sub[sid]
             sub = current.get(sid)
             failing_since = sub.failing_since if sub else None
             enabled = bool(sub and sub.enabled)
