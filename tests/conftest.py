@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from hypothesis import settings as hypothesis_settings
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
@@ -34,6 +35,13 @@ DEFAULT_PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
 def _in_ci() -> bool:
     return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+# Under CI, hypothesis draws the same examples on every run (a failure repeats, a pass is not
+# luck) and, on a loaded machine, never fails an example for being slow.
+hypothesis_settings.register_profile("ci", derandomize=True, deadline=None, database=None)
+if _in_ci():
+    hypothesis_settings.load_profile("ci")
 
 
 def postgres_url() -> str | None:
