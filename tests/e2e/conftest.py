@@ -3,7 +3,10 @@
 - the vendor simulator (``python -m simulator``),
 - the web process: the Procfile's ``web:`` line (gunicorn), with PORT set as a PaaS would,
 - one or more ``relay worker`` processes (the ``worker:`` line),
-- in-process subscribers that verify every signature with ``standardwebhooks``.
+- subscribers that verify every signature with ``standardwebhooks``: in-process
+  (``SubscriberServer``), or, where a stall of the test process on a loaded machine must not
+  hold their answers (the heavy and the timing-sensitive tests), processes of their own
+  (``SubscriberProcess``).
 Each process is stopped by its pid at the end.
 """
 
