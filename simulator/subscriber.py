@@ -28,6 +28,8 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.wrappers import Request, Response
 
+from simulator.processes import Process
+
 
 @dataclass
 class Received:
@@ -301,14 +303,16 @@ class SubscriberProcess:
         default_status: int | str = 204,
         hang_seconds: float = 30.0,
     ) -> None:
-        from simulator.processes import Process
-
         argv = [sys.executable, "-m", "simulator.subscriber", "--control", "--quiet"]
         argv += ["--hang-seconds", str(hang_seconds)]
         for secret in secrets or []:
             argv += ["--secret", secret]
         self._process = Process("subscriber", argv, env=dict(os.environ))
-        line = self._process.wait_for_line("subscriber listening on", 30)
+        try:
+            line = self._process.wait_for_line("subscriber listening on", 30)
+        except TimeoutError:
+            self._process.stop()
+            raise
         self.url = line.rsplit(" ", 1)[1]
         self._base = self.url.rsplit("/", 1)[0] + CONTROL_PREFIX.rstrip("/")
         self._http = requests.Session()

@@ -26,6 +26,17 @@ STACK_ENV = {"DELIVERY_RETRY_SCHEDULE": "0.2,0.2,0.2", "DELIVERY_TIMEOUT_SECONDS
 IMAGE = "data:image/png;base64," + base64.b64encode(tiny_png()).decode()
 
 
+@pytest.fixture(autouse=True)
+def live_worker(stack: Stack) -> None:
+    """Each test starts with a live worker, whatever an earlier test did to the module's (the
+    SIGTERM and kill -9 tests stop theirs): no test depends on the one before."""
+    for worker in [w for w in stack.workers if w.proc.poll() is not None]:
+        stack.workers.remove(worker)
+        worker.stop()
+    if not stack.workers:
+        stack.start_worker()
+
+
 def add(stack: Stack, server: SubscriberServer | SubscriberProcess, *args: str) -> str:
     added = stack.relay_json("subscribers", "add", server.url, *args)
     server.add_secret(added["secret"])
@@ -233,7 +244,6 @@ def test_sigterm_finishes_the_attempt_in_flight(stack: Stack) -> None:
         (received,) = server.received
         assert received.body and received.body["data"]["job_id"] == job_id
         assert received.status_answered == 200
-    stack.start_worker()
 
 
 def test_kill_9_mid_delivery_loses_nothing(stack: Stack) -> None:
