@@ -7,6 +7,7 @@ import os
 import shutil
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,9 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from hypothesis import settings as hypothesis_settings
 from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.engine import make_url
 
 from receiver import create_app, services
 from receiver.clock import utcnow
@@ -30,11 +33,32 @@ SECRET = "test-secret-key-0123456789abcdef"
 DEFAULT_PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
 
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+# Under CI, hypothesis draws the same examples on every run (a failure repeats, a pass is not
+# luck) and, on a loaded machine, never fails an example for being slow.
+hypothesis_settings.register_profile("ci", derandomize=True, deadline=None, database=None)
+if _in_ci():
+    hypothesis_settings.load_profile("ci")
+
+
 def postgres_url() -> str | None:
-    """TEST_DATABASE_URL, or the local default when a server answers there; None otherwise."""
+    """TEST_DATABASE_URL, or the local default when a server answers there; None otherwise
+    (the PostgreSQL pass then skips, saying why).
+
+    :raises pytest.UsageError: TEST_DATABASE_URL is set but empty (a broken CI variable would
+        otherwise skip every PostgreSQL test without a word).
+    :raises sqlalchemy.exc.OperationalError: the server does not answer while TEST_DATABASE_URL
+        or CI is set.
+    """
     url = os.environ.get("TEST_DATABASE_URL")
-    if url == "":
-        return None
+    if url is not None and not url.strip():
+        raise pytest.UsageError(
+            "TEST_DATABASE_URL is set but empty: give a PostgreSQL URL, or unset it to use "
+            f"{DEFAULT_PG_URL} when it answers"
+        )
     candidate = url or DEFAULT_PG_URL
     candidate = candidate.replace("postgres://", "postgresql+psycopg://", 1)
     if candidate.startswith("postgresql://"):
@@ -45,20 +69,48 @@ def postgres_url() -> str | None:
             conn.execute(text("SELECT 1"))
         engine.dispose()
     except Exception:
-        if url or os.environ.get("CI"):
+        if url or _in_ci():
             raise
         return None
     return candidate
 
 
-_PG_URL: str | None | bool = False
+def pytest_configure(config: pytest.Config) -> None:
+    """Fail the run at once on a TEST_DATABASE_URL that is set but empty."""
+    url = os.environ.get("TEST_DATABASE_URL")
+    if url is not None and not url.strip():
+        postgres_url()  # raises the UsageError
 
 
-def _pg() -> str | None:
-    global _PG_URL
-    if _PG_URL is False:
-        _PG_URL = postgres_url()
-    return _PG_URL  # type: ignore[return-value]
+@pytest.fixture(scope="session")
+def postgres_base_url() -> str | None:
+    """The PostgreSQL server of this run (see :func:`postgres_url`), looked up once per run,
+    whichever test asks first; None when there is none (tests that need it skip)."""
+    return postgres_url()
+
+
+def require_postgres(base: str | None) -> str:
+    """``base``, or skip the test (never under CI, where :func:`postgres_url` raised)."""
+    if base is None:
+        pytest.skip("PostgreSQL not reachable at 127.0.0.1:5432 (set TEST_DATABASE_URL)")
+    return base
+
+
+@contextmanager
+def fresh_postgres_database(base: str, prefix: str = "relay_t_") -> Iterator[str]:
+    """A new, empty PostgreSQL database on the server of ``base``, dropped afterwards (with
+    every connection still open to it). Its URL."""
+    name = prefix + uuid.uuid4().hex[:10]
+    admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(base).set(database=name).render_as_string(hide_password=False)
+    try:
+        yield url
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
 
 
 @pytest.fixture(scope="session")
@@ -96,9 +148,7 @@ def database_url(
         shutil.copy(migrated_sqlite_template, path)
         yield f"sqlite:///{path}"
         return
-    base = _pg()
-    if base is None:
-        pytest.skip("PostgreSQL not reachable at 127.0.0.1:5432 (set TEST_DATABASE_URL)")
+    base = require_postgres(request.getfixturevalue("postgres_base_url"))
     schema, url = _fresh_pg_schema(base)
     upgrade(url)
     try:
@@ -108,11 +158,9 @@ def database_url(
 
 
 @pytest.fixture
-def postgres_database_url() -> Iterator[str]:
+def postgres_database_url(postgres_base_url: str | None) -> Iterator[str]:
     """A migrated, empty PostgreSQL schema (for behaviours SQLite does not have)."""
-    base = _pg()
-    if base is None:
-        pytest.skip("PostgreSQL not reachable at 127.0.0.1:5432 (set TEST_DATABASE_URL)")
+    base = require_postgres(postgres_base_url)
     schema, url = _fresh_pg_schema(base)
     upgrade(url)
     try:

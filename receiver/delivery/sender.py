@@ -3,11 +3,14 @@
 The body is the event's payload exactly as stored; only the timestamp and signatures change
 between attempts. Redirects are not followed (a 3xx is a failure), at most
 :data:`MAX_RESPONSE_BYTES` of the answer are read, and the whole attempt is bounded by the
-timeout.
+timeout. A 2xx answer is a success even when it came after the timeout (each read was within
+it, the whole was not): the subscriber has the webhook, and a retry would be a certain
+duplicate; it is logged as a slow subscriber instead.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Sequence
@@ -20,6 +23,8 @@ from requests.adapters import HTTPAdapter
 from standardwebhooks.webhooks import Webhook
 
 from receiver.delivery.urls import ForbiddenAddress, GuardedAdapter
+
+log = logging.getLogger(__name__)
 
 MAX_RESPONSE_BYTES = 4096
 USER_AGENT = "runway-relay/0.1 (+standard-webhooks)"
@@ -89,7 +94,11 @@ class Sender:
     def send(
         self, url: str, event_id: str, body: str, secrets: Sequence[str], now: datetime
     ) -> SendResult:
-        """POST ``body`` to ``url`` signed with ``secrets``; never raises for network trouble."""
+        """POST ``body`` to ``url`` signed with ``secrets``; never raises for network trouble.
+
+        A 2xx is ``success`` however long it took (logged as slow past the timeout); any other
+        answer that took longer than the timeout is ``timeout``.
+        """
         headers = {
             "content-type": "application/json",
             "user-agent": USER_AGENT,
@@ -134,10 +143,22 @@ class Sender:
         status = response.status_code
         retry_after = response.headers.get("retry-after")
         duration = elapsed_ms()
+        if 200 <= status < 300:
+            # The subscriber answered 2xx: it has the webhook. However long that took, calling
+            # it a timeout would only send it again (a certain duplicate).
+            if duration > self.timeout * 1000:
+                log.warning(
+                    "slow subscriber: answered 2xx after the attempt timeout",
+                    extra={
+                        "event_id": event_id,
+                        "status_code": status,
+                        "duration_ms": round(duration, 1),
+                        "timeout_seconds": self.timeout,
+                    },
+                )
+            return SendResult("success", status, duration, None, text, retry_after)
         if duration > self.timeout * 1000:
             return SendResult("timeout", status, duration, "answer too slow", text, retry_after)
-        if 200 <= status < 300:
-            return SendResult("success", status, duration, None, text, retry_after)
         if 300 <= status < 400:
             location = response.headers.get("location", "")
             error = f"redirect to {location[:200]} not followed"

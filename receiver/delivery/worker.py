@@ -35,7 +35,7 @@ from receiver.delivery.schedule import RetryPolicy, parse_retry_after
 from receiver.delivery.sender import Sender, SendResult
 from receiver.delivery.urls import UnsafeUrl, check_subscriber_url
 from receiver.store import retention
-from receiver.store.engine import is_sqlite
+from receiver.store.engine import application_name, is_sqlite
 from receiver.store.repositories import AttemptRecord, ClaimedDelivery, Repository
 from receiver.store.uow import UnitOfWork
 
@@ -179,6 +179,7 @@ class PostgresWaker:
     def __init__(self, engine: Engine, kick: Kick) -> None:
         url = engine.url.set(drivername="postgresql")
         self._dsn = url.render_as_string(hide_password=False)
+        self._application_name = application_name(self._dsn)
         self._kick = kick
         self._conn: Any = None
         self._connect()
@@ -187,7 +188,12 @@ class PostgresWaker:
         import psycopg
 
         try:
-            self._conn = psycopg.connect(self._dsn, autocommit=True, connect_timeout=5)
+            self._conn = psycopg.connect(
+                self._dsn,
+                autocommit=True,
+                connect_timeout=5,
+                application_name=self._application_name,
+            )
             self._conn.execute("LISTEN relay_deliveries")
         except psycopg.Error:
             log.warning("LISTEN connection failed; polling until it is back")
@@ -584,7 +590,8 @@ class Worker:
         )
 
     def _record_health(self, repo: Repository, sent: Sequence[_Finished], now: datetime) -> None:
-        """Each subscriber's health after these attempts, in order, written once per subscriber.
+        """Each subscriber's health after these attempts, in order, written once per subscriber
+        (in subscriber id order: see the lock order in :mod:`receiver.store.repositories`).
 
         A success clears ``failing_since``; a failure sets it (unless already set) and may
         disable the subscriber: at once for 410 Gone, or once it has seen only failures for
@@ -596,7 +603,10 @@ class Worker:
             by_sub.setdefault(f.item.subscriber.id, []).append(f.result)
         failing = [sid for sid, results in by_sub.items() if not all(r.ok for r in results)]
         current = repo.live_subscribers(failing)
-        for sid, results in by_sub.items():
+        # In subscriber id order, whatever order the attempts finished in: every worker locks
+        # the subscriber rows it updates in the same order, so two workers never deadlock.
+        for sid in sorted(by_sub):
+            results = by_sub[sid]
             sub = current.get(sid)
             failing_since = sub.failing_since if sub else None
             enabled = bool(sub and sub.enabled)

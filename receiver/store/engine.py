@@ -26,6 +26,10 @@ from sqlalchemy.engine import make_url
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
+#: PostgreSQL ``application_name`` of our connections (``pg_stat_activity``) unless the URL's
+#: query names another (``…/relay?application_name=relay-eu-1``).
+DEFAULT_APPLICATION_NAME = "runway-relay"
+
 #: How long a process waits between tries of another process's writer lock, seconds.
 WRITER_LOCK_POLL_SECONDS = 0.0005
 
@@ -39,10 +43,21 @@ def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
 
 
+def application_name(url: str) -> str:
+    """The PostgreSQL ``application_name`` of our connections to ``url``: the one in its query,
+    else :data:`DEFAULT_APPLICATION_NAME`."""
+    value = make_url(url).query.get("application_name")
+    if isinstance(value, tuple):  # given more than once: libpq takes the last
+        value = value[-1]
+    return value or DEFAULT_APPLICATION_NAME
+
+
 def make_engine(url: str, *, pool_size: int = 5, max_overflow: int = 5) -> Engine:
     """Build the engine for ``url``.
 
-    :param url: a SQLAlchemy URL (``sqlite:///path`` or ``postgresql+psycopg://…``).
+    :param url: a SQLAlchemy URL (``sqlite:///path`` or ``postgresql+psycopg://…``). For
+        PostgreSQL, ``application_name`` in its query names the connections in
+        ``pg_stat_activity`` (default :data:`DEFAULT_APPLICATION_NAME`).
     :param pool_size: PostgreSQL connections kept open per process.
     :param max_overflow: extra PostgreSQL connections allowed under load, per process.
     :raises sqlalchemy.exc.ArgumentError: for a URL SQLAlchemy cannot parse.
@@ -70,7 +85,7 @@ def make_engine(url: str, *, pool_size: int = 5, max_overflow: int = 5) -> Engin
         "pool_timeout": 10,
     }
     if parsed.get_backend_name() == "postgresql":
-        kwargs["connect_args"] = {"connect_timeout": 5, "application_name": "runway-relay"}
+        kwargs["connect_args"] = {"connect_timeout": 5, "application_name": application_name(url)}
     return create_engine(url, **kwargs)
 
 

@@ -237,6 +237,13 @@ class AttemptRecord:
 
 
 # Prebuilt statements of the delivery worker's hot path: compiled once, run with parameters.
+#
+# Lock order. Several workers write in parallel on PostgreSQL, so every transaction of a worker
+# takes its row locks in one order, or two of them can wait on each other (a deadlock costs a
+# second of ``deadlock_timeout`` and a retried transaction): deliveries first, in id order
+# (attempt rows are inserted and kept leases locked and finished sorted by delivery id; leases
+# given back are locked in id order too), then subscribers, in id order (the worker's health
+# updates), then the claim, whose ``FOR UPDATE SKIP LOCKED`` never waits for a lock at all.
 _busy = deliveries.alias("busy")
 _NOW = bindparam("now_", type_=UTCDateTime())
 _ROOMS = select(
@@ -260,7 +267,7 @@ _DUE = (
         deliveries.c.next_attempt_at <= _NOW,
         or_(deliveries.c.lease_expires_at.is_(None), deliveries.c.lease_expires_at <= _NOW),
     )
-    .order_by(deliveries.c.next_attempt_at)
+    .order_by(deliveries.c.next_attempt_at, deliveries.c.id)
 )
 _LEASE = (
     update(deliveries)
@@ -271,10 +278,22 @@ _LEASE = (
         updated_at=_NOW,
     )
 )
-_KEPT = select(deliveries.c.id).where(
-    deliveries.c.id.in_(bindparam("ids_", expanding=True)),
-    deliveries.c.lease_owner == bindparam("worker_"),
-    deliveries.c.status == "pending",
+_KEPT = (
+    select(deliveries.c.id)
+    .where(
+        deliveries.c.id.in_(bindparam("ids_", expanding=True)),
+        deliveries.c.lease_owner == bindparam("worker_"),
+        deliveries.c.status == "pending",
+    )
+    .order_by(deliveries.c.id)
+)
+_HELD = (
+    select(deliveries.c.id)
+    .where(
+        deliveries.c.id.in_(bindparam("ids_", expanding=True)),
+        deliveries.c.lease_owner == bindparam("worker_"),
+    )
+    .order_by(deliveries.c.id)
 )
 _ADD_ATTEMPT = insert(attempts)
 _FINISH = (
@@ -699,13 +718,15 @@ class Repository:
 
         An attempt whose lease was lost (it expired and another worker took the delivery, or
         the delivery was cancelled) keeps its attempt row but leaves the delivery untouched.
-        PostgreSQL locks the deliveries still held until commit, so none is taken in between.
+        PostgreSQL locks the deliveries still held until commit, so none is taken in between;
+        every row is written and locked in delivery id order (the lock order above).
 
         :param now: aware UTC time of the recording (the deliveries' ``updated_at``).
         :returns: the ids of the deliveries whose lease was still held (and so were updated).
         """
         if not records:
             return set()
+        records = sorted(records, key=lambda r: (r.delivery_id, r.number))  # the lock order
         self.conn.execute(
             _ADD_ATTEMPT,
             [
@@ -755,9 +776,10 @@ class Repository:
         """
         if not delivery_ids:
             return 0
-        result = self.conn.execute(
-            _RELEASE, {"ids_": list(delivery_ids), "worker_": worker, "now_": now}
-        )
+        ids = sorted(set(delivery_ids))
+        if self.dialect == "postgresql":  # lock them in id order first (the lock order)
+            self.conn.execute(_HELD.with_for_update(), {"ids_": ids, "worker_": worker})
+        result = self.conn.execute(_RELEASE, {"ids_": ids, "worker_": worker, "now_": now})
         return int(result.rowcount)
 
     def list_attempts(self, delivery_id: str) -> list[Attempt]:

@@ -3,7 +3,10 @@
 - the vendor simulator (``python -m simulator``),
 - the web process: the Procfile's ``web:`` line (gunicorn), with PORT set as a PaaS would,
 - one or more ``relay worker`` processes (the ``worker:`` line),
-- in-process subscribers that verify every signature with ``standardwebhooks``.
+- subscribers that verify every signature with ``standardwebhooks``: in-process
+  (``SubscriberServer``), or, where a stall of the test process on a loaded machine must not
+  hold their answers (the heavy and the timing-sensitive tests), processes of their own
+  (``SubscriberProcess``).
 Each process is stopped by its pid at the end.
 """
 
@@ -13,17 +16,15 @@ import json
 import os
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
-from sqlalchemy import create_engine, text
 
 from simulator.processes import Process, bin_path, free_port, procfile_command
-from tests.conftest import ADMIN_TOKEN, SECRET, _pg
+from tests.conftest import ADMIN_TOKEN, SECRET, fresh_postgres_database, require_postgres
 
 ROOT = Path(__file__).resolve().parents[2]
 PROCFILE = ROOT / "Procfile"
@@ -132,24 +133,14 @@ class Stack:
         return requests.get(self.sim + "/_sim/stats", timeout=5).json()  # type: ignore[no-any-return]
 
 
-def _database(kind: str, tmp: Path) -> Iterator[str]:
+def _database(kind: str, tmp: Path, postgres_base: str | None) -> Iterator[str]:
+    """A database for a stack: a SQLite file in ``tmp``, or a new PostgreSQL database on the
+    server of ``postgres_base`` (the ``postgres_base_url`` fixture; skips when None)."""
     if kind == "sqlite":
         yield f"sqlite:///{tmp / 'relay.sqlite3'}"
         return
-    base = _pg()
-    if base is None:
-        pytest.skip("PostgreSQL not reachable at 127.0.0.1:5432 (set TEST_DATABASE_URL)")
-    name = "relay_e2e_" + uuid.uuid4().hex[:10]
-    admin = create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = base.rsplit("/", 1)[0] + "/" + name
-    try:
+    with fresh_postgres_database(require_postgres(postgres_base), "relay_e2e_") as url:
         yield url
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
@@ -157,7 +148,8 @@ def stack(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Stack]:
     tmp = tmp_path_factory.mktemp("stack")
-    for url in _database(request.param, tmp):
+    base = request.getfixturevalue("postgres_base_url") if request.param == "postgres" else None
+    for url in _database(request.param, tmp, base):
         running = Stack(tmp, url, **getattr(request.module, "STACK_ENV", {}))
         try:
             running.start()

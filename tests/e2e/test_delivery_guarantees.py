@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import signal
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from typing import Any
 
@@ -14,20 +15,31 @@ import requests
 from standardwebhooks.webhooks import Webhook
 
 from simulator.demo import tiny_png
-from simulator.subscriber import Received, SubscriberServer
+from simulator.subscriber import Received, SubscriberProcess, SubscriberServer
 from tests.e2e.conftest import Stack
 
 pytestmark = pytest.mark.e2e
 
 # A compressed retry schedule and a short attempt timeout, so retries and leases play out in
-# seconds (lease = 2 x timeout + 5 s = 7 s).
-STACK_ENV = {"DELIVERY_RETRY_SCHEDULE": "0.2,0.2,0.2", "DELIVERY_TIMEOUT_SECONDS": "1"}
+# seconds (lease = 2 x timeout + 5 s = 9 s).
+STACK_ENV = {"DELIVERY_RETRY_SCHEDULE": "0.2,0.2,0.2", "DELIVERY_TIMEOUT_SECONDS": "2"}
 IMAGE = "data:image/png;base64," + base64.b64encode(tiny_png()).decode()
 
 
-def add(stack: Stack, server: SubscriberServer, *args: str) -> str:
+@pytest.fixture(autouse=True)
+def live_worker(stack: Stack) -> None:
+    """Each test starts with a live worker, whatever an earlier test did to the module's (the
+    SIGTERM and kill -9 tests stop theirs): no test depends on the one before."""
+    for worker in [w for w in stack.workers if w.proc.poll() is not None]:
+        stack.workers.remove(worker)
+        worker.stop()
+    if not stack.workers:
+        stack.start_worker()
+
+
+def add(stack: Stack, server: SubscriberServer | SubscriberProcess, *args: str) -> str:
     added = stack.relay_json("subscribers", "add", server.url, *args)
-    server.secrets.append(added["secret"])
+    server.add_secret(added["secret"])
     return str(added["id"])
 
 
@@ -110,9 +122,8 @@ def test_a_hanging_subscriber_does_not_delay_nine_others(stack: Stack) -> None:
         slow = stack_of_servers.enter_context(SubscriberServer(hang_seconds=3))
         slow.default_status = "hang"  # type: ignore[assignment]
         fast = [stack_of_servers.enter_context(SubscriberServer()) for _ in range(9)]
-        add(stack, slow)
-        for server in fast:
-            add(stack, server)
+        with ThreadPoolExecutor(4) as pool:  # ten CLI start-ups: a few at a time
+            list(pool.map(lambda server: add(stack, server), [slow, *fast]))
         started = time.monotonic()
         job_id = submit(stack)
         for server in fast:
@@ -190,14 +201,18 @@ def test_subscriber_urls_are_guarded_at_registration(stack: Stack) -> None:
 
     from simulator.processes import bin_path
 
-    for url in refused:
-        result = subprocess.run(
+    def add_refused(url: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
             [bin_path("relay"), "subscribers", "add", url],
             env=env,
             capture_output=True,
             text=True,
             timeout=60,
         )
+
+    with ThreadPoolExecutor(4) as pool:  # fifteen CLI start-ups: a few at a time
+        results = list(pool.map(add_refused, refused))
+    for url, result in zip(refused, results, strict=True):
         assert result.returncode == 2, (url, result.stdout)
         assert "subscriber URL refused" in result.stderr, (url, result.stderr)
     r = requests.post(
@@ -211,41 +226,49 @@ def test_subscriber_urls_are_guarded_at_registration(stack: Stack) -> None:
 
 
 def test_sigterm_finishes_the_attempt_in_flight(stack: Stack) -> None:
-    with SubscriberServer(hang_seconds=0.6) as server:
+    worker = stack.workers[-1]
+    # A subscriber process of its own sends the worker SIGTERM the moment the request arrives
+    # and answers 200 half a second later: the attempt is surely in flight at the signal, and
+    # the answer comes well within the 2 s timeout.
+    with SubscriberProcess(hang_seconds=0.5) as server:
         sub_id = add(stack, server)
-        server.script("hang")
+        server.script(f"signal:TERM:{worker.pid}")
         job_id = submit(stack)
-        assert server.wait_for_arrivals(1, timeout=10) == 1
-        worker = stack.workers[-1]
-        rc = worker.stop(signal.SIGTERM, timeout=10)
-        assert rc == 0
+        assert server.wait_for_arrivals(1, timeout=20) == 1
+        assert worker.proc.wait(20) == 0
+        stack.workers.remove(worker)
+        worker.stop()
         assert "worker stopped" in worker.output()
         (delivery,) = deliveries_of(stack, sub_id)
         assert delivery["status"] == "succeeded" and delivery["attempts"] == 1
-        assert server.received[0].body and server.received[0].body["data"]["job_id"] == job_id
-        stack.workers.remove(worker)
-        stack.start_worker()
+        (received,) = server.received
+        assert received.body and received.body["data"]["job_id"] == job_id
+        assert received.status_answered == 200
 
 
 def test_kill_9_mid_delivery_loses_nothing(stack: Stack) -> None:
-    with SubscriberServer(hang_seconds=0.8) as server:
+    worker = stack.workers[-1]
+    # The subscriber process SIGKILLs the worker the moment the request arrives: the attempt
+    # is surely in flight, and never recorded.
+    with SubscriberProcess(hang_seconds=0.5) as server:
         sub_id = add(stack, server)
-        server.script("hang")
+        server.script(f"signal:KILL:{worker.pid}")
         job_id = submit(stack)
-        assert server.wait_for_arrivals(1, timeout=10) == 1
-        worker = stack.workers[-1]
-        worker.kill()  # SIGKILL while the request is in flight: the attempt is never recorded
+        assert server.wait_for_arrivals(1, timeout=20) == 1
+        assert worker.proc.wait(20) == -signal.SIGKILL
         stack.workers.remove(worker)
+        worker.stop()
         (delivery,) = deliveries_of(stack, sub_id)
         assert delivery["status"] == "pending" and delivery["attempts"] == 0
-        stack.start_worker()  # claims it again once the dead worker's lease expires
-        got = server.wait_for(lambda rs: len(rs) >= 2 and rs[-1].status_answered == 204, timeout=20)
+        stack.start_worker()  # claims it again once the dead worker's lease (9 s) expires
+        detail = recorded(stack, delivery["id"], "succeeded", seconds=40)
+        attempts = detail["attempt_log"]
+        assert [a["outcome"] for a in attempts].count("success") == 1
+        assert attempts[-1]["outcome"] == "success" and attempts[-1]["status_code"] == 204
+        got = server.wait_for(lambda rs: len(rs) >= len(attempts) + 1, timeout=10)
         mine = [r for r in got if r.body and r.body["data"]["job_id"] == job_id]
-        assert len(mine) == 2 and len({r.webhook_id for r in mine}) == 1
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:
-            (delivery,) = deliveries_of(stack, sub_id)
-            if delivery["status"] == "succeeded":
-                break
-            time.sleep(0.1)
-        assert delivery["status"] == "succeeded"
+        # At least once, and every extra request accounted for: the killed worker's request,
+        # then one request per recorded attempt (a failed one, if any, was retried), all with
+        # one webhook-id.
+        assert len(mine) == len(got) == len(attempts) + 1
+        assert len({r.webhook_id for r in mine}) == 1 and all(r.verified for r in mine)

@@ -5,17 +5,19 @@ from __future__ import annotations
 
 import json
 import threading
+import uuid
 from collections.abc import Iterator
 
 import pytest
 from flask.testing import FlaskClient
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, create_engine, text
 
 from client import ReplyRefSigner
 from receiver import create_app, services
 from receiver.clock import utcnow
 from receiver.delivery.worker import Worker, WorkerConfig
 from receiver.runtime import Runtime, build_runtime
+from receiver.store.engine import application_name
 from simulator.processes import free_port
 from simulator.subscriber import SubscriberServer
 from tests.conftest import SECRET, JobFactory, make_settings, task_body
@@ -46,14 +48,17 @@ def test_readyz_and_callbacks_report_503_while_the_database_is_down(
     assert api.status_code == 503
 
 
-def _kill_connections(engine: Engine) -> int:
-    """Terminate every other backend on this database (what a failover does to a pool)."""
+def _kill_connections(engine: Engine, name: str) -> int:
+    """Terminate every other backend of this test, known by its ``application_name`` (what a
+    failover does to a pool); other tests' and runs' connections are left alone."""
     with engine.connect() as conn:
         killed = conn.execute(
             text(
                 "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-            )
+                "WHERE datname = current_database() AND application_name = :name "
+                "AND pid <> pg_backend_pid()"
+            ),
+            {"name": name},
         ).scalar_one()
         conn.commit()
     return int(killed)
@@ -61,13 +66,19 @@ def _kill_connections(engine: Engine) -> int:
 
 @pytest.fixture
 def pg_runtime(postgres_database_url: str) -> Iterator[Runtime]:
-    rt = build_runtime(make_settings(postgres_database_url))
+    """A runtime whose PostgreSQL connections all carry an ``application_name`` of this test's
+    own (``relay-outage-…``)."""
+    name = f"relay-outage-{uuid.uuid4().hex[:12]}"
+    rt = build_runtime(make_settings(f"{postgres_database_url}&application_name={name}"))
+    assert application_name(rt.settings.effective_database_url) == name
     yield rt
     rt.engine.dispose()
 
 
 def test_lost_postgres_connections_are_replaced(pg_runtime: Runtime) -> None:
     engine = pg_runtime.engine
+    name = application_name(pg_runtime.settings.effective_database_url)
+    bystander = create_engine(pg_runtime.settings.effective_database_url.split("?")[0])
     client = create_app(runtime=pg_runtime).test_client()
     make_job = JobFactory(pg_runtime)
     with SubscriberServer() as server:
@@ -87,12 +98,14 @@ def test_lost_postgres_connections_are_replaced(pg_runtime: Runtime) -> None:
         worker = Worker(engine, config)
         thread = threading.Thread(target=worker.run, daemon=True)
         thread.start()
+        bystander_conn = bystander.connect()  # another application's connection
         try:
             for n in range(2):
                 job, ref = make_job()
                 assert client.get("/readyz").status_code == 200
                 # pooled connections of the app and the worker's LISTEN connection all die
-                assert _kill_connections(engine) >= 1
+                assert _kill_connections(engine, name) >= 1
+                assert bystander_conn.execute(text("SELECT 1")).scalar_one() == 1  # not this
                 body = task_body(
                     ref,
                     "SUCCEEDED",
@@ -109,4 +122,6 @@ def test_lost_postgres_connections_are_replaced(pg_runtime: Runtime) -> None:
         finally:
             worker.stop()
             thread.join(10)
+            bystander_conn.close()
+            bystander.dispose()
         assert not thread.is_alive()
