@@ -34,7 +34,6 @@ from receiver.settings import Settings
 from simulator.demo import tiny_png
 from simulator.processes import Process, free_port
 from simulator.subscriber import SubscriberServer
-from tests.conftest import _pg
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 
@@ -133,9 +132,9 @@ def slug(tmp_path_factory: pytest.TempPathFactory) -> Slug:
 
 
 @pytest.fixture(scope="module")
-def database_url() -> Iterator[str]:
+def database_url(postgres_base_url: str | None) -> Iterator[str]:
     """A fresh PostgreSQL database, as ``postgres://…`` the way Heroku writes it."""
-    base = _pg()
+    base = postgres_base_url
     if base is None:
         pytest.fail("the deploy test needs PostgreSQL: set TEST_DATABASE_URL")
     name = "relay_deploy_" + uuid.uuid4().hex[:10]
