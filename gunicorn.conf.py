@@ -8,9 +8,17 @@ deadline is BODY_READ_TIMEOUT_SECONDS (receiver/web/slowbody.py). Each request h
 connection only while it runs.
 """
 
-import os
-import shutil
-import tempfile
+# gevent's monkey-patching comes first, in the master, before anything imports ssl: the settings
+# check below imports the app's modules, and urllib3 and botocore build ssl contexts from what
+# they imported; patched only later (in each worker), those contexts recurse forever on the
+# first https call (gevent issue 1016: seen with boto3 in ARTIFACT_STORE=s3://...).
+from gevent import monkey
+
+monkey.patch_all()
+
+import os  # noqa: E402
+import shutil  # noqa: E402
+import tempfile  # noqa: E402
 
 # Each worker process builds its own app (and database pool) after the fork: no connection is
 # ever shared between processes.

@@ -86,5 +86,9 @@ def test_subscriber_back_after_the_vendor_url_died_downloads_the_durable_copy(
     durable = event["data"]["artifacts"][0]["durable_url"]
     assert durable == artifact["durable_url"] and durable.startswith(stack.base + "/artifacts/")
     video = requests.get(durable, timeout=10)
+    web = next(p for p in stack.processes if p.name == "web")
+    # gevent patched before anything imported ssl (gunicorn.conf.py); patched late, the web's
+    # first boto3 (or https) client recursed forever and this download answered 500.
+    assert "MonkeyPatchWarning" not in web.output()
     assert video.status_code == 200 and video.content == FAKE_MP4
     assert video.headers["Content-Type"] == "video/mp4"
