@@ -23,7 +23,7 @@ import tempfile  # noqa: E402
 # Each worker process builds its own app (and database pool) after the fork: no connection is
 # ever shared between processes.
 preload_app = False
-worker_class = "gevent"
+worker_class = "receiver.web.gunicorn_worker.RelayGeventWorker"  # gevent, see that module
 # Connections one worker process holds at once (gevent: each a greenlet).
 worker_connections = int(os.environ.get("WEB_CONNECTIONS", "1000"))
 timeout = 30
