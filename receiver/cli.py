@@ -432,10 +432,10 @@ def deliveries_recover(ctx: Context, since: str, subscriber_id: str | None) -> N
 @pass_ctx
 def purge(ctx: Context, dry_run: bool) -> None:
     """Remove finished work older than RETENTION_DAYS: finished deliveries and their attempts,
-    events, callbacks and jobs of finished tasks, refused callbacks, idempotency keys, and the
-    ARTIFACT_STORE copies of removed events. Never a pending delivery or a task still
-    running. Prints the rows removed per table as JSON. relay worker does the same every
-    RETENTION_PURGE_INTERVAL_SECONDS, in small batches."""
+    events, callbacks and jobs of finished tasks, refused callbacks, idempotency keys, the
+    ARTIFACT_STORE copies of removed events, and expired dashboard sessions. Never a pending
+    delivery or a task still running. Prints the rows removed per table as JSON. relay worker
+    does the same every RETENTION_PURGE_INTERVAL_SECONDS, in small batches."""
     from receiver.store import retention
 
     settings = ctx.settings
