@@ -247,7 +247,11 @@ def _event_list(_ctx: click.Context, _param: click.Parameter, values: tuple[str,
     "task.failed)",
 )
 @click.option("--description", help="a note for operators")
-@click.option("--max-in-flight", type=click.IntRange(1, 256), help="concurrent deliveries cap")
+@click.option(
+    "--max-in-flight",
+    type=click.IntRange(1, 256),
+    help="this subscriber's cap on concurrent deliveries (default: SUBSCRIBER_MAX_IN_FLIGHT)",
+)
 @pass_ctx
 def subscribers_add(
     ctx: Context,
@@ -375,9 +379,19 @@ def deliveries() -> None:
 
 
 @deliveries.command("list")
-@click.option("--status", type=click.Choice(["pending", "succeeded", "failed", "cancelled"]))
+@click.option(
+    "--status",
+    type=click.Choice(["pending", "succeeded", "failed", "cancelled"]),
+    help="only deliveries in this state (failed: the dead letters)",
+)
 @click.option("--subscriber", "subscriber_id", help="only this subscriber's")
-@click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True)
+@click.option(
+    "--limit",
+    type=click.IntRange(1, 1000),
+    default=50,
+    show_default=True,
+    help="at most this many deliveries",
+)
 @pass_ctx
 def deliveries_list(
     ctx: Context, status: str | None, subscriber_id: str | None, limit: int
@@ -467,7 +481,13 @@ def purge(ctx: Context, dry_run: bool) -> None:
 @click.option(
     "--older-than", required=True, help="check jobs with no callback for this long (30m, 2h, 1d)"
 )
-@click.option("--limit", type=click.IntRange(1, 10000), default=500, show_default=True)
+@click.option(
+    "--limit",
+    type=click.IntRange(1, 10000),
+    default=500,
+    show_default=True,
+    help="check at most this many jobs, the oldest first",
+)
 @pass_ctx
 def reconcile(ctx: Context, older_than: str, limit: int) -> None:
     """One pass of the safety net for a lost callback: ask the vendor, once, about each live

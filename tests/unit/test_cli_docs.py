@@ -1,0 +1,62 @@
+"""The README's "The `relay` command" block names every command the `relay` script has (and
+no other), and every option of every command explains itself in `--help`."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import click
+
+from receiver.cli import main
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def _commands(group: click.Group, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    out: list[tuple[str, ...]] = []
+    for name, command in sorted(group.commands.items()):
+        if isinstance(command, click.Group):
+            out += _commands(command, (*path, name))
+        else:
+            out.append((*path, name))
+    return out
+
+
+def _readme_block() -> list[str]:
+    text = README.read_text()
+    section = text.split("## The `relay` command", 1)[1]
+    block = section.split("```", 2)[1]
+    return [line.strip() for line in block.splitlines() if line.strip().startswith("relay ")]
+
+
+def test_readme_names_every_relay_command_and_only_those() -> None:
+    lines = _readme_block()
+    leaves = _commands(main)
+    for *groups, name in leaves:
+        prefix = " ".join(["relay", *groups])
+        usage = [line[len(prefix) :] for line in lines if line.startswith(prefix + " ")]
+        # "relay subscribers list | remove ID | …": the leaf is one of the |-separated words.
+        words = {w for line in usage for w in re.split(r"[\s|]+", line.split("  ")[0]) if w}
+        assert name in words, f"README's relay block lacks `{prefix} {name}`"
+    groups = {leaf[0] for leaf in leaves}
+    for line in lines:
+        assert line.split()[1] in groups, f"README names a command relay lacks: {line}"
+
+
+def _options(command: click.Command, path: tuple[str, ...] = ()) -> list[str]:
+    missing = []
+    if isinstance(command, click.Group):
+        for name, sub in command.commands.items():
+            missing += _options(sub, (*path, name))
+        return missing
+    if not command.help:
+        missing.append(" ".join(path) + " (no description)")
+    for param in command.params:
+        if isinstance(param, click.Option) and not param.hidden and not param.help:
+            missing.append(f"{' '.join(path)} {param.opts[0]}")
+    return missing
+
+
+def test_every_option_has_help() -> None:
+    assert _options(main, ("relay",)) == []
