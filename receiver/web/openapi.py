@@ -262,7 +262,15 @@ def openapi_document(
     recover_in: type[BaseModel],
     event_types: Sequence[str],
 ) -> dict[str, Any]:
-    """The document as a JSON-ready dict."""
+    """The OpenAPI 3.1 document of ``/api/*`` (``GET /api/openapi.json``) as a JSON-ready dict.
+
+    :param task_in: the pydantic model of ``POST /api/tasks``'s body; its JSON schema is used.
+    :param subscriber_in: the model of ``POST /api/subscribers``'s body.
+    :param recover_in: the model of ``POST /api/deliveries/recover``'s body.
+    :param event_types: the subscribable webhook event types
+        (:data:`receiver.domain.events.EVENT_TYPES`), the enum of ``Event.type``.
+    :returns: ``{"openapi", "info", "components", "paths", "security"}``; raises nothing.
+    """
     schemas: dict[str, Any] = {
         "Error": _ERROR,
         "Job": _JOB,

@@ -60,3 +60,23 @@ def _options(command: click.Command, path: tuple[str, ...] = ()) -> list[str]:
 
 def test_every_option_has_help() -> None:
     assert _options(main, ("relay",)) == []
+
+
+def test_event_types_agree_everywhere() -> None:
+    """One list of subscribable event types (receiver/domain/events.py): the API's body model,
+    `relay subscribers add --events`, the OpenAPI document and the README name the same ones."""
+    from typing import get_args
+
+    from receiver.domain.events import EVENT_TYPES, WEBHOOK_TEST
+    from receiver.web.api import SubscriberIn
+
+    (listed,) = get_args(SubscriberIn.model_fields["event_types"].annotation)[:1]
+    assert set(get_args(get_args(listed)[0])) == set(EVENT_TYPES)
+
+    add = main.commands["subscribers"].commands["add"]  # type: ignore[attr-defined]
+    (events_option,) = [p for p in add.params if p.name == "events"]
+    assert all(t in (events_option.help or "") for t in EVENT_TYPES)
+
+    section = README.read_text().split("## Outgoing webhooks", 1)[1].split("\n## ", 1)[0]
+    named = set(re.findall(r"`((?:task|subscriber|webhook)\.[a-z_]+)`", section))
+    assert named == {*EVENT_TYPES, WEBHOOK_TEST}
