@@ -1,5 +1,7 @@
-"""The README's "The `relay` command" block names every command the `relay` script has (and
-no other), and every option of every command explains itself in `--help`."""
+"""The README stays in step with the code: its Configuration table names every setting (and
+only settings, or what gunicorn.conf.py reads), its "The `relay` command" block every command
+of the `relay` script (and no other), its webhook section every event type; every option of
+every command explains itself in `--help`."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from pathlib import Path
 import click
 
 from receiver.cli import main
+from receiver.settings import Settings
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -80,3 +83,16 @@ def test_event_types_agree_everywhere() -> None:
     section = README.read_text().split("## Outgoing webhooks", 1)[1].split("\n## ", 1)[0]
     named = set(re.findall(r"`((?:task|subscriber|webhook)\.[a-z_]+)`", section))
     assert named == {*EVENT_TYPES, WEBHOOK_TEST}
+
+
+#: Read by gunicorn.conf.py (gunicorn's own settings), not by Settings.
+GUNICORN_VARIABLES = {"WEB_CONCURRENCY", "WEB_CONNECTIONS", "ACCESS_LOG"}
+
+
+def test_configuration_table_names_every_setting_and_only_those() -> None:
+    section = README.read_text().split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    rows = [line.split("|")[1] for line in section.splitlines() if line.startswith("| `")]
+    documented = {name for cell in rows for name in re.findall(r"`([A-Z][A-Z0-9_]+)`", cell)}
+    fields = {name.upper() for name in Settings.model_fields}
+    assert fields - documented == set(), "settings without a README row"
+    assert documented - fields - GUNICORN_VARIABLES == set(), "README rows that are no setting"
