@@ -257,6 +257,14 @@ class Settings(BaseSettings):
                 raise ValueError(
                     "ARTIFACT_STORE=s3://… needs boto3: pip install 'runway-relay[s3]'"
                 ) from None
+        if platform and self.artifact_store and not self.artifact_store.startswith("s3://"):
+            # Same trap as SQLite: the worker would copy to its own disk, the web would serve
+            # from another (404), and both disks vanish at the next restart.
+            raise ValueError(
+                f"ARTIFACT_STORE must be s3://bucket/prefix on {platform}: each process there "
+                "has its own ephemeral disk, so the web could not serve what the worker copied "
+                "to a directory"
+            )
         if self.artifact_store and not self.public_base_url:
             raise ValueError(
                 "ARTIFACT_STORE needs PUBLIC_BASE_URL (the durable URLs point at this receiver)"
