@@ -179,8 +179,9 @@ def worker(ctx: Context, concurrency: int | None) -> None:
         artifact_store=settings.artifact_store,
         artifact_s3_endpoint_url=settings.artifact_s3_endpoint_url,
     )
-    # Only the loop holds a pooled connection (senders never touch the database), from a pool
-    # of DB_POOL_SIZE + DB_MAX_OVERFLOW like every process; LISTEN takes one more on PostgreSQL.
+    # The loop holds a pooled connection (senders never touch the database), the retention
+    # purge and the ARTIFACT_STORE copier one each while they work, from a pool of
+    # DB_POOL_SIZE + DB_MAX_OVERFLOW like every process; LISTEN takes one more on PostgreSQL.
     rt = ctx.runtime
     the_worker = Worker(rt.engine, config)
     if settings.worker_metrics_port:
