@@ -104,6 +104,7 @@ class LocalStore:
 
         :returns: (size in bytes, hex SHA-256).
         :raises OSError: the directory cannot be written.
+        :raises ValueError: ``key`` would leave the store's directory.
         """
         target = (self.root / key).resolve()
         if not target.is_relative_to(self.root):
@@ -126,6 +127,10 @@ class LocalStore:
         return size, digest.hexdigest()
 
     def delete(self, key: str) -> None:
+        """Remove the file of ``key``; a key that is missing or outside the store is ignored.
+
+        :raises OSError: the file exists but cannot be removed.
+        """
         path = self.path(key)
         if path is not None:
             path.unlink(missing_ok=True)
@@ -185,6 +190,11 @@ class S3Store:
         return size, digest.hexdigest()
 
     def delete(self, key: str) -> None:
+        """Remove the object of ``key`` (S3 answers success for a missing one too).
+
+        :raises botocore.exceptions.BotoCoreError: the service cannot be reached.
+        :raises botocore.exceptions.ClientError: the service refused (credentials, bucket).
+        """
         self._client.delete_object(Bucket=self.bucket, Key=self._object(key))
 
     def presigned_url(self, key: str, lifetime: int) -> str:
@@ -233,6 +243,8 @@ class ArtifactSigner:
         self._serializer = URLSafeSerializer(list(reversed(keys)), salt="relay-artifact")
 
     def token(self, key: str) -> str:
+        """The URL-safe signed token of store key ``key`` (the ``<token>`` of
+        ``/artifacts/<token>``); it does not expire: the copy's existence bounds it."""
         return str(self._serializer.dumps(key))
 
     def key(self, token: str) -> str | None:

@@ -240,6 +240,8 @@ def purge_batch(
     :raises KeyError: an unknown table name.
     :raises sqlalchemy.exc.SQLAlchemyError: the database failed; nothing of this batch is
         removed.
+    :raises OSError: (a directory) or botocore's errors (S3): a removed copy's file could not
+        be deleted; its rows are gone already, the file stays behind.
     """
     table, where = {n: (t, w) for n, t, w in _plan(cutoff, dry_run=False)}[name]
     (key,) = table.primary_key.columns
