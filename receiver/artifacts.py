@@ -49,7 +49,7 @@ from sqlalchemy import Engine
 from receiver.clock import utcnow
 from receiver.delivery.urls import ForbiddenAddress, GuardedAdapter, UnsafeUrl
 from receiver.delivery.urls import check_subscriber_url as check_url
-from receiver.settings import Settings
+from receiver.settings import Settings, parse_s3_url
 from receiver.store import artifacts as store
 from receiver.store.repositories import Delivery, Event, Repository
 from receiver.store.uow import UnitOfWork
@@ -206,20 +206,6 @@ class S3Store:
                 ExpiresIn=lifetime,
             )
         )
-
-
-def parse_s3_url(url: str) -> tuple[str, str]:
-    """``s3://bucket/some/prefix`` as ``("bucket", "some/prefix/")``.
-
-    :raises ValueError: not an ``s3://`` URL with a bucket.
-    """
-    if not url.startswith("s3://"):
-        raise ValueError("not an s3:// URL")
-    bucket, _, prefix = url[len("s3://") :].partition("/")
-    if not re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", bucket):
-        raise ValueError(f"{bucket!r} is not an S3 bucket name")
-    prefix = prefix.strip("/")
-    return bucket, f"{prefix}/" if prefix else ""
 
 
 ArtifactStore = LocalStore | S3Store
@@ -480,6 +466,7 @@ def start_copier(engine: Engine, config: CopierConfig | None) -> Copier | None:
 
 __all__ = [
     "ArtifactSigner",
+    "parse_s3_url",
     "Copier",
     "CopierConfig",
     "LocalStore",
