@@ -49,7 +49,7 @@ from sqlalchemy import Engine
 from receiver.clock import utcnow
 from receiver.delivery.urls import ForbiddenAddress, GuardedAdapter, UnsafeUrl
 from receiver.delivery.urls import check_subscriber_url as check_url
-from receiver.settings import Settings
+from receiver.settings import Settings, parse_s3_url
 from receiver.store import artifacts as store
 from receiver.store.repositories import Delivery, Event, Repository
 from receiver.store.uow import UnitOfWork
@@ -104,6 +104,7 @@ class LocalStore:
 
         :returns: (size in bytes, hex SHA-256).
         :raises OSError: the directory cannot be written.
+        :raises ValueError: ``key`` would leave the store's directory.
         """
         target = (self.root / key).resolve()
         if not target.is_relative_to(self.root):
@@ -126,6 +127,10 @@ class LocalStore:
         return size, digest.hexdigest()
 
     def delete(self, key: str) -> None:
+        """Remove the file of ``key``; a key that is missing or outside the store is ignored.
+
+        :raises OSError: the file exists but cannot be removed.
+        """
         path = self.path(key)
         if path is not None:
             path.unlink(missing_ok=True)
@@ -185,6 +190,11 @@ class S3Store:
         return size, digest.hexdigest()
 
     def delete(self, key: str) -> None:
+        """Remove the object of ``key`` (S3 answers success for a missing one too).
+
+        :raises botocore.exceptions.BotoCoreError: the service cannot be reached.
+        :raises botocore.exceptions.ClientError: the service refused (credentials, bucket).
+        """
         self._client.delete_object(Bucket=self.bucket, Key=self._object(key))
 
     def presigned_url(self, key: str, lifetime: int) -> str:
@@ -196,20 +206,6 @@ class S3Store:
                 ExpiresIn=lifetime,
             )
         )
-
-
-def parse_s3_url(url: str) -> tuple[str, str]:
-    """``s3://bucket/some/prefix`` as ``("bucket", "some/prefix/")``.
-
-    :raises ValueError: not an ``s3://`` URL with a bucket.
-    """
-    if not url.startswith("s3://"):
-        raise ValueError("not an s3:// URL")
-    bucket, _, prefix = url[len("s3://") :].partition("/")
-    if not re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", bucket):
-        raise ValueError(f"{bucket!r} is not an S3 bucket name")
-    prefix = prefix.strip("/")
-    return bucket, f"{prefix}/" if prefix else ""
 
 
 ArtifactStore = LocalStore | S3Store
@@ -233,6 +229,8 @@ class ArtifactSigner:
         self._serializer = URLSafeSerializer(list(reversed(keys)), salt="relay-artifact")
 
     def token(self, key: str) -> str:
+        """The URL-safe signed token of store key ``key`` (the ``<token>`` of
+        ``/artifacts/<token>``); it does not expire: the copy's existence bounds it."""
         return str(self._serializer.dumps(key))
 
     def key(self, token: str) -> str | None:
@@ -468,6 +466,7 @@ def start_copier(engine: Engine, config: CopierConfig | None) -> Copier | None:
 
 __all__ = [
     "ArtifactSigner",
+    "parse_s3_url",
     "Copier",
     "CopierConfig",
     "LocalStore",

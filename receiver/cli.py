@@ -179,8 +179,9 @@ def worker(ctx: Context, concurrency: int | None) -> None:
         artifact_store=settings.artifact_store,
         artifact_s3_endpoint_url=settings.artifact_s3_endpoint_url,
     )
-    # Only the loop holds a pooled connection (senders never touch the database), from a pool
-    # of DB_POOL_SIZE + DB_MAX_OVERFLOW like every process; LISTEN takes one more on PostgreSQL.
+    # The loop holds a pooled connection (senders never touch the database), the retention
+    # purge and the ARTIFACT_STORE copier one each while they work, from a pool of
+    # DB_POOL_SIZE + DB_MAX_OVERFLOW like every process; LISTEN takes one more on PostgreSQL.
     rt = ctx.runtime
     the_worker = Worker(rt.engine, config)
     if settings.worker_metrics_port:
@@ -247,7 +248,11 @@ def _event_list(_ctx: click.Context, _param: click.Parameter, values: tuple[str,
     "task.failed)",
 )
 @click.option("--description", help="a note for operators")
-@click.option("--max-in-flight", type=click.IntRange(1, 256), help="concurrent deliveries cap")
+@click.option(
+    "--max-in-flight",
+    type=click.IntRange(1, 256),
+    help="this subscriber's cap on concurrent deliveries (default: SUBSCRIBER_MAX_IN_FLIGHT)",
+)
 @pass_ctx
 def subscribers_add(
     ctx: Context,
@@ -375,9 +380,19 @@ def deliveries() -> None:
 
 
 @deliveries.command("list")
-@click.option("--status", type=click.Choice(["pending", "succeeded", "failed", "cancelled"]))
+@click.option(
+    "--status",
+    type=click.Choice(["pending", "succeeded", "failed", "cancelled"]),
+    help="only deliveries in this state (failed: the dead letters)",
+)
 @click.option("--subscriber", "subscriber_id", help="only this subscriber's")
-@click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True)
+@click.option(
+    "--limit",
+    type=click.IntRange(1, 1000),
+    default=50,
+    show_default=True,
+    help="at most this many deliveries",
+)
 @pass_ctx
 def deliveries_list(
     ctx: Context, status: str | None, subscriber_id: str | None, limit: int
@@ -432,10 +447,10 @@ def deliveries_recover(ctx: Context, since: str, subscriber_id: str | None) -> N
 @pass_ctx
 def purge(ctx: Context, dry_run: bool) -> None:
     """Remove finished work older than RETENTION_DAYS: finished deliveries and their attempts,
-    events, callbacks and jobs of finished tasks, refused callbacks, idempotency keys, and the
-    ARTIFACT_STORE copies of removed events. Never a pending delivery or a task still
-    running. Prints the rows removed per table as JSON. relay worker does the same every
-    RETENTION_PURGE_INTERVAL_SECONDS, in small batches."""
+    events, callbacks and jobs of finished tasks, refused callbacks, idempotency keys, the
+    ARTIFACT_STORE copies of removed events, and expired dashboard sessions. Never a pending
+    delivery or a task still running. Prints the rows removed per table as JSON. relay worker
+    does the same every RETENTION_PURGE_INTERVAL_SECONDS, in small batches."""
     from receiver.store import retention
 
     settings = ctx.settings
@@ -467,7 +482,13 @@ def purge(ctx: Context, dry_run: bool) -> None:
 @click.option(
     "--older-than", required=True, help="check jobs with no callback for this long (30m, 2h, 1d)"
 )
-@click.option("--limit", type=click.IntRange(1, 10000), default=500, show_default=True)
+@click.option(
+    "--limit",
+    type=click.IntRange(1, 10000),
+    default=500,
+    show_default=True,
+    help="check at most this many jobs, the oldest first",
+)
 @pass_ctx
 def reconcile(ctx: Context, older_than: str, limit: int) -> None:
     """One pass of the safety net for a lost callback: ask the vendor, once, about each live

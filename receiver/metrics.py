@@ -140,7 +140,7 @@ TRANSITIONS = Counter(
 )
 EVENTS = Counter(
     f"{PREFIX}_events_emitted",
-    "Webhook events written to the outbox, by type.",
+    "Task webhook events written to the outbox by callbacks, by type.",
     ["type"],
     registry=REGISTRY,
 )

@@ -6,6 +6,7 @@ command each build one :class:`Settings` in their entry function and pass it dow
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import secrets
 from pathlib import Path
@@ -44,6 +45,20 @@ def _split_csv(value: object) -> object:
     if isinstance(value, str):
         return [part.strip() for part in value.split(",") if part.strip()]
     return value
+
+
+def parse_s3_url(url: str) -> tuple[str, str]:
+    """``s3://bucket/some/prefix`` as ``("bucket", "some/prefix/")``.
+
+    :raises ValueError: not an ``s3://`` URL with a bucket.
+    """
+    if not url.startswith("s3://"):
+        raise ValueError("not an s3:// URL")
+    bucket, _, prefix = url[len("s3://") :].partition("/")
+    if not re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", bucket):
+        raise ValueError(f"{bucket!r} is not an S3 bucket name")
+    prefix = prefix.strip("/")
+    return bucket, f"{prefix}/" if prefix else ""
 
 
 class Settings(BaseSettings):
@@ -246,17 +261,25 @@ class Settings(BaseSettings):
                 "(set it, or RELAY_ENV=development for local use)"
             )
         if self.artifact_store.startswith("s3://"):
-            from receiver.artifacts import parse_s3_url
-
+            # boto3 is looked for, not imported: gunicorn's master loads the settings before its
+            # gevent workers monkey-patch ssl, and boto3 imports urllib3, whose SSL contexts
+            # made from the unpatched module then recurse forever (every https call a 500).
             try:
                 parse_s3_url(self.artifact_store)
-                import boto3  # type: ignore[import-untyped]  # noqa: F401
             except ValueError as exc:
                 raise ValueError(f"ARTIFACT_STORE: {exc} (expected s3://bucket/prefix)") from None
-            except ImportError:
+            if importlib.util.find_spec("boto3") is None:
                 raise ValueError(
                     "ARTIFACT_STORE=s3://… needs boto3: pip install 'runway-relay[s3]'"
-                ) from None
+                )
+        if platform and self.artifact_store and not self.artifact_store.startswith("s3://"):
+            # Same trap as SQLite: the worker would copy to its own disk, the web would serve
+            # from another (404), and both disks vanish at the next restart.
+            raise ValueError(
+                f"ARTIFACT_STORE must be s3://bucket/prefix on {platform}: each process there "
+                "has its own ephemeral disk, so the web could not serve what the worker copied "
+                "to a directory"
+            )
         if self.artifact_store and not self.public_base_url:
             raise ValueError(
                 "ARTIFACT_STORE needs PUBLIC_BASE_URL (the durable URLs point at this receiver)"

@@ -77,6 +77,9 @@ def claim(conn: Connection, now: datetime, lease_seconds: float) -> CopyJob | No
 def retry_later(
     conn: Connection, event_id: str, *, attempts: int, at: datetime, error: str, now: datetime
 ) -> None:
+    """Give back the copy of event ``event_id`` after a failed try, due again ``at`` (aware
+    UTC): its lease ends, ``attempts`` is the number of tries so far, ``error`` (kept to 1000
+    characters) says why. In the caller's transaction."""
     conn.execute(
         update(artifact_copies)
         .where(artifact_copies.c.event_id == event_id)

@@ -57,6 +57,8 @@ def insert_key(conn: Connection, key: str, request_hash: str, now: datetime) -> 
 
 
 def get_key(conn: Connection, key: str) -> StoredKey | None:
+    """The row of Idempotency-Key ``key`` (its request hash, state, job and recorded answer),
+    or None when no request claimed it (or retention removed it)."""
     row = conn.execute(select(_T).where(_T.c.idempotency_key == key)).first()
     if row is None:
         return None

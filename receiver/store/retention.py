@@ -14,6 +14,8 @@ callbacks             received before the cutoff, for a job finished before the 
 jobs                  terminal, finished before the cutoff, no event or callback left
 refused_callbacks     received before the cutoff
 idempotency_keys      created before the cutoff (``RETENTION_DAYS`` >= 1: kept 24 h at least)
+sessions              expired (a dashboard sign-in's 12 hours are over): no cookie is ever
+                      accepted for it again, whatever ``RETENTION_DAYS`` says
 artifact_copies       their event is removed (the stored video file too)
 ====================  ======================================================================
 
@@ -62,6 +64,7 @@ from receiver.store.tables import (
     idempotency_keys,
     jobs,
     refused_callbacks,
+    sessions,
 )
 from receiver.store.uow import UnitOfWork
 
@@ -71,6 +74,7 @@ log = logging.getLogger(__name__)
 TABLES = (
     "idempotency_keys",
     "refused_callbacks",
+    "sessions",
     "attempts",
     "deliveries",
     "artifact_copies",
@@ -173,6 +177,9 @@ def _plan(cutoff: datetime, *, dry_run: bool) -> list[tuple[str, Table, ColumnEl
     return [
         ("idempotency_keys", idempotency_keys, idempotency_keys.c.created_at < cutoff),
         ("refused_callbacks", refused_callbacks, refused_callbacks.c.received_at < cutoff),
+        # Expired dashboard sessions are dead now (sign-in also drops them, but only when
+        # someone signs in): the clock, not the cutoff, decides.
+        ("sessions", sessions, sessions.c.expires_at <= utcnow()),
         ("deliveries", deliveries, _deliveries_gone(cutoff)),
         ("artifact_copies", artifact_copies, _copies_gone(cutoff, dry_run=dry_run)),
         ("events", events, _events_gone(cutoff, dry_run=dry_run)),
@@ -233,6 +240,8 @@ def purge_batch(
     :raises KeyError: an unknown table name.
     :raises sqlalchemy.exc.SQLAlchemyError: the database failed; nothing of this batch is
         removed.
+    :raises OSError: (a directory) or botocore's errors (S3): a removed copy's file could not
+        be deleted; its rows are gone already, the file stays behind.
     """
     table, where = {n: (t, w) for n, t, w in _plan(cutoff, dry_run=False)}[name]
     (key,) = table.primary_key.columns

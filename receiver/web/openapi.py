@@ -219,6 +219,8 @@ _ERROR_MEANING = {
     401: "missing or wrong bearer token (with WWW-Authenticate: Bearer)",
     402: "the vendor refused: insufficient credits",
     404: "no such object",
+    408: "the body did not arrive whole within BODY_READ_TIMEOUT_SECONDS (the connection is "
+    "closed)",
     409: "conflict with the object's state",
     413: "body larger than MAX_CONTENT_LENGTH",
     422: "the body does not fit the model",
@@ -229,10 +231,12 @@ _ERROR_MEANING = {
 }
 
 
-def _errors(*codes: int) -> dict[str, Any]:
-    """401, 429 and 503 (every route), plus ``codes``."""
+def _errors(*codes: int, meaning: dict[int, str] | None = None) -> dict[str, Any]:
+    """401, 429 and 503 (every route), plus ``codes``; ``meaning`` replaces the generic
+    description of some of them for this route."""
+    meanings = {**_ERROR_MEANING, **(meaning or {})}
     return {
-        str(code): _json({"$ref": "#/components/schemas/Error"}, _ERROR_MEANING[code])
+        str(code): _json({"$ref": "#/components/schemas/Error"}, meanings[code])
         for code in sorted({401, 429, 503, *codes})
     }
 
@@ -262,7 +266,15 @@ def openapi_document(
     recover_in: type[BaseModel],
     event_types: Sequence[str],
 ) -> dict[str, Any]:
-    """The document as a JSON-ready dict."""
+    """The OpenAPI 3.1 document of ``/api/*`` (``GET /api/openapi.json``) as a JSON-ready dict.
+
+    :param task_in: the pydantic model of ``POST /api/tasks``'s body; its JSON schema is used.
+    :param subscriber_in: the model of ``POST /api/subscribers``'s body.
+    :param recover_in: the model of ``POST /api/deliveries/recover``'s body.
+    :param event_types: the subscribable webhook event types
+        (:data:`receiver.domain.events.EVENT_TYPES`), the enum of ``Event.type``.
+    :returns: ``{"openapi", "info", "components", "paths", "security"}``; raises nothing.
+    """
     schemas: dict[str, Any] = {
         "Error": _ERROR,
         "Job": _JOB,
@@ -303,7 +315,23 @@ def openapi_document(
                             }
                         },
                     },
-                    **_errors(400, 402, 409, 413, 422, 429, 502),
+                    **_errors(
+                        400,
+                        402,
+                        408,
+                        409,
+                        413,
+                        422,
+                        429,
+                        502,
+                        meaning={
+                            409: "idempotency_key_in_flight: the first request with this "
+                            "Idempotency-Key is still running (Retry-After)",
+                            422: "the body does not fit the model; idempotency_key_reused (this "
+                            "Idempotency-Key came with another body); invalid_image; or the "
+                            "vendor refused the prompt or image (moderation)",
+                        },
+                    ),
                 },
             },
             "get": {
@@ -331,7 +359,7 @@ def openapi_document(
                 "requestBody": _body(subscriber_in),
                 "responses": {
                     "201": _json({"$ref": ref + "Subscriber"}, "the subscriber with its secret"),
-                    **_errors(400, 413, 422),
+                    **_errors(400, 408, 413, 422),
                 },
             },
             "get": {
@@ -420,7 +448,7 @@ def openapi_document(
                         _strict({"requeued": {"type": "integer", "minimum": 0}}),
                         "how many were queued again",
                     ),
-                    **_errors(400, 413, 422),
+                    **_errors(400, 408, 413, 422),
                 },
             }
         },

@@ -59,6 +59,55 @@ def test_settings_refuse_a_paas_without_database_url(
     assert load_settings().database_url.startswith("postgresql+psycopg://")
 
 
+def test_a_paas_refuses_a_local_artifact_store(env: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The worker copies videos and the web serves them: on separate ephemeral disks a
+    directory cannot be shared, so only an S3 bucket is accepted there."""
+    env.setenv("DYNO", "web.1")
+    env.setenv("DATABASE_URL", "postgres://u:p@127.0.0.1:5432/relay")
+    env.setenv("PUBLIC_BASE_URL", "https://relay.example.com")
+    env.setenv("ARTIFACT_STORE", str(tmp_path / "videos"))
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    message = str(caught.value)
+    assert "\n" not in message and "ARTIFACT_STORE" in message and "s3://" in message, message
+    assert not (tmp_path / "videos").exists()
+    env.setenv("ARTIFACT_STORE", "s3://videos/relay")
+    assert load_settings().artifact_store == "s3://videos/relay"
+    env.delenv("DYNO")  # off a PaaS a directory is fine (web and worker share the machine)
+    env.setenv("ARTIFACT_STORE", str(tmp_path / "videos"))
+    assert load_settings().artifact_store == str(tmp_path / "videos")
+
+
+@pytest.mark.parametrize("store", ["", "s3://videos/relay"])
+def test_gunicorn_master_imports_no_http_stack_before_gevent_patches(
+    tmp_path: Path, store: str
+) -> None:
+    """gunicorn.conf.py runs in the master, before the gevent workers monkey-patch ssl: had it
+    imported urllib3 (boto3, requests) by then, every https call of a web worker (the vendor,
+    image downloads, S3 presigning) would die in a RecursionError. Whatever the settings."""
+    probe = (
+        "import runpy, sys; runpy.run_path('gunicorn.conf.py'); "
+        "print(sorted(m for m in ('urllib3', 'requests', 'boto3', 'botocore') if m in sys.modules))"
+    )
+    env = clean_env(
+        RELAY_ENV="test",
+        DATABASE_URL=f"sqlite:///{tmp_path / 'relay.sqlite3'}",
+        PUBLIC_BASE_URL="https://relay.example.com",
+        ARTIFACT_STORE=store,
+        PROMETHEUS_MULTIPROC_DIR=str(tmp_path),
+    )
+    done = subprocess.run(
+        [bin_path("python"), "-c", probe],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]", done.stdout
+
+
 def test_off_a_paas_sqlite_stays_the_default(env: pytest.MonkeyPatch) -> None:
     assert load_settings(relay_env="test").paas is None
 

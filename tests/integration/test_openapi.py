@@ -181,7 +181,11 @@ def test_document_is_valid_openapi_and_matches_the_routes(api: tuple[Flask, Runt
                 "$ref": "#/components/schemas/Error"
             }, (path, method, status)
         if "requestBody" in doc["paths"][path][method]:
-            assert {"400", "413", "422"} <= set(responses), (path, method)
+            # 408: BODY_READ_TIMEOUT_SECONDS applies to every body (receiver/web/slowbody.py).
+            assert {"400", "408", "413", "422"} <= set(responses), (path, method)
+    submit = doc["paths"]["/api/tasks"]["post"]["responses"]
+    assert "idempotency_key_in_flight" in submit["409"]["description"]
+    assert "idempotency_key_reused" in submit["422"]["description"]
 
 
 BAD_AUTH: list[dict[str, str]] = [

@@ -31,6 +31,7 @@ from receiver.store.tables import (
     idempotency_keys,
     jobs,
     refused_callbacks,
+    sessions,
     subscribers,
 )
 from simulator.processes import Process, bin_path
@@ -210,6 +211,16 @@ class Writer:
                 )
             )
 
+    def session(self, signed_in: datetime, *, keep: bool) -> None:
+        """A dashboard session signed in at ``signed_in``, ending 12 hours later."""
+        key = self.seed.add("sessions", uuid.uuid4().hex * 2, keep=keep)
+        with self.engine.begin() as conn:
+            conn.execute(
+                insert(sessions).values(
+                    id_sha256=key, created_at=signed_in, expires_at=signed_in + timedelta(hours=12)
+                )
+            )
+
 
 def seed_history(engine: Engine, root: Path) -> Seed:
     """Finished and live work, old and recent; see each line for why it stays or goes.
@@ -258,6 +269,10 @@ def seed_history(engine: Engine, root: Path) -> Seed:
     w.key(OLD, "completed", keep=False)
     w.key(OLD, "in_flight", keep=False)
     w.key(NOW - timedelta(hours=23), "completed", keep=True)  # under a day: always kept
+    # Dashboard sessions: expired ones go at once (not after RETENTION_DAYS), live ones stay.
+    w.session(OLD, keep=False)
+    w.session(NOW - timedelta(hours=13), keep=False)
+    w.session(NOW - timedelta(hours=1), keep=True)
     return seed
 
 
@@ -271,6 +286,7 @@ def keys_of(engine: Engine, root: Path | None = None) -> dict[str, set[Any]]:
         "refused_callbacks": refused_callbacks,
         "idempotency_keys": idempotency_keys,
         "artifact_copies": artifact_copies,
+        "sessions": sessions,
     }
     out = {}
     with engine.connect() as conn:
