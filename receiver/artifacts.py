@@ -47,7 +47,7 @@ from requests.adapters import HTTPAdapter
 from sqlalchemy import Engine
 
 from receiver.clock import utcnow
-from receiver.delivery.urls import ForbiddenAddress, GuardedAdapter, UnsafeUrl
+from receiver.delivery.urls import GuardedAdapter, UnsafeUrl, refused_by_guard
 from receiver.delivery.urls import check_subscriber_url as check_url
 from receiver.settings import Settings, parse_s3_url
 from receiver.store import artifacts as store
@@ -388,7 +388,7 @@ class Copier:
         try:
             response = self._session.get(url, stream=True, timeout=TIMEOUTS)
         except requests.RequestException as exc:
-            refused = _caused_by_guard(exc)
+            refused = refused_by_guard(exc)
             raise CopyError(f"download failed: {str(exc)[:300]}", permanent=refused) from None
         with response:
             if response.status_code != 200:
@@ -425,20 +425,6 @@ def _name(artifact: dict[str, Any]) -> str:
     name = artifact.get("filename") or artifact.get("id") or "video.mp4"
     safe = _SAFE.sub("_", str(name))[:100].lstrip(".") or "video.mp4"
     return safe
-
-
-def _caused_by_guard(exc: BaseException) -> bool:
-    seen: set[int] = set()
-    stack: list[object] = [exc]
-    while stack:
-        item = stack.pop()
-        if not isinstance(item, BaseException) or id(item) in seen:
-            continue
-        seen.add(id(item))
-        if isinstance(item, ForbiddenAddress):
-            return True
-        stack.extend([item.__cause__, item.__context__, *item.args, getattr(item, "reason", None)])
-    return False
 
 
 def copier_config(settings: Settings) -> CopierConfig | None:

@@ -446,7 +446,7 @@ def _write_callback(
         repo.add_events([event for event, _ in plan.events])
         routes = repo.subscriber_routes()
         new_deliveries = [
-            _new_delivery(event.id, sub_id, callback.now)
+            Delivery.new_pending(event.id, sub_id, callback.now)
             for event, domain_event in plan.events
             for sub_id, event_types in routes
             if domain_event.type in event_types
@@ -513,24 +513,6 @@ def confirm_terminal(
     if not vendor.taskId:
         vendor = vendor.model_copy(update={"taskId": task_id})
     return vendor, True
-
-
-def _new_delivery(event_id: str, subscriber_id: str, now: datetime) -> Delivery:
-    return Delivery(
-        id=new_id("dlv"),
-        event_id=event_id,
-        subscriber_id=subscriber_id,
-        status="pending",
-        attempts=0,
-        next_attempt_at=now,
-        lease_owner=None,
-        lease_expires_at=None,
-        last_status_code=None,
-        last_error=None,
-        created_at=now,
-        updated_at=now,
-        completed_at=None,
-    )
 
 
 def _account(job: Job) -> str | None:

@@ -189,25 +189,6 @@ def record_subscriber_disabled(
     )
     if not targets:
         return event_id
-    repo.add_deliveries(
-        [
-            Delivery(
-                id=new_id("dlv"),
-                event_id=event_id,
-                subscriber_id=target,
-                status="pending",
-                attempts=0,
-                next_attempt_at=now,
-                lease_owner=None,
-                lease_expires_at=None,
-                last_status_code=None,
-                last_error=None,
-                created_at=now,
-                updated_at=now,
-                completed_at=None,
-            )
-            for target in targets
-        ]
-    )
+    repo.add_deliveries([Delivery.new_pending(event_id, target, now) for target in targets])
     repo.notify_deliveries()
     return event_id

@@ -22,7 +22,7 @@ import requests
 from requests.adapters import HTTPAdapter
 from standardwebhooks.webhooks import Webhook
 
-from receiver.delivery.urls import ForbiddenAddress, GuardedAdapter
+from receiver.delivery.urls import GuardedAdapter, refused_by_guard
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +124,7 @@ class Sender:
         except requests.Timeout as exc:
             return SendResult("timeout", None, elapsed_ms(), f"timed out: {_short(exc)}")
         except requests.RequestException as exc:
-            if _caused_by(exc, ForbiddenAddress):
+            if refused_by_guard(exc):
                 return SendResult("blocked", None, elapsed_ms(), _short(exc))
             return SendResult("connection_error", None, elapsed_ms(), _short(exc))
         try:
@@ -166,20 +166,6 @@ class Sender:
         if status == 410:
             return SendResult("gone", status, duration, "410 Gone", text, retry_after)
         return SendResult("http_error", status, duration, f"HTTP {status}", text, retry_after)
-
-
-def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:
-    seen: set[int] = set()
-    stack: list[object] = [exc]
-    while stack:
-        item = stack.pop()
-        if not isinstance(item, BaseException) or id(item) in seen:
-            continue
-        seen.add(id(item))
-        if isinstance(item, kind):
-            return True
-        stack.extend([item.__cause__, item.__context__, *item.args, getattr(item, "reason", None)])
-    return False
 
 
 def _short(exc: BaseException) -> str:

@@ -163,6 +163,25 @@ class ForbiddenAddress(OSError):
     """Raised inside a connection attempt that would reach a forbidden address."""
 
 
+def refused_by_guard(exc: BaseException) -> bool:
+    """True when :class:`ForbiddenAddress` is anywhere in ``exc``'s chain.
+
+    requests and urllib3 wrap the guard's error several times (``__cause__``, ``__context__``,
+    ``args``, ``reason``); this walks all of them, each exception once.
+    """
+    seen: set[int] = set()
+    stack: list[object] = [exc]
+    while stack:
+        item = stack.pop()
+        if not isinstance(item, BaseException) or id(item) in seen:
+            continue
+        seen.add(id(item))
+        if isinstance(item, ForbiddenAddress):
+            return True
+        stack.extend([item.__cause__, item.__context__, *item.args, getattr(item, "reason", None)])
+    return False
+
+
 def _guarded_connect(conn: HTTPConnection) -> socket.socket:
     host = conn._dns_host
     port = conn.port

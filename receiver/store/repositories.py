@@ -27,6 +27,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from receiver.ids import new_id
 from receiver.store.tables import (
     UTCDateTime,
     attempts,
@@ -153,6 +154,25 @@ class Delivery:
     created_at: datetime
     updated_at: datetime
     completed_at: datetime | None
+
+    @classmethod
+    def new_pending(cls, event_id: str, subscriber_id: str, now: datetime) -> Delivery:
+        """A new ``pending`` delivery of ``event_id`` to ``subscriber_id``, due at ``now``."""
+        return cls(
+            id=new_id("dlv"),
+            event_id=event_id,
+            subscriber_id=subscriber_id,
+            status="pending",
+            attempts=0,
+            next_attempt_at=now,
+            lease_owner=None,
+            lease_expires_at=None,
+            last_status_code=None,
+            last_error=None,
+            created_at=now,
+            updated_at=now,
+            completed_at=None,
+        )
 
 
 @dataclass(frozen=True)

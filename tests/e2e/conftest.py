@@ -23,7 +23,9 @@ from typing import Any
 import pytest
 import requests
 
+from simulator.demo import tiny_png
 from simulator.processes import Process, bin_path, free_port, procfile_command
+from simulator.subscriber import SubscriberServer
 from tests.conftest import ADMIN_TOKEN, SECRET, fresh_postgres_database, require_postgres
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -156,3 +158,20 @@ def stack(
             yield running
         finally:
             running.stop()
+
+
+@pytest.fixture(scope="module")
+def subscriber(stack: Stack) -> Iterator[SubscriberServer]:
+    """One verifying subscriber for the module (terminal events only, the default)."""
+    with SubscriberServer() as server:
+        added = stack.relay_json("subscribers", "add", server.url)
+        server.secrets.append(added["secret"])
+        yield server
+        stack.relay("subscribers", "remove", added["id"])
+
+
+@pytest.fixture
+def image(tmp_path: Path) -> str:
+    path = tmp_path / "frame.png"
+    path.write_bytes(tiny_png())
+    return str(path)

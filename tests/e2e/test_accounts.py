@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -36,22 +35,6 @@ def two_accounts(stack: Stack) -> Iterator[None]:
     assert response.status_code == 200 and response.json()["accounts"] == [FIRST, SECOND]
     yield
     requests.post(stack.sim + "/_sim/config", json={"accounts": ["sim@example.com"]}, timeout=5)
-
-
-@pytest.fixture(scope="module")
-def subscriber(stack: Stack) -> Iterator[SubscriberServer]:
-    with SubscriberServer() as server:
-        added = stack.relay_json("subscribers", "add", server.url)
-        server.secrets.append(added["secret"])
-        yield server
-        stack.relay("subscribers", "remove", added["id"])
-
-
-@pytest.fixture
-def image(tmp_path: Path) -> str:
-    path = tmp_path / "frame.png"
-    path.write_bytes(tiny_png())
-    return str(path)
 
 
 def vendor_requests(stack: Stack) -> list[dict[str, Any]]:

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,23 +22,6 @@ pytestmark = pytest.mark.e2e
 
 DATA_URI = "data:image/png;base64," + base64.b64encode(tiny_png()).decode()
 ASSET_PREFIX = "user:1234-runwayml:sim@example.com-asset:"
-
-
-@pytest.fixture(scope="module")
-def subscriber(stack: Stack) -> Iterator[SubscriberServer]:
-    """One verifying subscriber for the module (terminal events only, the default)."""
-    with SubscriberServer() as server:
-        added = stack.relay_json("subscribers", "add", server.url)
-        server.secrets.append(added["secret"])
-        yield server
-        stack.relay("subscribers", "remove", added["id"])
-
-
-@pytest.fixture
-def image(tmp_path: Path) -> str:
-    path = tmp_path / "frame.png"
-    path.write_bytes(tiny_png())
-    return str(path)
 
 
 def logged_creates(stack: Stack, endpoint: str) -> list[dict[str, Any]]:
