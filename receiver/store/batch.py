@@ -93,11 +93,12 @@ class GroupCommit:
                 if work.done:
                     break
                 self._leading = True
-                # Its own piece first (a leader never returns with its work still queued),
-                # then the oldest others; run in key order.
-                self._queue.remove(work)
-                batch = [work, *self._queue[: self._max_batch - 1]]
-                del self._queue[: self._max_batch - 1]
+                # Its own piece (a leader never returns with its work still queued) and the
+                # oldest others, in the order they arrived; run in key order, which keeps that
+                # order among pieces of one key (one job's callbacks apply as they came).
+                others = [w for w in self._queue if w is not work][: self._max_batch - 1]
+                batch = sorted([work, *others], key=self._queue.index)
+                self._queue = [w for w in self._queue if w not in batch]
             try:
                 self._run_batch(batch)
             finally:
