@@ -6,8 +6,7 @@ and, in one transaction, writes their attempts, each delivery's next step (succe
 or dead letter), each subscriber's health once, and claims due deliveries for the slots just
 freed, so that a subscriber's cap slot is reused at once. A crash at any point loses nothing: an
 unsent or unrecorded delivery keeps its row and is claimed again when its lease expires (SPEC
-invariant 4). Idle workers wake when new deliveries commit: PostgreSQL through
-``LISTEN/NOTIFY``, SQLite by watching ``PRAGMA data_version`` every few milliseconds.
+invariant 4). Idle workers wake when new deliveries commit (:mod:`receiver.store.wakeup`).
 """
 
 from __future__ import annotations
@@ -16,7 +15,6 @@ import logging
 import os
 import queue
 import random
-import select
 import socket
 import threading
 import time
@@ -24,7 +22,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy import Connection, Engine
 
@@ -35,9 +33,9 @@ from receiver.delivery.schedule import RetryPolicy, parse_retry_after
 from receiver.delivery.sender import Sender, SendResult
 from receiver.delivery.urls import UnsafeUrl, check_subscriber_url
 from receiver.store import retention
-from receiver.store.engine import application_name, is_sqlite
 from receiver.store.repositories import AttemptRecord, ClaimedDelivery, Repository
 from receiver.store.uow import UnitOfWork
+from receiver.store.wakeup import Kick, waker_for
 
 log = logging.getLogger(__name__)
 
@@ -78,158 +76,6 @@ class WorkerConfig:
     @property
     def lease_seconds(self) -> float:
         return self.timeout * 2 + LEASE_MARGIN_SECONDS
-
-
-class Waker(Protocol):
-    def wait(self, timeout: float) -> None: ...
-    def close(self) -> None: ...
-
-
-class Kick(threading.Event):
-    """A :class:`threading.Event` that ``select()`` can wait on too (:meth:`fileno`).
-
-    Once :meth:`fileno` was called, :meth:`set` also writes a byte to a socket pair, so that a
-    wait on a database socket returns at once when a delivery finishes; :meth:`clear` drains
-    it and :meth:`close` closes the pair.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._pair: tuple[socket.socket, socket.socket] | None = None
-
-    def set(self) -> None:
-        super().set()
-        pair = self._pair
-        if pair is not None:
-            try:
-                pair[1].send(b"\0")
-            except OSError:  # full (a wake-up is pending anyway) or closed
-                pass
-
-    def clear(self) -> None:
-        super().clear()
-        pair = self._pair
-        if pair is not None:
-            try:
-                while pair[0].recv(4096):
-                    pass
-            except OSError:  # drained (BlockingIOError) or closed
-                pass
-
-    def fileno(self) -> int:
-        """A socket that is readable while a wake-up is pending (made on the first call)."""
-        if self._pair is None:
-            reader, writer = socket.socketpair()
-            reader.setblocking(False)
-            writer.setblocking(False)
-            self._pair = (reader, writer)
-            if self.is_set():
-                writer.send(b"\0")
-        return self._pair[0].fileno()
-
-    def close(self) -> None:
-        pair, self._pair = self._pair, None
-        if pair is not None:
-            pair[0].close()
-            pair[1].close()
-
-
-class SqliteWaker:
-    """Returns from :meth:`wait` soon after another connection commits to the SQLite file."""
-
-    def __init__(self, engine: Engine, kick: threading.Event, interval: float = 0.005) -> None:
-        self._raw = engine.raw_connection()
-        self._kick = kick
-        self._interval = interval
-        self._version = self._read()
-
-    def _read(self) -> int:
-        cursor = self._raw.cursor()
-        try:
-            cursor.execute("PRAGMA data_version")
-            row = cursor.fetchone()
-            return int(row[0]) if row else 0
-        finally:
-            cursor.close()
-
-    def wait(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            if self._kick.wait(self._interval):
-                return
-            version = self._read()
-            if version != self._version:
-                self._version = version
-                return
-            if time.monotonic() >= deadline:
-                return
-
-    def close(self) -> None:
-        self._raw.close()
-
-
-class PostgresWaker:
-    """Returns from :meth:`wait` when a ``NOTIFY relay_deliveries`` arrives, or at once when
-    ``kick`` is set (a delivery finished, or :meth:`Worker.stop`).
-
-    A lost LISTEN connection is replaced on the next wait; until then the worker falls back to
-    its idle poll, so a database restart costs latency, never deliveries.
-    """
-
-    def __init__(self, engine: Engine, kick: Kick) -> None:
-        url = engine.url.set(drivername="postgresql")
-        self._dsn = url.render_as_string(hide_password=False)
-        self._application_name = application_name(self._dsn)
-        self._kick = kick
-        self._conn: Any = None
-        self._connect()
-
-    def _connect(self) -> None:
-        import psycopg
-
-        try:
-            self._conn = psycopg.connect(
-                self._dsn,
-                autocommit=True,
-                connect_timeout=5,
-                application_name=self._application_name,
-            )
-            self._conn.execute("LISTEN relay_deliveries")
-        except psycopg.Error:
-            log.warning("LISTEN connection failed; polling until it is back")
-            self._conn = None
-
-    def wait(self, timeout: float) -> None:
-        import psycopg
-
-        if self._conn is None or self._conn.closed:
-            self._connect()
-        deadline = time.monotonic() + timeout
-        while not self._kick.is_set():
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return
-            if self._conn is None:
-                self._kick.wait(min(left, 0.05))
-                continue
-            try:
-                fd = self._conn.fileno()
-                ready, _, _ = select.select([fd, self._kick.fileno()], [], [], min(left, 0.05))
-                if fd in ready and any(
-                    True for _ in self._conn.notifies(timeout=0, stop_after=100)
-                ):
-                    return
-            except (psycopg.Error, OSError, ValueError):
-                log.warning("LISTEN connection lost; reconnecting")
-                self.close()
-                return
-
-    def close(self) -> None:
-        if self._conn is not None:
-            try:
-                self._conn.close()
-            finally:
-                self._conn = None
 
 
 @dataclass(frozen=True)
@@ -304,11 +150,6 @@ class Worker:
     def stopping(self) -> bool:
         return self._stop.is_set()
 
-    def _make_waker(self) -> Waker:
-        if is_sqlite(self.engine):
-            return SqliteWaker(self.engine, self._kick)
-        return PostgresWaker(self.engine, self._kick)
-
     def run(self) -> None:
         """The loop; returns after :meth:`stop` once in-flight attempts are recorded.
 
@@ -326,7 +167,7 @@ class Worker:
             self.config.artifact_store,
             self.config.artifact_s3_endpoint_url,
         )
-        waker = self._make_waker()
+        waker = waker_for(self.engine, self._kick)
         pool = ThreadPoolExecutor(self.config.concurrency, thread_name_prefix="deliver")
         unrecorded: list[_Finished] = []
         self._conn = None
@@ -668,4 +509,4 @@ class Worker:
             )
 
 
-__all__ = ["Kick", "PostgresWaker", "SqliteWaker", "Worker", "WorkerConfig"]
+__all__ = ["Worker", "WorkerConfig"]
