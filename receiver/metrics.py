@@ -83,7 +83,7 @@ REFUSED_REASONS = (
     "unknown_job",
     "task_id_mismatch",
 )
-#: Delivery attempt outcomes (``receiver.delivery.sender.AttemptOutcome``).
+#: Delivery attempt outcomes (``receiver.domain.delivery.AttemptOutcome``).
 ATTEMPT_OUTCOMES = (
     "success",
     "http_error",

@@ -14,8 +14,8 @@ from typing import Annotated, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
+
+from receiver.store.engine import database_url as store_database_url
 
 #: About three days of retries, in seconds between attempts (SPEC §2, Standard Webhooks'
 #: "Deliverability and reliability" recommendation).
@@ -197,26 +197,8 @@ class Settings(BaseSettings):
     @field_validator("database_url")
     @classmethod
     def _database_url(cls, value: str) -> str:
-        value = value.strip()
-        # PaaS hosts write postgres://, which SQLAlchemy 2 no longer accepts; psycopg 3 is ours.
-        for prefix in ("postgres://", "postgresql://"):
-            if value.startswith(prefix):
-                value = "postgresql+psycopg://" + value[len(prefix) :]
-                break
-        if value:
-            # Checked here so that start-up names DATABASE_URL; the value (which may hold a
-            # password) is never repeated.
-            try:
-                url = make_url(value)
-                backend, _ = url.get_backend_name(), url.port  # .port parses the port
-            except (ArgumentError, ValueError):
-                raise ValueError(
-                    "not a database URL (expected sqlite:///PATH or "
-                    "postgres://USER:PASSWORD@HOST:PORT/NAME)"
-                ) from None
-            if backend not in ("sqlite", "postgresql"):
-                raise ValueError(f"{backend!r} is not supported: use SQLite or PostgreSQL")
-        return value
+        # Checked here so that start-up names DATABASE_URL; the rules are the store's.
+        return store_database_url(value)
 
     @field_validator("useapi_account_email", mode="before")
     @classmethod

@@ -22,6 +22,7 @@ from sqlalchemy import Engine
 
 from receiver.delivery.sender import Sender, SendResult
 from receiver.delivery.urls import UnsafeUrl, check_subscriber_url
+from receiver.domain.delivery import signing_secrets
 from receiver.domain.events import SUBSCRIBER_DISABLED, WEBHOOK_TEST
 from receiver.ids import new_id
 from receiver.store.repositories import Delivery, Event, Repository, Subscriber
@@ -37,19 +38,6 @@ def _iso(value: datetime | None) -> str | None:
 def _body(event_type: str, now: datetime, data: dict[str, Any]) -> str:
     body = {"type": event_type, "timestamp": _iso(now), "data": data}
     return json.dumps(body, separators=(",", ":"), ensure_ascii=False)
-
-
-def signing_secrets(sub: Subscriber, now: datetime) -> list[str]:
-    """The secrets that sign a webhook to ``sub`` at ``now``: its secret, and its previous one
-    while the rotation grace period lasts (several ``v1,`` signatures, SPEC §2)."""
-    out = [sub.secret]
-    if (
-        sub.previous_secret
-        and sub.previous_secret_expires_at
-        and sub.previous_secret_expires_at > now
-    ):
-        out.append(sub.previous_secret)
-    return out
 
 
 @dataclass(frozen=True)
@@ -126,7 +114,10 @@ def send_test_event(
         result = SendResult("blocked", None, 0.0, str(exc))
     else:
         sender = Sender(timeout=timeout, allow_private=allow_private, pool_size=1)
-        result = sender.send(sub.url, event_id, body, signing_secrets(sub, now), now)
+        secrets = signing_secrets(
+            sub.secret, sub.previous_secret, sub.previous_secret_expires_at, now
+        )
+        result = sender.send(sub.url, event_id, body, secrets, now)
     excerpt = result.response_body[:TEST_BODY_EXCERPT] if result.response_body else None
     return WebhookTestResult(
         subscriber_id=sub.id,

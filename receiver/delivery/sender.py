@@ -16,22 +16,18 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal
 
 import requests
 from requests.adapters import HTTPAdapter
 from standardwebhooks.webhooks import Webhook
 
 from receiver.delivery.urls import GuardedAdapter, refused_by_guard
+from receiver.domain.delivery import AttemptOutcome
 
 log = logging.getLogger(__name__)
 
 MAX_RESPONSE_BYTES = 4096
 USER_AGENT = "runway-relay/0.1 (+standard-webhooks)"
-
-AttemptOutcome = Literal[
-    "success", "http_error", "redirect", "gone", "timeout", "connection_error", "blocked"
-]
 
 
 @dataclass(frozen=True)

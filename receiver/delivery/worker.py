@@ -1,13 +1,12 @@
-"""The delivery worker behind ``relay worker``.
+"""The delivery worker behind ``relay worker``: threads, flow control and waking.
 
 Loop: claim due deliveries under a lease, send each on a thread pool, and record the attempts in
-batches. Delivery threads only sign and POST; the loop (one thread) takes every finished result
-and, in one transaction, writes their attempts, each delivery's next step (success, retry time,
-or dead letter), each subscriber's health once, and claims due deliveries for the slots just
-freed, so that a subscriber's cap slot is reused at once. A crash at any point loses nothing: an
-unsent or unrecorded delivery keeps its row and is claimed again when its lease expires (SPEC
-invariant 4). Idle workers wake when new deliveries commit: PostgreSQL through
-``LISTEN/NOTIFY``, SQLite by watching ``PRAGMA data_version`` every few milliseconds.
+batches; what each of those steps does is :mod:`receiver.delivery.pipeline`'s. Delivery threads
+only sign and POST; the loop (one thread) takes every finished result and records them in one
+transaction that also claims due deliveries for the slots just freed. A crash at any point loses
+nothing: an unsent or unrecorded delivery keeps its row and is claimed again when its lease
+expires (SPEC invariant 4). Idle workers wake when new deliveries commit
+(:mod:`receiver.store.wakeup`).
 """
 
 from __future__ import annotations
@@ -16,28 +15,22 @@ import logging
 import os
 import queue
 import random
-import select
 import socket
 import threading
 import time
-from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from typing import Any, Protocol
+from dataclasses import dataclass
+from datetime import datetime
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Engine
 
-from receiver import metrics
 from receiver.clock import utcnow
-from receiver.delivery.operational import record_subscriber_disabled
-from receiver.delivery.schedule import RetryPolicy, parse_retry_after
-from receiver.delivery.sender import Sender, SendResult
-from receiver.delivery.urls import UnsafeUrl, check_subscriber_url
+from receiver.delivery.pipeline import Finished, Pipeline, Step
+from receiver.delivery.sender import Sender
+from receiver.domain.delivery import RetryPolicy
 from receiver.store import retention
-from receiver.store.engine import application_name, is_sqlite
-from receiver.store.repositories import AttemptRecord, ClaimedDelivery, Repository
-from receiver.store.uow import UnitOfWork
+from receiver.store.repositories import ClaimedDelivery
+from receiver.store.wakeup import Kick, waker_for
 
 log = logging.getLogger(__name__)
 
@@ -80,188 +73,6 @@ class WorkerConfig:
         return self.timeout * 2 + LEASE_MARGIN_SECONDS
 
 
-class Waker(Protocol):
-    def wait(self, timeout: float) -> None: ...
-    def close(self) -> None: ...
-
-
-class Kick(threading.Event):
-    """A :class:`threading.Event` that ``select()`` can wait on too (:meth:`fileno`).
-
-    Once :meth:`fileno` was called, :meth:`set` also writes a byte to a socket pair, so that a
-    wait on a database socket returns at once when a delivery finishes; :meth:`clear` drains
-    it and :meth:`close` closes the pair.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._pair: tuple[socket.socket, socket.socket] | None = None
-
-    def set(self) -> None:
-        super().set()
-        pair = self._pair
-        if pair is not None:
-            try:
-                pair[1].send(b"\0")
-            except OSError:  # full (a wake-up is pending anyway) or closed
-                pass
-
-    def clear(self) -> None:
-        super().clear()
-        pair = self._pair
-        if pair is not None:
-            try:
-                while pair[0].recv(4096):
-                    pass
-            except OSError:  # drained (BlockingIOError) or closed
-                pass
-
-    def fileno(self) -> int:
-        """A socket that is readable while a wake-up is pending (made on the first call)."""
-        if self._pair is None:
-            reader, writer = socket.socketpair()
-            reader.setblocking(False)
-            writer.setblocking(False)
-            self._pair = (reader, writer)
-            if self.is_set():
-                writer.send(b"\0")
-        return self._pair[0].fileno()
-
-    def close(self) -> None:
-        pair, self._pair = self._pair, None
-        if pair is not None:
-            pair[0].close()
-            pair[1].close()
-
-
-class SqliteWaker:
-    """Returns from :meth:`wait` soon after another connection commits to the SQLite file."""
-
-    def __init__(self, engine: Engine, kick: threading.Event, interval: float = 0.005) -> None:
-        self._raw = engine.raw_connection()
-        self._kick = kick
-        self._interval = interval
-        self._version = self._read()
-
-    def _read(self) -> int:
-        cursor = self._raw.cursor()
-        try:
-            cursor.execute("PRAGMA data_version")
-            row = cursor.fetchone()
-            return int(row[0]) if row else 0
-        finally:
-            cursor.close()
-
-    def wait(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            if self._kick.wait(self._interval):
-                return
-            version = self._read()
-            if version != self._version:
-                self._version = version
-                return
-            if time.monotonic() >= deadline:
-                return
-
-    def close(self) -> None:
-        self._raw.close()
-
-
-class PostgresWaker:
-    """Returns from :meth:`wait` when a ``NOTIFY relay_deliveries`` arrives, or at once when
-    ``kick`` is set (a delivery finished, or :meth:`Worker.stop`).
-
-    A lost LISTEN connection is replaced on the next wait; until then the worker falls back to
-    its idle poll, so a database restart costs latency, never deliveries.
-    """
-
-    def __init__(self, engine: Engine, kick: Kick) -> None:
-        url = engine.url.set(drivername="postgresql")
-        self._dsn = url.render_as_string(hide_password=False)
-        self._application_name = application_name(self._dsn)
-        self._kick = kick
-        self._conn: Any = None
-        self._connect()
-
-    def _connect(self) -> None:
-        import psycopg
-
-        try:
-            self._conn = psycopg.connect(
-                self._dsn,
-                autocommit=True,
-                connect_timeout=5,
-                application_name=self._application_name,
-            )
-            self._conn.execute("LISTEN relay_deliveries")
-        except psycopg.Error:
-            log.warning("LISTEN connection failed; polling until it is back")
-            self._conn = None
-
-    def wait(self, timeout: float) -> None:
-        import psycopg
-
-        if self._conn is None or self._conn.closed:
-            self._connect()
-        deadline = time.monotonic() + timeout
-        while not self._kick.is_set():
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return
-            if self._conn is None:
-                self._kick.wait(min(left, 0.05))
-                continue
-            try:
-                fd = self._conn.fileno()
-                ready, _, _ = select.select([fd, self._kick.fileno()], [], [], min(left, 0.05))
-                if fd in ready and any(
-                    True for _ in self._conn.notifies(timeout=0, stop_after=100)
-                ):
-                    return
-            except (psycopg.Error, OSError, ValueError):
-                log.warning("LISTEN connection lost; reconnecting")
-                self.close()
-                return
-
-    def close(self) -> None:
-        if self._conn is not None:
-            try:
-                self._conn.close()
-            finally:
-                self._conn = None
-
-
-@dataclass(frozen=True)
-class _Finished:
-    """A claimed delivery back from a delivery thread, waiting to be recorded.
-
-    ``result`` is None when nothing is known of an attempt: ``unsent`` True when it was never
-    sent (the worker was stopping: its lease is given back), False when the thread failed (the
-    lease is left to expire, so that it is delivered again). ``started`` is aware UTC.
-    """
-
-    item: ClaimedDelivery
-    result: SendResult | None
-    started: datetime
-    unsent: bool = False
-
-
-@dataclass
-class _Step:
-    """What one transaction of :meth:`Worker._step` did (for reporting after commit).
-
-    ``recorded`` pairs each recorded attempt with its number and whether the lease was still
-    held; ``next_due`` is the earliest due time of a pending delivery, read when the claim came
-    back short (None otherwise, or when nothing is pending).
-    """
-
-    now: datetime
-    recorded: list[tuple[_Finished, int, bool]] = field(default_factory=list)
-    claimed: list[ClaimedDelivery] = field(default_factory=list)
-    next_due: datetime | None = None
-
-
 class Worker:
     """Claims, sends and records deliveries until :meth:`stop` is called.
 
@@ -282,17 +93,24 @@ class Worker:
         self.engine = engine
         self.config = config
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{os.urandom(3).hex()}"
-        self.policy = RetryPolicy(config.retry_schedule)
-        self.sender = Sender(
-            timeout=config.timeout,
-            allow_private=config.allow_private,
-            pool_size=max(2, config.concurrency),
-        )
-        self._rng = rng or random.Random()
         self._stop = threading.Event()
+        self.pipeline = Pipeline(
+            engine,
+            self.name,
+            sender=Sender(
+                timeout=config.timeout,
+                allow_private=config.allow_private,
+                pool_size=max(2, config.concurrency),
+            ),
+            policy=RetryPolicy(config.retry_schedule),
+            lease_seconds=config.lease_seconds,
+            allow_private=config.allow_private,
+            disable_after=config.disable_after,
+            stopping=self._stop,
+            rng=rng or random.Random(),
+        )
         self._kick = Kick()
-        self._finished: queue.SimpleQueue[_Finished] = queue.SimpleQueue()
-        self._conn: Connection | None = None  # run()'s own connection, kept between steps
+        self._finished: queue.SimpleQueue[Finished] = queue.SimpleQueue()
         self.sent = 0
 
     def stop(self) -> None:
@@ -303,11 +121,6 @@ class Worker:
     @property
     def stopping(self) -> bool:
         return self._stop.is_set()
-
-    def _make_waker(self) -> Waker:
-        if is_sqlite(self.engine):
-            return SqliteWaker(self.engine, self._kick)
-        return PostgresWaker(self.engine, self._kick)
 
     def run(self) -> None:
         """The loop; returns after :meth:`stop` once in-flight attempts are recorded.
@@ -326,10 +139,9 @@ class Worker:
             self.config.artifact_store,
             self.config.artifact_s3_endpoint_url,
         )
-        waker = self._make_waker()
+        waker = waker_for(self.engine, self._kick)
         pool = ThreadPoolExecutor(self.config.concurrency, thread_name_prefix="deliver")
-        unrecorded: list[_Finished] = []
-        self._conn = None
+        unrecorded: list[Finished] = []
         in_flight = 0  # claimed and not recorded yet (unrecorded ones included)
         failures = 0
         try:
@@ -343,12 +155,12 @@ class Worker:
                     break
                 # Slots of attempts still running; the unrecorded ones free theirs below.
                 limit = 0 if stopping else self.config.concurrency - (in_flight - len(unrecorded))
-                step: _Step | None = None
+                step: Step | None = None
                 if unrecorded or limit > 0:
                     try:
-                        if self._conn is None:
-                            self._conn = self.engine.connect()
-                        step = self._step(unrecorded, limit)
+                        if self.pipeline.conn is None:  # kept between steps
+                            self.pipeline.conn = self.engine.connect()
+                        step = self.pipeline.step(unrecorded, limit)
                     except Exception as exc:  # the database may be down a moment: keep going
                         failures += 1
                         if failures == 1 and getattr(exc, "connection_invalidated", False):
@@ -369,7 +181,7 @@ class Worker:
                     failures = 0
                     in_flight -= len(unrecorded)
                     unrecorded = []
-                    self._report(step)
+                    self.sent += self.pipeline.report(step)
                     for item in step.claimed:
                         in_flight += 1
                         pool.submit(self._deliver, item)
@@ -386,9 +198,7 @@ class Worker:
             pool.shutdown(wait=True)
             if purger is not None:
                 purger.join(timeout=10)
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
+            self.pipeline.close()
             waker.close()
             self._kick.close()
             log.info("worker stopped", extra={"worker": self.name, "sent": self.sent})
@@ -401,23 +211,23 @@ class Worker:
         one-shot use; ``max_rounds`` bounds the loop.
         """
         done = 0
-        finished: list[_Finished] = []
+        finished: list[Finished] = []
         rounds = 0
         while True:
             limit = self.config.concurrency if rounds < max_rounds else 0
-            step = self._step(finished, limit)
-            self._report(step)
+            step = self.pipeline.step(finished, limit)
+            self.sent += self.pipeline.report(step)
             if not step.claimed:
                 return done
             rounds += 1
-            finished = [self._attempt(item) for item in step.claimed]
+            finished = [self.pipeline.send(item) for item in step.claimed]
             done += sum(1 for f in finished if f.result is not None)
 
-    def _gather(self, sending: int) -> list[_Finished]:
+    def _gather(self, sending: int) -> list[Finished]:
         """Wait up to :data:`GATHER_SECONDS` for more of the ``sending`` attempts still running
         to finish, so that one transaction records them together (a transaction costs about
         as much as several fast attempts). Returns those that finished in time."""
-        out: list[_Finished] = []
+        out: list[Finished] = []
         deadline = time.monotonic() + GATHER_SECONDS
         while len(out) < sending:
             left = deadline - time.monotonic()
@@ -429,8 +239,8 @@ class Worker:
                 break
         return out
 
-    def _take_finished(self) -> list[_Finished]:
-        out: list[_Finished] = []
+    def _take_finished(self) -> list[Finished]:
+        out: list[Finished] = []
         while True:
             try:
                 out.append(self._finished.get_nowait())
@@ -450,222 +260,17 @@ class Worker:
 
     def claim(self, limit: int) -> list[ClaimedDelivery]:
         """Lease up to ``limit`` due deliveries to this worker (one transaction)."""
-        return self._step([], limit).claimed
+        return self.pipeline.step([], limit).claimed
 
     def _deliver(self, item: ClaimedDelivery) -> None:
         """On a pool thread: send, queue the result for the loop, wake it."""
         try:
-            finished = self._attempt(item)
+            finished = self.pipeline.send(item)
         except Exception:
             log.exception("delivery thread failed", extra={"delivery_id": item.delivery.id})
-            finished = _Finished(item, None, utcnow())
+            finished = Finished(item, None, utcnow())
         self._finished.put(finished)
         self._kick.set()
 
-    def _attempt(self, item: ClaimedDelivery) -> _Finished:
-        """Sign and POST one claimed delivery (no database); unsent when stopping."""
-        started = utcnow()
-        if self._stop.is_set():
-            return _Finished(item, None, started, unsent=True)
-        sub = item.subscriber
-        if not self.config.allow_private:
-            try:  # the scheme and literal-address rules, again (the URL may predate them)
-                check_subscriber_url(sub.url, allow_private=False, resolve=False)
-            except UnsafeUrl as exc:
-                return _Finished(item, SendResult("blocked", None, 0.0, str(exc)), started)
-        secrets = [sub.secret]
-        if (
-            sub.previous_secret
-            and sub.previous_secret_expires_at
-            and sub.previous_secret_expires_at > started
-        ):
-            secrets.append(sub.previous_secret)
-        result = self.sender.send(sub.url, item.event.id, item.event.payload, secrets, started)
-        return _Finished(item, result, started)
 
-    def _step(self, finished: Sequence[_Finished], limit: int) -> _Step:
-        """One transaction: record ``finished`` (attempt rows, the deliveries' next steps, the
-        subscribers' health), give back unsent claims, then claim up to ``limit`` due
-        deliveries for the slots this frees.
-
-        Nothing is reported here (see :meth:`_report`): on an exception the transaction is
-        rolled back and ``finished`` can be given again.
-
-        :raises sqlalchemy.exc.SQLAlchemyError: when the database fails; nothing is kept.
-        """
-        step = _Step(now=utcnow())
-        if not finished and limit <= 0:
-            return step
-        now = step.now
-        sent = [f for f in finished if f.result is not None]
-        records = [self._attempt_record(f, now) for f in sent]
-        if self._conn is None:
-            with UnitOfWork(self.engine) as uow:  # outside run(): a connection of the pool
-                kept = self._write(uow.repo, step, finished, records, limit)
-                uow.commit()
-        else:
-            conn = self._conn
-            try:
-                with conn.begin():  # commits on leaving, rolls back on an exception
-                    kept = self._write(Repository(conn), step, finished, records, limit)
-            except Exception:
-                self._conn = None  # it may be broken (a restart, a failover): open a new one
-                conn.invalidate()
-                conn.close()
-                raise
-        step.recorded = [
-            (f, r.number, r.delivery_id in kept) for f, r in zip(sent, records, strict=True)
-        ]
-        return step
-
-    def _write(
-        self,
-        repo: Repository,
-        step: _Step,
-        finished: Sequence[_Finished],
-        records: Sequence[AttemptRecord],
-        limit: int,
-    ) -> set[str]:
-        """The statements of :meth:`_step`, inside its transaction; returns the kept leases."""
-        now = step.now
-        unsent = [f.item.delivery.id for f in finished if f.unsent]
-        if unsent:
-            repo.release_leases(unsent, self.name, now)
-        kept = repo.record_attempts(worker=self.name, now=now, records=records)
-        self._record_health(repo, [f for f in finished if f.result is not None], now)
-        if limit > 0:
-            step.claimed = repo.claim_due(
-                worker=self.name, now=now, lease_seconds=self.config.lease_seconds, limit=limit
-            )
-            if len(step.claimed) < limit:
-                step.next_due = repo.next_due_at()
-        # The counters that the web's /metrics shows (receiver/metrics.py), in this transaction
-        # so that they count exactly the attempts recorded; last, as their rows stay locked
-        # until commit.
-        repo.add_to_worker_metrics(
-            metrics.worker_increments(
-                (f.result.outcome, (now - f.item.event.created_at).total_seconds())
-                if f.result.ok
-                else (f.result.outcome, None)
-                for f in finished
-                if f.result is not None
-            )
-        )
-        return kept
-
-    def _attempt_record(self, finished: _Finished, now: datetime) -> AttemptRecord:
-        """The attempt row and the delivery's next step (success, retry time or dead letter)."""
-        result = finished.result
-        assert result is not None
-        number = finished.item.delivery.attempts + 1
-        status = "pending"
-        next_at: datetime | None = None
-        completed: datetime | None = None
-        if result.ok:
-            status, completed = "succeeded", now
-        elif result.outcome == "gone":
-            status, completed = "failed", now
-        else:
-            next_at = self.policy.next_attempt_at(
-                number,
-                now,
-                rand=self._rng.random(),
-                retry_after=parse_retry_after(result.retry_after, now),
-                slow_down=result.outcome == "timeout" or result.status_code == 429,
-            )
-            if next_at is None:
-                status, completed = "failed", now
-        return AttemptRecord(
-            delivery_id=finished.item.delivery.id,
-            number=number,
-            started_at=finished.started,
-            duration_ms=result.duration_ms,
-            status_code=result.status_code,
-            outcome=result.outcome,
-            error=result.error,
-            response_body=result.response_body,
-            status=status,
-            next_attempt_at=next_at,
-            completed_at=completed,
-        )
-
-    def _record_health(self, repo: Repository, sent: Sequence[_Finished], now: datetime) -> None:
-        """Each subscriber's health after these attempts, in order, written once per subscriber
-        (in subscriber id order: see the lock order in :mod:`receiver.store.repositories`).
-
-        A success clears ``failing_since``; a failure sets it (unless already set) and may
-        disable the subscriber: at once for 410 Gone, or once it has seen only failures for
-        longer than ``config.disable_after`` seconds.
-        """
-        by_sub: dict[str, list[SendResult]] = {}
-        for f in sent:
-            assert f.result is not None
-            by_sub.setdefault(f.item.subscriber.id, []).append(f.result)
-        failing = [sid for sid, results in by_sub.items() if not all(r.ok for r in results)]
-        current = repo.live_subscribers(failing)
-        # In subscriber id order, whatever order the attempts finished in: every worker locks
-        # the subscriber rows it updates in the same order, so two workers never deadlock.
-        for sid in sorted(by_sub):
-            results = by_sub[sid]
-            sub = current.get(sid)
-            failing_since = sub.failing_since if sub else None
-            enabled = bool(sub and sub.enabled)
-            health: dict[str, Any] = {}
-            for result in results:
-                if result.ok:
-                    failing_since = None
-                    health.update(failing_since=None, last_success_at=now)
-                    continue
-                failing_since = failing_since or now
-                health.update(
-                    failing_since=failing_since,
-                    last_failure_at=now,
-                    last_error=(result.error or "")[:500],
-                )
-                reason: str | None = None
-                if result.outcome == "gone":
-                    reason = "the endpoint answered 410 Gone"
-                elif now - failing_since > timedelta(seconds=self.config.disable_after):
-                    reason = (
-                        f"only failures since {failing_since.isoformat()} "
-                        f"(more than {self.config.disable_after:.0f} s)"
-                    )
-                if reason and enabled:
-                    health.update(enabled=False, disabled_reason=reason, disabled_at=now)
-                    enabled = False
-            repo.set_subscriber_health(sid, health)
-            if health.get("enabled") is False and sub is not None:  # just disabled: tell
-                record_subscriber_disabled(repo, sub, health, now)
-
-    def _report(self, step: _Step) -> None:
-        """After commit: a warning per lost lease, then metrics and a log line per attempt."""
-        now = step.now
-        for finished, number, kept in step.recorded:
-            item, result = finished.item, finished.result
-            assert result is not None
-            delivery, sub = item.delivery, item.subscriber
-            if not kept:
-                log.warning(
-                    "lease lost before the attempt was recorded",
-                    extra={"delivery_id": delivery.id, "worker": self.name},
-                )
-            self.sent += 1
-            # End to end: the event was written when its callback was received.
-            latency = (now - item.event.created_at).total_seconds() if result.ok else None
-            metrics.delivery_attempted(result.outcome, latency)
-            log.info(
-                "delivery attempt",
-                extra={
-                    "delivery_id": delivery.id,
-                    "event_id": item.event.id,
-                    "job_id": item.event.job_id,
-                    "subscriber_id": sub.id,
-                    "attempt": number,
-                    "outcome": result.outcome,
-                    "status_code": result.status_code,
-                    "duration_ms": round(result.duration_ms, 1),
-                },
-            )
-
-
-__all__ = ["Kick", "PostgresWaker", "SqliteWaker", "Worker", "WorkerConfig"]
+__all__ = ["Worker", "WorkerConfig"]

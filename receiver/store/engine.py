@@ -21,8 +21,9 @@ import threading
 import time
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
@@ -41,6 +42,45 @@ READ_ONLY = "relay_read_only"
 def is_sqlite(engine: Engine) -> bool:
     """True when the engine talks to SQLite."""
     return engine.dialect.name == "sqlite"
+
+
+def database_url(value: str) -> str:
+    """``DATABASE_URL`` as our engines take it: ``postgres://`` and ``postgresql://`` (as PaaS
+    hosts write them; SQLAlchemy 2 no longer accepts the first) get our driver, psycopg 3.
+
+    An empty value is returned as it is (the caller picks a default).
+
+    :raises ValueError: the value is not a database URL, or names a database other than
+        SQLite or PostgreSQL; the message never repeats the value (it may hold a password).
+    """
+    value = value.strip()
+    for prefix in ("postgres://", "postgresql://"):
+        if value.startswith(prefix):
+            value = "postgresql+psycopg://" + value[len(prefix) :]
+            break
+    if value:
+        try:
+            url = make_url(value)
+            backend, _ = url.get_backend_name(), url.port  # .port parses the port
+        except (ArgumentError, ValueError):
+            raise ValueError(
+                "not a database URL (expected sqlite:///PATH or "
+                "postgres://USER:PASSWORD@HOST:PORT/NAME)"
+            ) from None
+        if backend not in ("sqlite", "postgresql"):
+            raise ValueError(f"{backend!r} is not supported: use SQLite or PostgreSQL")
+    return value
+
+
+def ping(engine: Engine) -> None:
+    """Run ``SELECT 1`` on a reader connection (on SQLite outside the writer queue, so that a
+    readiness check never waits behind writers).
+
+    :raises Exception: whatever the driver raises when the database does not answer.
+    """
+    with engine.connect() as conn:
+        conn.execution_options(**{READ_ONLY: True})
+        conn.execute(text("SELECT 1"))
 
 
 def application_name(url: str) -> str:

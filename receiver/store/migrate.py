@@ -1,4 +1,4 @@
-"""Run the Alembic migrations packaged in ``receiver/migrations`` (``relay db upgrade``)."""
+"""Run the Alembic migrations packaged in ``receiver/store/migrations`` (``relay db upgrade``)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from alembic.runtime.migration import MigrationContext
 
 from receiver.store.engine import make_engine
 
-MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 
 def alembic_config(url: str) -> Config:

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify
-from sqlalchemy import text
 
-from receiver.store.engine import READ_ONLY
+from receiver.store.engine import ping
 from receiver.web.context import runtime
 
 bp = Blueprint("health", __name__)
@@ -21,9 +20,7 @@ def healthz() -> Response:
 def readyz() -> tuple[Response, int]:
     """200 when ``SELECT 1`` succeeds on the database, else 503."""
     try:
-        with runtime().engine.connect() as conn:
-            conn.execution_options(**{READ_ONLY: True})  # SQLite: a reader, never queued
-            conn.execute(text("SELECT 1"))
+        ping(runtime().engine)
     except Exception as exc:  # any driver error means "not ready"
         return jsonify(status="unavailable", error=type(exc).__name__), 503
     return jsonify(status="ok"), 200

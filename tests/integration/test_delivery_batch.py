@@ -13,6 +13,7 @@ from sqlalchemy import Engine, text
 
 from receiver import services
 from receiver.clock import utcnow
+from receiver.delivery.pipeline import Finished
 from receiver.delivery.worker import Worker
 from receiver.store.repositories import ClaimedDelivery
 from simulator.subscriber import SubscriberServer
@@ -32,9 +33,9 @@ def _row(engine: Engine, delivery_id: str) -> dict[str, Any]:
         return dict(row.one()._mapping)
 
 
-def _send_all(worker: Worker, claimed: list[ClaimedDelivery]) -> list[Any]:
+def _send_all(worker: Worker, claimed: list[ClaimedDelivery]) -> list[Finished]:
     """Attempt each claimed delivery in order (the subscriber answers its script in order)."""
-    return [worker._attempt(item) for item in claimed]
+    return [worker.pipeline.send(item) for item in claimed]
 
 
 def test_one_batch_writes_each_attempt_and_step_and_keeps_a_lost_lease(
@@ -57,9 +58,9 @@ def test_one_batch_writes_each_attempt_and_step_and_keeps_a_lost_lease(
                 text("UPDATE deliveries SET lease_owner = 'other' WHERE id = :i"), {"i": stolen}
             )
         before = utcnow()
-        with caplog.at_level(logging.WARNING, logger="receiver.delivery.worker"):
-            step = worker._step(finished, 0)
-            worker._report(step)
+        with caplog.at_level(logging.WARNING, logger="receiver.delivery.pipeline"):
+            step = worker.pipeline.step(finished, 0)
+            worker.pipeline.report(step)
     assert [kept for _, _, kept in step.recorded] == [True, True, False]
     lost = [r for r in caplog.records if r.getMessage().startswith("lease lost")]
     assert [getattr(r, "delivery_id", None) for r in lost] == [stolen]
@@ -101,7 +102,7 @@ def test_a_failure_after_a_success_in_one_batch_marks_failing_and_410_disables(
         worker = worker_for(engine)
         claimed = worker.claim(4)
         server.script(204, 410)
-        step = worker._step(_send_all(worker, claimed), 0)
+        step = worker.pipeline.step(_send_all(worker, claimed), 0)
     sub = services.get_subscriber(engine, sub_id)
     assert sub.failing_since == step.now and sub.last_success_at == step.now
     assert sub.enabled is False and "410" in (sub.disabled_reason or "")
@@ -119,11 +120,11 @@ def test_recording_frees_the_cap_slot_for_a_claim_in_the_same_transaction(
         first = worker.claim(4)
         assert len(first) == 1  # the cap
         assert worker.claim(4) == []  # still in flight until recorded
-        step = worker._step(_send_all(worker, first), 4)
+        step = worker.pipeline.step(_send_all(worker, first), 4)
         assert [kept for _, _, kept in step.recorded] == [True]
         assert len(step.claimed) == 1 and step.claimed[0].delivery.id != first[0].delivery.id
         assert _row(engine, step.claimed[0].delivery.id)["lease_owner"] == worker.name
-        worker._step(_send_all(worker, step.claimed), 0)
+        worker.pipeline.step(_send_all(worker, step.claimed), 0)
         assert worker.run_until_idle() == 1
     with engine.connect() as conn:
         counts = dict(

@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from receiver.delivery.schedule import RetryPolicy, parse_retry_after
 from receiver.delivery.urls import UnsafeUrl, check_subscriber_url, forbidden_reason
+from receiver.domain.delivery import RetryPolicy, parse_retry_after
 from receiver.settings import DEFAULT_RETRY_SCHEDULE
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
