@@ -12,10 +12,11 @@ import logging
 import re
 import signal
 import sys
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import FrameType
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import click
 
@@ -26,6 +27,8 @@ from receiver.runtime import Runtime, build_runtime
 from receiver.settings import ConfigError, Settings, load_settings
 
 log = logging.getLogger(__name__)
+
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|d|w)?\s*$", re.IGNORECASE)
 _UNIT = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -52,6 +55,18 @@ def parse_since(value: str, now: datetime) -> datetime:
     if parsed.tzinfo is None:
         raise click.BadParameter(f"{value!r} needs a zone, e.g. {value}Z")
     return parsed
+
+
+def limit_option(most: int, default: int, help: str) -> Callable[[_F], _F]:
+    """The ``--limit`` option of a command: 1 to ``most``, ``default`` when not given (shown
+    in ``--help``), with ``help`` as its text."""
+    return click.option(
+        "--limit",
+        type=click.IntRange(1, most),
+        default=default,
+        show_default=True,
+        help=help,
+    )
 
 
 def _fail(message: str, code: int = 1) -> NoReturn:
@@ -254,13 +269,7 @@ def purge(ctx: Context, dry_run: bool) -> None:
 @click.option(
     "--older-than", required=True, help="check jobs with no callback for this long (30m, 2h, 1d)"
 )
-@click.option(
-    "--limit",
-    type=click.IntRange(1, 10000),
-    default=500,
-    show_default=True,
-    help="check at most this many jobs, the oldest first",
-)
+@limit_option(10000, 500, "check at most this many jobs, the oldest first")
 @pass_ctx
 def reconcile(ctx: Context, older_than: str, limit: int) -> None:
     """One pass of the safety net for a lost callback: ask the vendor, once, about each live

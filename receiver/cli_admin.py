@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from receiver import presenters, services
-from receiver.cli import Context, _emit, _fail, main, parse_since, pass_ctx
+from receiver.cli import Context, _emit, _fail, limit_option, main, parse_since, pass_ctx
 from receiver.clock import utcnow
 from receiver.store.uow import UnitOfWork
 
@@ -193,13 +193,7 @@ def deliveries() -> None:
     help="only deliveries in this state (failed: the dead letters)",
 )
 @click.option("--subscriber", "subscriber_id", help="only this subscriber's")
-@click.option(
-    "--limit",
-    type=click.IntRange(1, 1000),
-    default=50,
-    show_default=True,
-    help="at most this many deliveries",
-)
+@limit_option(1000, 50, "at most this many deliveries")
 @pass_ctx
 def deliveries_list(
     ctx: Context, status: str | None, subscriber_id: str | None, limit: int
