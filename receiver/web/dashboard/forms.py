@@ -50,6 +50,10 @@ def parse_since(raw: str, now: datetime) -> datetime | None:
 
 
 def choice(name: str, allowed: Iterable[str]) -> str | None:
+    """The query-string argument ``name`` (None when absent or empty).
+
+    :raise DashboardError 400: a value not in ``allowed``.
+    """
     value = request.args.get(name) or None
     if value is not None and value not in allowed:
         raise DashboardError(400, f"unknown {name} '{value[:40]}'")
@@ -57,15 +61,18 @@ def choice(name: str, allowed: Iterable[str]) -> str | None:
 
 
 def back_to(default: str) -> str:
+    """Where a form goes back to: its local ``back`` field, else ``default``."""
     return safe_next(request.form.get("back")) or default
 
 
 def done(message: str, default: str) -> ResponseReturnValue:
+    """A form's success: flash ``message`` and redirect (303) to :func:`back_to`."""
     flash(message, "ok")
     return redirect(back_to(default), 303)
 
 
 def not_found(what: str) -> NoReturn:
+    """:raise DashboardError 404: "No ``what`` here." (always)."""
     raise DashboardError(404, f"No {what} here.")
 
 
