@@ -1,5 +1,5 @@
-"""The ``relay`` command: worker, subscribers, deliveries, reconcile, db (submit, models and
-accounts are in :mod:`receiver.cli_submit`).
+"""The ``relay`` command: worker, purge, reconcile, db (submit, models and accounts are in
+:mod:`receiver.cli_submit`; subscribers and deliveries in :mod:`receiver.cli_admin`).
 
 Each command builds its own :class:`~receiver.settings.Settings` and engine from the
 environment; output meant for programs is JSON on stdout, progress goes to stderr.
@@ -12,10 +12,11 @@ import logging
 import re
 import signal
 import sys
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import FrameType
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import click
 
@@ -24,9 +25,10 @@ from receiver.clock import utcnow
 from receiver.logs import configure_logging
 from receiver.runtime import Runtime, build_runtime
 from receiver.settings import ConfigError, Settings, load_settings
-from receiver.store.uow import UnitOfWork
 
 log = logging.getLogger(__name__)
+
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|d|w)?\s*$", re.IGNORECASE)
 _UNIT = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -53,6 +55,18 @@ def parse_since(value: str, now: datetime) -> datetime:
     if parsed.tzinfo is None:
         raise click.BadParameter(f"{value!r} needs a zone, e.g. {value}Z")
     return parsed
+
+
+def limit_option(most: int, default: int, help: str) -> Callable[[_F], _F]:
+    """The ``--limit`` option of a command: 1 to ``most``, ``default`` when not given (shown
+    in ``--help``), with ``help`` as its text."""
+    return click.option(
+        "--limit",
+        type=click.IntRange(1, most),
+        default=default,
+        show_default=True,
+        help=help,
+    )
 
 
 def _fail(message: str, code: int = 1) -> NoReturn:
@@ -181,7 +195,8 @@ def worker(ctx: Context, concurrency: int | None) -> None:
     )
     # The loop holds a pooled connection (senders never touch the database), the retention
     # purge and the ARTIFACT_STORE copier one each while they work, from a pool of
-    # DB_POOL_SIZE + DB_MAX_OVERFLOW like every process; LISTEN takes one more on PostgreSQL.
+    # DB_POOL_SIZE + DB_MAX_OVERFLOW like every process; the worker's wake-up connection takes
+    # one more on PostgreSQL.
     rt = ctx.runtime
     the_worker = Worker(rt.engine, config)
     if settings.worker_metrics_port:
@@ -209,234 +224,6 @@ def worker(ctx: Context, concurrency: int | None) -> None:
     the_worker.run()
     if copier is not None:
         copier.stop()
-
-
-# -- subscribers ----------------------------------------------------------------------------
-
-
-@main.group()
-def subscribers() -> None:
-    """Webhook subscribers (endpoints)."""
-
-
-def _event_list(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]) -> list[str]:
-    """``--events a,b`` and ``--events a --events b`` alike: the types, in order, once each.
-
-    :raises click.BadParameter: an unknown type (the message lists the known ones).
-    """
-    from receiver.domain.events import EVENT_TYPES
-
-    types = [t.strip() for value in values for t in value.split(",") if t.strip()]
-    unknown = [t for t in types if t not in EVENT_TYPES]
-    if unknown:
-        raise click.BadParameter(
-            f"unknown event type(s) {', '.join(unknown)}; known: {', '.join(EVENT_TYPES)}"
-        )
-    return list(dict.fromkeys(types))
-
-
-@subscribers.command("add")
-@click.argument("url")
-@click.option(
-    "--events",
-    "events",
-    multiple=True,
-    callback=_event_list,
-    metavar="TYPE[,TYPE…]",
-    help="event types to receive: task.progress, task.succeeded, task.failed, "
-    "subscriber.disabled; comma-separated or repeated (default: task.succeeded and "
-    "task.failed)",
-)
-@click.option("--description", help="a note for operators")
-@click.option(
-    "--max-in-flight",
-    type=click.IntRange(1, 256),
-    help="this subscriber's cap on concurrent deliveries (default: SUBSCRIBER_MAX_IN_FLIGHT)",
-)
-@pass_ctx
-def subscribers_add(
-    ctx: Context,
-    url: str,
-    events: list[str],
-    description: str | None,
-    max_in_flight: int | None,
-) -> None:
-    """Register URL; prints its id and its whsec_ secret (shown this once)."""
-    rt = ctx.runtime
-    try:
-        sub = services.create_subscriber(
-            rt.engine,
-            url=url,
-            event_types=list(events) or None,
-            description=description,
-            max_in_flight=max_in_flight or rt.settings.subscriber_max_in_flight,
-            allow_private=rt.settings.allow_private_urls,
-            now=utcnow(),
-        )
-    except services.ServiceError as exc:
-        _fail(str(exc), 2)
-    _emit({"id": sub.id, "url": sub.url, "event_types": sub.event_types, "secret": sub.secret})
-
-
-@subscribers.command("test")
-@click.argument("subscriber_id")
-@pass_ctx
-def subscribers_test(ctx: Context, subscriber_id: str) -> None:
-    """Send one signed webhook.test event to a subscriber now and print its answer (status
-    code, duration, body excerpt, outcome) as JSON. Sent even when the subscriber is disabled;
-    nothing is stored. Exit status 1 when the answer is not a 2xx."""
-    from receiver.delivery.operational import send_test_event
-
-    rt = ctx.runtime
-    result = _service_call(
-        send_test_event,
-        rt.engine,
-        subscriber_id,
-        timeout=rt.settings.delivery_timeout_seconds,
-        allow_private=rt.settings.allow_private_urls,
-        now=utcnow(),
-    )
-    _emit(result.to_json())
-    if not result.ok:
-        sys.exit(1)
-
-
-@subscribers.command("list")
-@pass_ctx
-def subscribers_list(ctx: Context) -> None:
-    """List subscribers with their delivery counts."""
-    with UnitOfWork(ctx.runtime.engine, read_only=True) as uow:
-        subs = uow.repo.list_subscribers()
-        stats = uow.repo.subscriber_stats()
-    _emit([presenters.subscriber_json(s, stats=stats.get(s.id, {})) for s in subs])
-
-
-def _service_call(fn: Any, *args: Any, **kwargs: Any) -> Any:
-    try:
-        return fn(*args, **kwargs)
-    except services.ServiceError as exc:
-        _fail(str(exc), 1)
-
-
-@subscribers.command("remove")
-@click.argument("subscriber_id")
-@pass_ctx
-def subscribers_remove(ctx: Context, subscriber_id: str) -> None:
-    """Remove a subscriber; its pending deliveries are cancelled."""
-    _service_call(services.remove_subscriber, ctx.runtime.engine, subscriber_id, utcnow())
-    click.echo(f"removed {subscriber_id}", err=True)
-
-
-@subscribers.command("rotate-secret")
-@click.argument("subscriber_id")
-@pass_ctx
-def subscribers_rotate(ctx: Context, subscriber_id: str) -> None:
-    """Issue a new secret (printed once); the old one keeps signing for the grace period."""
-    rt = ctx.runtime
-    sub = _service_call(
-        services.rotate_secret,
-        rt.engine,
-        subscriber_id,
-        rt.settings.secret_rotation_grace_seconds,
-        utcnow(),
-    )
-    _emit(
-        {
-            "id": sub.id,
-            "secret": sub.secret,
-            "previous_secret_expires_at": presenters.iso(sub.previous_secret_expires_at),
-        }
-    )
-
-
-@subscribers.command("enable")
-@click.argument("subscriber_id")
-@pass_ctx
-def subscribers_enable(ctx: Context, subscriber_id: str) -> None:
-    """Enable a subscriber again (clears its failure streak)."""
-    sub = _service_call(
-        services.set_subscriber_enabled, ctx.runtime.engine, subscriber_id, True, utcnow()
-    )
-    _emit(presenters.subscriber_json(sub))
-
-
-@subscribers.command("disable")
-@click.argument("subscriber_id")
-@pass_ctx
-def subscribers_disable(ctx: Context, subscriber_id: str) -> None:
-    """Stop delivering to a subscriber (its deliveries wait until it is enabled)."""
-    sub = _service_call(
-        services.set_subscriber_enabled, ctx.runtime.engine, subscriber_id, False, utcnow()
-    )
-    _emit(presenters.subscriber_json(sub))
-
-
-# -- deliveries -----------------------------------------------------------------------------
-
-
-@main.group()
-def deliveries() -> None:
-    """Deliveries: list, inspect, retry, recover dead letters."""
-
-
-@deliveries.command("list")
-@click.option(
-    "--status",
-    type=click.Choice(["pending", "succeeded", "failed", "cancelled"]),
-    help="only deliveries in this state (failed: the dead letters)",
-)
-@click.option("--subscriber", "subscriber_id", help="only this subscriber's")
-@click.option(
-    "--limit",
-    type=click.IntRange(1, 1000),
-    default=50,
-    show_default=True,
-    help="at most this many deliveries",
-)
-@pass_ctx
-def deliveries_list(
-    ctx: Context, status: str | None, subscriber_id: str | None, limit: int
-) -> None:
-    """List deliveries, newest first (--status failed: the dead letters)."""
-    with UnitOfWork(ctx.runtime.engine, read_only=True) as uow:
-        items = uow.repo.list_deliveries(status=status, subscriber_id=subscriber_id, limit=limit)
-    _emit([presenters.delivery_json(d) for d in items])
-
-
-@deliveries.command("show")
-@click.argument("delivery_id")
-@pass_ctx
-def deliveries_show(ctx: Context, delivery_id: str) -> None:
-    """One delivery with its attempt log."""
-    with UnitOfWork(ctx.runtime.engine, read_only=True) as uow:
-        delivery = uow.repo.get_delivery(delivery_id)
-        if delivery is None:
-            _fail(f"no delivery {delivery_id}")
-        attempts = uow.repo.list_attempts(delivery_id)
-    _emit(presenters.delivery_json(delivery, attempts=attempts))
-
-
-@deliveries.command("retry")
-@click.argument("delivery_id")
-@pass_ctx
-def deliveries_retry(ctx: Context, delivery_id: str) -> None:
-    """Send one finished delivery again now, with the same webhook-id."""
-    delivery = _service_call(services.retry_delivery, ctx.runtime.engine, delivery_id, utcnow())
-    _emit(presenters.delivery_json(delivery))
-
-
-@deliveries.command("recover")
-@click.option(
-    "--since", required=True, help="ISO-8601 time (2026-11-01T00:00:00Z) or a duration ago (6h)"
-)
-@click.option("--subscriber", "subscriber_id", help="only this subscriber's")
-@pass_ctx
-def deliveries_recover(ctx: Context, since: str, subscriber_id: str | None) -> None:
-    """Send again every delivery that failed since T (dead letters), same webhook-ids."""
-    now = utcnow()
-    when = parse_since(since, now)
-    count = services.recover_deliveries(ctx.runtime.engine, when, now, subscriber_id)
-    _emit({"requeued": count, "since": presenters.iso(when)})
 
 
 # -- purge ----------------------------------------------------------------------------------
@@ -482,13 +269,7 @@ def purge(ctx: Context, dry_run: bool) -> None:
 @click.option(
     "--older-than", required=True, help="check jobs with no callback for this long (30m, 2h, 1d)"
 )
-@click.option(
-    "--limit",
-    type=click.IntRange(1, 10000),
-    default=500,
-    show_default=True,
-    help="check at most this many jobs, the oldest first",
-)
+@limit_option(10000, 500, "check at most this many jobs, the oldest first")
 @pass_ctx
 def reconcile(ctx: Context, older_than: str, limit: int) -> None:
     """One pass of the safety net for a lost callback: ask the vendor, once, about each live
@@ -515,12 +296,17 @@ def reconcile(ctx: Context, older_than: str, limit: int) -> None:
     click.echo(f"reconciled {len(results)} job(s)", err=True)
 
 
-# `relay submit`, `relay models`, `relay accounts` register themselves on `main`.
-from receiver import cli_submit  # noqa: E402,F401
+# `relay submit`, `relay models`, `relay accounts`, `relay subscribers` and `relay deliveries`
+# register themselves on `main`.
+from receiver import cli_admin, cli_submit  # noqa: E402,F401
 
 
 def run() -> None:  # pragma: no cover - console entry for `python -m receiver.cli`
-    main()
+    # Under `python -m` this file runs as `__main__`, and the other modules register their
+    # commands on `receiver.cli.main`, not on this copy's: run that one.
+    from receiver.cli import main as relay
+
+    relay()
 
 
 if __name__ == "__main__":  # pragma: no cover

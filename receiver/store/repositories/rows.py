@@ -1,0 +1,206 @@
+"""What the repository's queries return: one frozen dataclass per kind of row (never a dict), so
+that what travels further is typed; and the two helpers that move a row in and out of one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from datetime import datetime
+from typing import Any, TypeVar
+
+from receiver.ids import new_id
+
+T = TypeVar("T")
+
+
+def from_row(cls: type[T], row: Any) -> T:
+    """An instance of the dataclass ``cls`` from a result row with (at least) its fields."""
+    mapping = row._mapping
+    return cls(**{f.name: mapping[f.name] for f in fields(cls)})  # type: ignore[arg-type]
+
+
+def as_values(obj: Any) -> dict[str, Any]:
+    """A dataclass row as ``{column: value}``, for an insert."""
+    return {f.name: getattr(obj, f.name) for f in fields(obj)}
+
+
+@dataclass(frozen=True)
+class Job:
+    """One submission of ours and the state of its vendor task (table ``jobs``)."""
+
+    id: str
+    model: str
+    request: dict[str, Any]
+    metadata: dict[str, Any]
+    status: str
+    task_id: str | None
+    progress: float | None
+    progress_text: str | None
+    artifacts: list[dict[str, Any]]
+    error: dict[str, Any] | None
+    submit_error: dict[str, Any] | None
+    sequence: int
+    created_at: datetime
+    updated_at: datetime
+    last_callback_at: datetime | None
+    finished_at: datetime | None
+
+
+@dataclass(frozen=True)
+class Event:
+    """One outbox event; ``id`` is the ``webhook-id``, ``payload`` the exact body (str);
+    ``job_id`` is None for an operational event (``subscriber.disabled``)."""
+
+    id: str
+    job_id: str | None
+    type: str
+    sequence: int
+    payload: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class Subscriber:
+    """A webhook endpoint (table ``subscribers``); ``secret`` is ``whsec_…`` (kept out of
+    ``repr``, like ``previous_secret``, so that a log line or a traceback shows neither)."""
+
+    id: str
+    url: str
+    description: str | None
+    event_types: list[str]
+    secret: str = field(repr=False)
+    previous_secret: str | None = field(repr=False)
+    previous_secret_expires_at: datetime | None
+    enabled: bool
+    disabled_reason: str | None
+    disabled_at: datetime | None
+    max_in_flight: int
+    failing_since: datetime | None
+    last_success_at: datetime | None
+    last_failure_at: datetime | None
+    last_error: str | None
+    created_at: datetime
+    deleted_at: datetime | None
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One (event, subscriber) pair and where its delivery stands.
+
+    ``status`` is ``pending`` (waiting or leased), ``succeeded``, ``failed`` (the dead letter:
+    retries exhausted, or the subscriber answered 410) or ``cancelled`` (subscriber removed).
+    """
+
+    id: str
+    event_id: str
+    subscriber_id: str
+    status: str
+    attempts: int
+    next_attempt_at: datetime
+    lease_owner: str | None
+    lease_expires_at: datetime | None
+    last_status_code: int | None
+    last_error: str | None
+    created_at: datetime
+    updated_at: datetime
+    completed_at: datetime | None
+
+    @classmethod
+    def new_pending(cls, event_id: str, subscriber_id: str, now: datetime) -> Delivery:
+        """A new ``pending`` delivery of ``event_id`` to ``subscriber_id``, due at ``now``."""
+        return cls(
+            id=new_id("dlv"),
+            event_id=event_id,
+            subscriber_id=subscriber_id,
+            status="pending",
+            attempts=0,
+            next_attempt_at=now,
+            lease_owner=None,
+            lease_expires_at=None,
+            last_status_code=None,
+            last_error=None,
+            created_at=now,
+            updated_at=now,
+            completed_at=None,
+        )
+
+
+@dataclass(frozen=True)
+class AttemptFields:
+    """What one HTTP attempt of a delivery was, as both :class:`Attempt` (read back) and
+    :class:`AttemptRecord` (to write) carry it; ``duration_ms`` in milliseconds."""
+
+    delivery_id: str
+    number: int
+    started_at: datetime
+    duration_ms: float
+    status_code: int | None
+    outcome: str
+    error: str | None
+    response_body: str | None
+
+
+@dataclass(frozen=True)
+class Attempt(AttemptFields):
+    """One HTTP attempt of a delivery (table ``attempts``), with its row id and the worker
+    that made it; ``duration_ms`` in milliseconds."""
+
+    id: int
+    worker: str | None
+
+
+@dataclass(frozen=True)
+class CallbackRecord:
+    """One accepted callback as received (``body`` keeps unknown vendor fields; None for a
+    callback that changed nothing, whose hash and metadata only are kept). ``unsafe_urls``:
+    how many artifact or preview URLs were dropped as unsafe (None: none)."""
+
+    id: int
+    job_id: str
+    received_at: datetime
+    status: str | None
+    progress: float | None
+    outcome: str
+    body: dict[str, Any] | None
+    body_sha256: str
+    source_ip: str | None
+    unsafe_urls: int | None
+
+
+@dataclass(frozen=True)
+class RefusedCallback:
+    """A refused callback: why, from where, and a SHA-256 of its body (never the body)."""
+
+    id: int
+    received_at: datetime
+    reason: str
+    detail: str | None
+    http_status: int
+    source_ip: str | None
+    body_sha256: str | None
+    body_size: int
+    job_id: str | None
+
+
+@dataclass(frozen=True)
+class ClaimedDelivery:
+    """A delivery leased to a worker, with what is needed to send it."""
+
+    delivery: Delivery
+    event: Event
+    subscriber: Subscriber
+
+
+@dataclass(frozen=True)
+class AttemptRecord(AttemptFields):
+    """One finished attempt and its delivery's next step, for :meth:`Repository.record_attempts`.
+
+    ``number`` counts attempts from 1 (it becomes the delivery's ``attempts``); ``duration_ms``
+    in milliseconds. ``status`` is the delivery's next status: ``pending`` to try again at
+    ``next_attempt_at``, or final (``succeeded``, ``failed``) with ``completed_at`` set. A None
+    ``next_attempt_at`` or ``completed_at`` leaves the column as it is.
+    """
+
+    status: str
+    next_attempt_at: datetime | None
+    completed_at: datetime | None
