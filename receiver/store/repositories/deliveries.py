@@ -13,6 +13,7 @@ from sqlalchemy import and_, func, insert, select, text, update
 from receiver.store.repositories.base import RepositoryBase
 from receiver.store.repositories.rows import Attempt, Delivery, Event, as_values, from_row
 from receiver.store.tables import attempts, deliveries, events
+from receiver.store.wakeup import DELIVERIES_CHANNEL
 
 _INSERT_EVENT = insert(events)
 _INSERT_DELIVERY = insert(deliveries)
@@ -66,7 +67,9 @@ class DeliveryQueries(RepositoryBase):
         """Wake idle PostgreSQL workers when this transaction commits (LISTEN/NOTIFY)."""
         if self.dialect == "postgresql" and not self._notified:
             # Once per transaction is enough (PostgreSQL folds identical notifications anyway).
-            self.conn.execute(text("SELECT pg_notify('relay_deliveries', '')"))
+            self.conn.execute(
+                text("SELECT pg_notify(:channel, '')"), {"channel": DELIVERIES_CHANNEL}
+            )
             self._notified = True
 
     def get_delivery(self, delivery_id: str) -> Delivery | None:
