@@ -23,9 +23,10 @@ from client.catalog import (
 from client.errors import UseapiError
 from client.images import ImageError
 from client.replyref import ReplyRefTooLong
-from receiver import idempotency, services, submission
+from receiver import idempotency, submission
 from receiver.cli import Context, _emit, _fail, main, pass_ctx
 from receiver.clock import utcnow
+from receiver.errors import InvalidSubmission, SubmissionFailed
 from receiver.settings import ConfigError
 
 
@@ -171,7 +172,7 @@ def submit(
     settings = ctx.settings
     try:
         target = submission.resolve_model(model, video_model)
-    except services.InvalidSubmission as exc:
+    except InvalidSubmission as exc:
         _fail(f"invalid request: {exc}", 2)
     length_field = "duration" if target.kind == "videos" else "seconds"
     params: dict[str, Any] = {
@@ -247,11 +248,11 @@ def submit(
         from receiver.web.errors import validation_message
 
         _fail(f"invalid request: {validation_message(exc)}", 2)
-    except services.InvalidSubmission as exc:
+    except InvalidSubmission as exc:
         _fail(f"invalid request: {exc}", 2)
     except (ReplyRefTooLong, ImageError) as exc:
         _fail(str(exc), 2)
-    except services.SubmissionFailed as exc:
+    except SubmissionFailed as exc:
         cause: UseapiError = exc.cause
         out = {"job_id": exc.job_id, "task_id": None, "status": "SUBMIT_FAILED"}
         _emit({**out, "model": target.name, "endpoint": target.endpoint, "error": str(cause)})

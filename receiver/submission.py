@@ -23,8 +23,9 @@ from client import REQUEST_TYPES, CreateRequest, ReplyRefSigner, UseapiClient, U
 from client.catalog import RETIRED_ADVICE, Route, route
 from client.errors import OutcomeUnknown
 from receiver.domain.tasks import TaskStatus
+from receiver.errors import InvalidSubmission, SubmissionFailed
 from receiver.ids import new_id
-from receiver.services import InvalidSubmission, SubmissionFailed, get_job
+from receiver.services.callbacks import get_job
 from receiver.store.repositories import Job
 from receiver.store.uow import UnitOfWork
 

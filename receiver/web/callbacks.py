@@ -2,7 +2,8 @@
 
 Order of trust (SPEC §1, invariants 1–3): read the raw body, decode JSON, verify the signed
 ``replyRef`` (absent or bad: 401, nothing stored), validate the task object leniently, then one
-transaction in :func:`receiver.services.accept_callback`; the 2xx goes out only after commit.
+transaction in :func:`receiver.services.callbacks.accept_callback`; the 2xx goes out only
+after commit.
 Every refusal is counted in the bounded ``refused_callbacks`` log (reason, source, body hash).
 """
 
@@ -21,10 +22,12 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from client.models import VendorTask
 from client.replyref import ReplyRefExpired, ReplyRefInvalid
-from receiver import metrics, services
+from receiver import metrics
 from receiver.clock import utcnow
 from receiver.domain.tasks import Outcome
+from receiver.errors import JobNotFound, TaskIdMismatch
 from receiver.logs import LogSampler
+from receiver.services.callbacks import accept_callback, confirm_terminal
 from receiver.store.batch import group_commit
 from receiver.web.context import runtime
 from receiver.web.errors import ApiError, validation_message
@@ -329,8 +332,8 @@ def useapi_callback() -> tuple[Response, int]:
     try:
         if rt.settings.verify_with_vendor:
             with rt.vendor_client(**CONFIRM_CLIENT_OPTIONS) as vendor:
-                task, confirmed = services.confirm_terminal(rt.engine, vendor, claims, task)
-        result = services.accept_callback(
+                task, confirmed = confirm_terminal(rt.engine, vendor, claims, task)
+        result = accept_callback(
             rt.engine,
             claims=claims,
             task=task,
@@ -342,7 +345,7 @@ def useapi_callback() -> tuple[Response, int]:
             hold_succeeded=bool(rt.settings.artifact_store),
             allow_http_artifacts=rt.settings.allow_private_urls,
         )
-    except services.JobNotFound:
+    except JobNotFound:
         _refuse(
             404,
             "unknown_job",
@@ -351,7 +354,7 @@ def useapi_callback() -> tuple[Response, int]:
             size=size,
             job_id=claims.job_id,
         )
-    except services.TaskIdMismatch as exc:
+    except TaskIdMismatch as exc:
         _refuse(403, "task_id_mismatch", str(exc), sha=sha, size=size, job_id=claims.job_id)
     metrics.callback_accepted(result.outcome.value, result.new_status, result.event_types)
     log.info(
