@@ -29,6 +29,17 @@ from receiver.clock import utcnow
 from receiver.errors import InvalidSubmission, SubmissionFailed
 from receiver.settings import ConfigError
 
+#: ``relay submit``'s option for each ``POST /api/tasks`` field (receiver.submission's messages
+#: name inputs by these; the service knows only the API's names).
+CLI_NAMES = {
+    "image": "--image",
+    "middle_image": "--middle-image",
+    "last_image": "--last-image",
+    "reference_images": "--reference-image",
+    "model": "--model",
+    "video_model": "--video-model",
+}
+
 
 def _range(values: tuple[int, ...]) -> str:
     if len(values) > 3 and list(values) == list(range(values[0], values[-1] + 1)):
@@ -171,7 +182,7 @@ def submit(
     """
     settings = ctx.settings
     try:
-        target = submission.resolve_model(model, video_model)
+        target = submission.resolve_model(model, video_model, names=CLI_NAMES)
     except InvalidSubmission as exc:
         _fail(f"invalid request: {exc}", 2)
     length_field = "duration" if target.kind == "videos" else "seconds"
@@ -200,6 +211,20 @@ def submit(
         if source
     }
     account = account or settings.useapi_account_email
+    try:  # checked here too, so that the message names our options, not the API's fields
+        submission.check_submission(
+            submission.Submission(
+                model=target.name,
+                params=params,
+                images=images,
+                metadata={},
+                references=reference_images,
+            ),
+            target,
+            names=CLI_NAMES,
+        )
+    except InvalidSubmission as exc:
+        _fail(f"invalid request: {exc}", 2)
     try:
         reply_url = settings.reply_url
         rt = ctx.runtime

@@ -30,6 +30,8 @@ from receiver.store.repositories import Job
 from receiver.store.uow import UnitOfWork
 
 __all__ = [
+    "API_NAMES",
+    "IMAGE_FIELDS",
     "MAX_MODEL_NAME_LENGTH",
     "Submission",
     "check_submission",
@@ -42,19 +44,25 @@ log = logging.getLogger(__name__)
 #: Longest model name a job can record (the ``jobs.model`` column), characters.
 MAX_MODEL_NAME_LENGTH = 32
 
-#: How submitters name each image: (``relay submit`` option, ``POST /api/tasks`` field).
-_IMAGE_NAMES = {
-    "first": ("--image", "image"),
-    "middle": ("--middle-image", "middle_image"),
-    "last": ("--last-image", "last_image"),
-    "references": ("--reference-image", "reference_images"),
+#: The image slots and the ``POST /api/tasks`` field that carries each.
+IMAGE_FIELDS: Mapping[str, str] = {
+    "first": "image",
+    "middle": "middle_image",
+    "last": "last_image",
+    "references": "reference_images",
+}
+#: How the submitter names each input, by its ``POST /api/tasks`` field: the messages of
+#: :class:`InvalidSubmission` use these names. A front end with names of its own (``relay
+#: submit``'s options) passes its mapping to :func:`resolve_model` and :func:`check_submission`.
+API_NAMES: Mapping[str, str] = {
+    name: name for name in (*IMAGE_FIELDS.values(), "model", "video_model")
 }
 #: Hints for fields whose spelling differs between models (the video length) or that are
 #: easily confused with our own names (``model`` of ``/videos/create`` is the vendor's model).
 _FIELD_HINTS = {
     "seconds": "video length",
     "duration": "video length",
-    "model": "the vendor's video model: --model NAME / model",
+    "model": "the vendor's video model",
 }
 
 
@@ -79,9 +87,13 @@ class Submission:
     references: Sequence[str | bytes] = field(default_factory=tuple)
 
 
-def resolve_model(model: str | None, video_model: str | None = None) -> Route:
+def resolve_model(
+    model: str | None, video_model: str | None = None, *, names: Mapping[str, str] = API_NAMES
+) -> Route:
     """The route of a submission's model name, mapping the ``videos`` alias
-    (``--model videos --video-model X`` / ``"model": "videos", "video_model": X``) to ``X``.
+    (``"model": "videos", "video_model": X``) to ``X``.
+
+    :param names: how the submitter names ``model`` and ``video_model`` (see :data:`API_NAMES`).
 
     :raises InvalidSubmission: ``videos`` without a video model, a video model with another
         model, or a name that is not a model name (whitespace, longer than 32 characters).
@@ -89,14 +101,14 @@ def resolve_model(model: str | None, video_model: str | None = None) -> Route:
     if model == "videos":
         if not video_model:
             raise InvalidSubmission(
-                "model videos needs a video model (--video-model / video_model), e.g. gen4.5; "
-                "or name the model itself: --model gen4.5"
+                f"model videos needs a video model ({names['video_model']}), e.g. gen4.5; "
+                f"or name the model itself: {names['model']} gen4.5"
             )
         model = video_model
     elif video_model is not None:
         raise InvalidSubmission(
-            f"--video-model / video_model is for model videos only, not {model}; "
-            f"name the model itself: --model {video_model}"
+            f"{names['video_model']} is for model videos only, not {model}; "
+            f"name the model itself: {names['model']} {video_model}"
         )
     if model is not None and len(model) > MAX_MODEL_NAME_LENGTH:
         raise InvalidSubmission(f"a model name has at most {MAX_MODEL_NAME_LENGTH} characters")
@@ -133,9 +145,13 @@ def _request_type(target: Route) -> type[CreateRequest]:
     return REQUEST_TYPES[target.kind]
 
 
-def check_submission(submission: Submission, target: Route) -> None:
+def check_submission(
+    submission: Submission, target: Route, *, names: Mapping[str, str] = API_NAMES
+) -> None:
     """Refuse a submission whose images or field names do not fit the model, with a message
     naming the model and what it takes (values are left to the request model and the table).
+
+    :param names: how the submitter names the images (see :data:`API_NAMES`).
 
     :raises InvalidSubmission: an image the model has no field for, a required image or field
         missing, or a ``params`` key that is neither a field nor a vendor name of the model.
@@ -166,8 +182,7 @@ def check_submission(submission: Submission, target: Route) -> None:
     slots = _image_fields(target)
 
     def image(slot: str) -> str:
-        option, api_field = _IMAGE_NAMES[slot]
-        return f"{slot} image ({option} / {api_field})"
+        return f"{slot} image ({names[IMAGE_FIELDS[slot]]})"
 
     given = dict(submission.images)
     if submission.references:
