@@ -58,6 +58,8 @@ from werkzeug.wrappers import Request as WsgiRequest
 from werkzeug.wrappers import Response as WsgiResponse
 
 from receiver.clock import utcnow
+from receiver.domain.events import TASK_EVENT_TYPES
+from receiver.domain.tasks import LIVE_STATUSES, Outcome
 from receiver.store.uow import UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -65,14 +67,7 @@ log = logging.getLogger(__name__)
 PREFIX = "runway_relay"
 
 #: Callback outcomes when accepted (``receiver.domain.tasks.Outcome``) and refusal reasons.
-ACCEPTED_OUTCOMES = (
-    "applied",
-    "duplicate",
-    "stale",
-    "already_terminal",
-    "unknown_status",
-    "unconfirmed",
-)
+ACCEPTED_OUTCOMES = tuple(outcome.value for outcome in Outcome)
 REFUSED_REASONS = (
     "request_entity_too_large",
     "invalid_body",
@@ -111,7 +106,8 @@ LATENCY_BUCKETS = (
     7200.0,
     86400.0,
 )
-LIVE_STATES = ("SUBMITTING", "PENDING", "THROTTLED", "RUNNING")
+#: The task states counted as in flight.
+LIVE_STATES = tuple(status.value for status in LIVE_STATUSES)
 
 # ``*_created`` series (a timestamp per label set) only double the scrape; multiprocess mode
 # has none either, so both modes expose the same names.
@@ -163,7 +159,7 @@ for _reason in REFUSED_REASONS:
     CALLBACKS.labels("refused", _reason)
 for _outcome in ATTEMPT_OUTCOMES:
     ATTEMPTS.labels(_outcome)
-for _type in ("task.progress", "task.succeeded", "task.failed"):
+for _type in TASK_EVENT_TYPES:
     EVENTS.labels(_type)
 
 

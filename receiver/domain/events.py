@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, get_args
 
 if TYPE_CHECKING:
     from receiver.domain.tasks import TaskState
@@ -53,13 +53,12 @@ SUBSCRIBER_DISABLED = "subscriber.disabled"
 #: never stored, never subscribed to.
 WEBHOOK_TEST = "webhook.test"
 
-#: Every webhook event type a subscriber can ask for.
-EVENT_TYPES: tuple[str, ...] = (
-    TaskProgressed.type,
-    TaskSucceeded.type,
-    TaskFailed.type,
-    SUBSCRIBER_DISABLED,
-)
+#: Every webhook event type a subscriber can ask for (a type, for request models).
+EventType = Literal["task.progress", "task.succeeded", "task.failed", "subscriber.disabled"]
+#: The same, as values.
+EVENT_TYPES: tuple[str, ...] = get_args(EventType)
+#: The event types a task's transitions cause.
+TASK_EVENT_TYPES: tuple[str, ...] = (TaskProgressed.type, TaskSucceeded.type, TaskFailed.type)
 #: What a subscriber receives when it names no event types (SPEC §2: terminal events).
 DEFAULT_EVENT_TYPES: tuple[str, ...] = (TaskSucceeded.type, TaskFailed.type)
 

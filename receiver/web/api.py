@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 from flask.typing import ResponseReturnValue
@@ -33,7 +33,8 @@ from receiver import presenters, services, submission
 from receiver.clock import utcnow
 from receiver.delivery.operational import send_test_event
 from receiver.delivery.urls import ImageFetchFailed, UnsafeUrl, fetch_image
-from receiver.domain.events import EVENT_TYPES
+from receiver.domain.events import EVENT_TYPES, EventType
+from receiver.domain.statuses import DELIVERY_STATUSES
 from receiver.settings import ConfigError
 from receiver.store.uow import UnitOfWork
 from receiver.web.callbacks import BadBody, parse_json_object, read_body
@@ -321,10 +322,7 @@ class SubscriberIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     url: str = Field(..., max_length=2048)
-    event_types: (
-        list[Literal["task.progress", "task.succeeded", "task.failed", "subscriber.disabled"]]
-        | None
-    ) = None
+    event_types: list[EventType] | None = None
     description: str | None = Field(None, max_length=500)
     max_in_flight: int | None = Field(None, ge=1, le=256)
 
@@ -409,8 +407,6 @@ def test_subscriber(subscriber_id: str) -> Response:
 
 
 # -- deliveries -----------------------------------------------------------------------------
-
-DELIVERY_STATUSES = ("pending", "succeeded", "failed", "cancelled")
 
 
 @bp.get("/deliveries")
