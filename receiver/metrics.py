@@ -26,7 +26,6 @@ callback path.
 
 from __future__ import annotations
 
-import hmac
 import json
 import logging
 import os
@@ -61,6 +60,7 @@ from receiver.clock import utcnow
 from receiver.domain.events import TASK_EVENT_TYPES
 from receiver.domain.tasks import LIVE_STATUSES, Outcome
 from receiver.store.uow import UnitOfWork
+from receiver.web.auth import bearer_matches as bearer_matches  # the dashboard imports it here
 
 log = logging.getLogger(__name__)
 
@@ -363,16 +363,6 @@ def render(engine: Engine | None) -> bytes:
         own = _Chain(process_registry(), skip=_WORKER_FAMILIES)
         registry.register(_Chain(own, DatabaseCollector(engine)))
     return _generate_latest(registry)
-
-
-def bearer_matches(header: str | None, token: str) -> bool:
-    """True when ``header`` is ``Bearer <token>`` (scheme case-insensitive, constant time)."""
-    if not token or not header:
-        return False
-    scheme, _, given = header.partition(" ")
-    return scheme.lower() == "bearer" and hmac.compare_digest(
-        given.strip().encode("utf-8", "replace"), token.encode("utf-8")
-    )
 
 
 _UNAUTHORIZED = json.dumps(

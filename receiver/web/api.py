@@ -7,8 +7,6 @@ time), unknown paths and methods included; the OpenAPI document is at ``GET /api
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from datetime import datetime
 from typing import Any
 
@@ -37,7 +35,9 @@ from receiver.domain.events import EVENT_TYPES, EventType
 from receiver.domain.statuses import DELIVERY_STATUSES
 from receiver.settings import ConfigError
 from receiver.store.uow import UnitOfWork
-from receiver.web.callbacks import BadBody, parse_json_object, read_body
+from receiver.times import BadTime, parse_time
+from receiver.web.auth import bearer_matches
+from receiver.web.body import BadBody, parse_json_object, read_body
 from receiver.web.context import runtime
 from receiver.web.errors import ApiError, error_response, validation_message
 from receiver.web.idempotency import idempotent
@@ -49,15 +49,11 @@ bp = Blueprint("api", __name__, url_prefix="/api")
 MAX_PAGE = 200
 
 
-def _digest(value: str) -> bytes:
-    return hashlib.sha256(value.encode("utf-8", "replace")).digest()
-
-
 @bp.before_app_request
 def _require_admin_token() -> ResponseReturnValue | None:
     """Guard everything under ``/api``, before routing: an unknown path or method answers 401
     too, so a caller without the token learns nothing of what exists. The token is compared
-    as SHA-256 digests in constant time (equal lengths: not even its length leaks)."""
+    in constant time (:func:`receiver.web.auth.bearer_matches`)."""
     if request.path != "/api" and not request.path.startswith("/api/"):
         return None
     token = runtime().settings.admin_token
@@ -68,10 +64,7 @@ def _require_admin_token() -> ResponseReturnValue | None:
     if refused is not None:
         return refused
     header = request.headers.get("Authorization", "")
-    scheme, _, given = header.partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(
-        _digest(given.strip()), _digest(token)
-    ):
+    if not bearer_matches(header, token):
         if header:  # a token was presented and is wrong: a guess (no header guesses nothing)
             limiter().failed(client)
         response, status = error_response(
@@ -106,15 +99,16 @@ def _limit() -> int:
 
 
 def _time_arg(value: str | None, name: str) -> datetime | None:
+    """The query argument ``name`` as a time (:func:`receiver.times.parse_time`), or None.
+
+    :raise ApiError 400: ``invalid_<name>``: not an ISO-8601 time with a zone (or a date).
+    """
     if value is None:
         return None
     try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise ApiError(400, f"invalid_{name}", f"{name} must be an ISO-8601 time") from None
-    if parsed.tzinfo is None:
-        raise ApiError(400, f"invalid_{name}", f"{name} must carry a zone, e.g. Z")
-    return parsed
+        return parse_time(value)
+    except BadTime as exc:
+        raise ApiError(400, f"invalid_{name}", f"{name}: {exc}") from None
 
 
 # -- tasks ----------------------------------------------------------------------------------
