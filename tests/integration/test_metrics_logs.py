@@ -336,3 +336,29 @@ def test_text_format_for_local_development(runtime: Runtime) -> None:
     assert "relay.test: hello" in line and "job_id=job_9" in line
     with pytest.raises(json.JSONDecodeError):
         json.loads(line)
+
+
+def test_importing_metrics_touches_nothing_until_a_metric_is_used(tmp_path: Path) -> None:
+    """receiver.metrics reads PROMETHEUS_MULTIPROC_DIR when a metric is first used, not at
+    import: only then is a missing directory made and this process's file written there."""
+    directory = tmp_path / "not-yet" / "prom"
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(directory), "PYTHONPATH": str(ROOT)}
+    script = textwrap.dedent(
+        """
+        import os, sys
+        from receiver import metrics
+        assert not os.path.exists(sys.argv[1]), "made at import"
+        metrics.callback_refused("invalid_body")
+        print(sorted(os.listdir(sys.argv[1])))
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script, str(directory)],
+        env=env,
+        check=True,
+        timeout=60,
+        capture_output=True,
+        text=True,
+    ).stdout
+    assert directory.is_dir()
+    assert "counter_" in out  # this process's counter file
