@@ -212,17 +212,7 @@ def submit(
     }
     account = account or settings.useapi_account_email
     try:  # checked here too, so that the message names our options, not the API's fields
-        submission.check_submission(
-            submission.Submission(
-                model=target.name,
-                params=params,
-                images=images,
-                metadata={},
-                references=reference_images,
-            ),
-            target,
-            names=CLI_NAMES,
-        )
+        submission.check_inputs(target, params, images, reference_images, names=CLI_NAMES)
     except InvalidSubmission as exc:
         _fail(f"invalid request: {exc}", 2)
     try:

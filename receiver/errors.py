@@ -93,16 +93,3 @@ class InvalidSubmission(ServiceError):
 
     code = "validation_error"
     http_status = 422
-
-
-__all__ = [
-    "Conflict",
-    "DeliveryNotFound",
-    "InvalidSubmission",
-    "InvalidSubscriber",
-    "JobNotFound",
-    "ServiceError",
-    "SubmissionFailed",
-    "SubscriberNotFound",
-    "TaskIdMismatch",
-]

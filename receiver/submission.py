@@ -34,6 +34,7 @@ __all__ = [
     "IMAGE_FIELDS",
     "MAX_MODEL_NAME_LENGTH",
     "Submission",
+    "check_inputs",
     "check_submission",
     "resolve_model",
     "submit_task",
@@ -209,6 +210,28 @@ def check_submission(
     needs_image = (spec is not None and spec.min_images > 0) or "first_image_asset_id" in required
     if needs_image and not given and not named & set(slots.values()):
         raise InvalidSubmission(f"{model} needs a {image('first')}")
+
+
+def check_inputs(
+    target: Route,
+    params: Mapping[str, Any],
+    images: Mapping[str, str | bytes],
+    references: Sequence[str | bytes] = (),
+    *,
+    names: Mapping[str, str] = API_NAMES,
+) -> None:
+    """:func:`check_submission` of a submission's inputs alone, before any image is read or
+    downloaded (a front end checks first, so that its message uses its own ``names``).
+
+    :raises InvalidSubmission: see :func:`check_submission`.
+    """
+    check_submission(
+        Submission(
+            model=target.name, params=params, images=images, metadata={}, references=references
+        ),
+        target,
+        names=names,
+    )
 
 
 def submit_task(

@@ -27,6 +27,7 @@ from receiver.domain.events import TaskSucceeded
 from receiver.domain.tasks import Outcome, TaskStatus, TaskUpdate, parse_status
 from receiver.errors import JobNotFound, TaskIdMismatch
 from receiver.ids import new_id
+from receiver.services.reads import read_one
 from receiver.store.locking import plan_and_write_job
 from receiver.store.repositories import Delivery, Event, Job, Repository
 from receiver.store.uow import UnitOfWork
@@ -385,12 +386,5 @@ def job_account(job: Job) -> str | None:
 
 
 def get_job(engine: Engine, job_id: str) -> Job:
-    """The job ``job_id``.
-
-    :raises JobNotFound: no such job.
-    """
-    with UnitOfWork(engine, read_only=True) as uow:
-        job = uow.repo.get_job(job_id)
-    if job is None:
-        raise JobNotFound(f"no job {job_id}")
-    return job
+    """The job ``job_id``. :raises JobNotFound: no such job."""
+    return read_one(engine, lambda repo: repo.get_job(job_id), JobNotFound(f"no job {job_id}"))

@@ -16,6 +16,7 @@ from receiver.delivery.urls import UnsafeUrl, check_subscriber_url
 from receiver.domain.events import DEFAULT_EVENT_TYPES, EVENT_TYPES
 from receiver.errors import InvalidSubscriber, SubscriberNotFound
 from receiver.ids import new_id
+from receiver.services.reads import read_one
 from receiver.store.repositories import Subscriber
 from receiver.store.uow import UnitOfWork
 
@@ -86,15 +87,12 @@ def create_subscriber(
 
 
 def get_subscriber(engine: Engine, subscriber_id: str) -> Subscriber:
-    """The subscriber ``subscriber_id``.
-
-    :raises SubscriberNotFound: no such subscriber.
-    """
-    with UnitOfWork(engine, read_only=True) as uow:
-        sub = uow.repo.get_subscriber(subscriber_id)
-    if sub is None:
-        raise SubscriberNotFound(f"no subscriber {subscriber_id}")
-    return sub
+    """The subscriber ``subscriber_id``. :raises SubscriberNotFound: no such subscriber."""
+    return read_one(
+        engine,
+        lambda repo: repo.get_subscriber(subscriber_id),
+        SubscriberNotFound(f"no subscriber {subscriber_id}"),
+    )
 
 
 def remove_subscriber(engine: Engine, subscriber_id: str, now: datetime) -> None:

@@ -218,16 +218,7 @@ def submit_task() -> tuple[Response, int]:
     try:
         target = submission.resolve_model(body.model, body.video_model)
         # The images' slots are checked before any is downloaded.
-        submission.check_submission(
-            submission.Submission(
-                model=target.name,
-                params=params,
-                images=images,
-                metadata={},
-                references=body.reference_images,
-            ),
-            target,
-        )
+        submission.check_inputs(target, params, images, body.reference_images)
         reply_url = rt.settings.reply_url
         client = rt.vendor_client()
     except services.InvalidSubmission as exc:
