@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from receiver.web.auth import bearer_matches
+from receiver.web.auth import bearer_matches, token_matches
 from receiver.web.body import MAX_DEPTH, MAX_INT_DIGITS, BadBody, parse_json_object
 
 TOKEN = "s3cret-admin-token"
@@ -39,6 +39,12 @@ def test_bearer_refuses_anything_else(header: str | None) -> None:
 def test_bearer_with_no_token_configured_matches_nothing() -> None:
     assert not bearer_matches("Bearer ", "")
     assert not bearer_matches("Bearer x", "")
+
+
+def test_token_matches_compares_the_token_itself() -> None:
+    assert token_matches(f" {TOKEN}\n", TOKEN)
+    assert not token_matches(TOKEN + "x", TOKEN)
+    assert not token_matches("", "")
 
 
 def test_body_decodes_a_json_object() -> None:
