@@ -23,10 +23,22 @@ from client.catalog import (
 from client.errors import UseapiError
 from client.images import ImageError
 from client.replyref import ReplyRefTooLong
-from receiver import idempotency, services, submission
+from receiver import idempotency, submission
 from receiver.cli import Context, _emit, _fail, main, pass_ctx
 from receiver.clock import utcnow
+from receiver.errors import InvalidSubmission, SubmissionFailed
 from receiver.settings import ConfigError
+
+#: ``relay submit``'s option for each ``POST /api/tasks`` field (receiver.submission's messages
+#: name inputs by these; the service knows only the API's names).
+CLI_NAMES = {
+    "image": "--image",
+    "middle_image": "--middle-image",
+    "last_image": "--last-image",
+    "reference_images": "--reference-image",
+    "model": "--model",
+    "video_model": "--video-model",
+}
 
 
 def _range(values: tuple[int, ...]) -> str:
@@ -170,8 +182,8 @@ def submit(
     """
     settings = ctx.settings
     try:
-        target = submission.resolve_model(model, video_model)
-    except services.InvalidSubmission as exc:
+        target = submission.resolve_model(model, video_model, names=CLI_NAMES)
+    except InvalidSubmission as exc:
         _fail(f"invalid request: {exc}", 2)
     length_field = "duration" if target.kind == "videos" else "seconds"
     params: dict[str, Any] = {
@@ -199,6 +211,10 @@ def submit(
         if source
     }
     account = account or settings.useapi_account_email
+    try:  # checked here too, so that the message names our options, not the API's fields
+        submission.check_inputs(target, params, images, reference_images, names=CLI_NAMES)
+    except InvalidSubmission as exc:
+        _fail(f"invalid request: {exc}", 2)
     try:
         reply_url = settings.reply_url
         rt = ctx.runtime
@@ -247,11 +263,11 @@ def submit(
         from receiver.web.errors import validation_message
 
         _fail(f"invalid request: {validation_message(exc)}", 2)
-    except services.InvalidSubmission as exc:
+    except InvalidSubmission as exc:
         _fail(f"invalid request: {exc}", 2)
     except (ReplyRefTooLong, ImageError) as exc:
         _fail(str(exc), 2)
-    except services.SubmissionFailed as exc:
+    except SubmissionFailed as exc:
         cause: UseapiError = exc.cause
         out = {"job_id": exc.job_id, "task_id": None, "status": "SUBMIT_FAILED"}
         _emit({**out, "model": target.name, "endpoint": target.endpoint, "error": str(cause)})

@@ -18,20 +18,22 @@ wherever they run:
 * **Gauges** (deliveries pending, the oldest one's age, disabled subscribers, tasks in flight)
   are read from the database at scrape time by :class:`DatabaseCollector` as well.
 
-The metric objects below are process-wide on purpose: in multiprocess mode each process's values
+The metric objects are process-wide on purpose: in multiprocess mode each process's values
 live in files named after its pid, so there must be exactly one object per metric per process.
+They are made on first use, not at import (:func:`_metrics`): importing this module reads no
+environment and writes no file.
 Incrementing one is a lock and an addition (no I/O beyond a memory map), cheap enough for the
 callback path.
 """
 
 from __future__ import annotations
 
-import hmac
 import json
 import logging
 import os
 import threading
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from datetime import datetime
 
 from flask import Blueprint, Response, request
@@ -58,21 +60,17 @@ from werkzeug.wrappers import Request as WsgiRequest
 from werkzeug.wrappers import Response as WsgiResponse
 
 from receiver.clock import utcnow
+from receiver.domain.events import TASK_EVENT_TYPES
+from receiver.domain.tasks import LIVE_STATUSES, Outcome
 from receiver.store.uow import UnitOfWork
+from receiver.web.auth import bearer_matches as bearer_matches  # the dashboard imports it here
 
 log = logging.getLogger(__name__)
 
 PREFIX = "runway_relay"
 
 #: Callback outcomes when accepted (``receiver.domain.tasks.Outcome``) and refusal reasons.
-ACCEPTED_OUTCOMES = (
-    "applied",
-    "duplicate",
-    "stale",
-    "already_terminal",
-    "unknown_status",
-    "unconfirmed",
-)
+ACCEPTED_OUTCOMES = tuple(outcome.value for outcome in Outcome)
 REFUSED_REASONS = (
     "request_entity_too_large",
     "invalid_body",
@@ -111,81 +109,112 @@ LATENCY_BUCKETS = (
     7200.0,
     86400.0,
 )
-LIVE_STATES = ("SUBMITTING", "PENDING", "THROTTLED", "RUNNING")
+#: The task states counted as in flight.
+LIVE_STATES = tuple(status.value for status in LIVE_STATUSES)
 
 # ``*_created`` series (a timestamp per label set) only double the scrape; multiprocess mode
 # has none either, so both modes expose the same names.
 disable_created_metrics()  # type: ignore[no-untyped-call]
 
-# Multiprocess mode writes a file per process into this directory as soon as a metric exists:
-# make sure it does (a PaaS config var may name it on every dyno, even where nothing made it).
-if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-    os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
-
-#: The process's own metrics (what per-process mode exposes).
+#: The process's own metrics (what per-process mode exposes); filled on first use
+#: (:func:`_metrics`).
 REGISTRY = CollectorRegistry(auto_describe=True)
 
-CALLBACKS = Counter(
-    f"{PREFIX}_callbacks_received",
-    "Vendor callbacks received, by result (accepted or refused) and outcome "
-    "(what an accepted one did to its task, or why one was refused).",
-    ["result", "outcome"],
-    registry=REGISTRY,
-)
-TRANSITIONS = Counter(
-    f"{PREFIX}_task_transitions",
-    "Task status changes applied from callbacks, by the state entered.",
-    ["state"],
-    registry=REGISTRY,
-)
-EVENTS = Counter(
-    f"{PREFIX}_events_emitted",
-    "Task webhook events written to the outbox by callbacks, by type.",
-    ["type"],
-    registry=REGISTRY,
-)
-ATTEMPTS = Counter(
-    f"{PREFIX}_delivery_attempts",
-    "Delivery attempts made by relay worker, by outcome.",
-    ["outcome"],
-    registry=REGISTRY,
-)
-LATENCY = Histogram(
-    f"{PREFIX}_delivery_latency_seconds",
-    "End to end: from the callback that caused an event to a subscriber's 2xx for it.",
-    buckets=LATENCY_BUCKETS,
-    registry=REGISTRY,
-)
+#: Names and help of the worker's families, which the web also serves from the database.
+ATTEMPTS_NAME = f"{PREFIX}_delivery_attempts"
+ATTEMPTS_HELP = "Delivery attempts made by relay worker, by outcome."
+LATENCY_NAME = f"{PREFIX}_delivery_latency_seconds"
+LATENCY_HELP = "End to end: from the callback that caused an event to a subscriber's 2xx for it."
 
-for _outcome in ACCEPTED_OUTCOMES:
-    CALLBACKS.labels("accepted", _outcome)
-for _reason in REFUSED_REASONS:
-    CALLBACKS.labels("refused", _reason)
-for _outcome in ATTEMPT_OUTCOMES:
-    ATTEMPTS.labels(_outcome)
-for _type in ("task.progress", "task.succeeded", "task.failed"):
-    EVENTS.labels(_type)
+
+@dataclass(frozen=True)
+class _Metrics:
+    """The process-wide metric objects (one per metric per process: multiprocess mode keeps
+    each process's values in files named after its pid)."""
+
+    callbacks: Counter
+    transitions: Counter
+    events: Counter
+    attempts: Counter
+    latency: Histogram
+
+
+_built: _Metrics | None = None
+_build_lock = threading.Lock()
+
+
+def _metrics() -> _Metrics:
+    """The metric objects, made on first use (not at import) with every known label set at
+    zero. In multiprocess mode, making one writes a file into ``PROMETHEUS_MULTIPROC_DIR``,
+    so that directory is made first if missing (a PaaS config var may name it on every dyno,
+    even where nothing made it)."""
+    global _built
+    if _built is not None:
+        return _built
+    with _build_lock:
+        if _built is not None:
+            return _built
+        path = _multiprocess_dir_setting()
+        if path:
+            os.makedirs(path, exist_ok=True)
+        built = _Metrics(
+            callbacks=Counter(
+                f"{PREFIX}_callbacks_received",
+                "Vendor callbacks received, by result (accepted or refused) and outcome "
+                "(what an accepted one did to its task, or why one was refused).",
+                ["result", "outcome"],
+                registry=REGISTRY,
+            ),
+            transitions=Counter(
+                f"{PREFIX}_task_transitions",
+                "Task status changes applied from callbacks, by the state entered.",
+                ["state"],
+                registry=REGISTRY,
+            ),
+            events=Counter(
+                f"{PREFIX}_events_emitted",
+                "Task webhook events written to the outbox by callbacks, by type.",
+                ["type"],
+                registry=REGISTRY,
+            ),
+            attempts=Counter(ATTEMPTS_NAME, ATTEMPTS_HELP, ["outcome"], registry=REGISTRY),
+            latency=Histogram(
+                LATENCY_NAME, LATENCY_HELP, buckets=LATENCY_BUCKETS, registry=REGISTRY
+            ),
+        )
+        for outcome in ACCEPTED_OUTCOMES:
+            built.callbacks.labels("accepted", outcome)
+        for reason in REFUSED_REASONS:
+            built.callbacks.labels("refused", reason)
+        for outcome in ATTEMPT_OUTCOMES:
+            built.attempts.labels(outcome)
+        for event_type in TASK_EVENT_TYPES:
+            built.events.labels(event_type)
+        _built = built
+    return built
 
 
 def callback_accepted(outcome: str, new_status: str | None, event_types: Iterable[str]) -> None:
     """Count one accepted callback, the status it moved its task to (if any), its events."""
-    CALLBACKS.labels("accepted", outcome).inc()
+    m = _metrics()
+    m.callbacks.labels("accepted", outcome).inc()
     if new_status:
-        TRANSITIONS.labels(new_status).inc()
+        m.transitions.labels(new_status).inc()
     for event_type in event_types:
-        EVENTS.labels(event_type).inc()
+        m.events.labels(event_type).inc()
 
 
 def callback_refused(reason: str) -> None:
     """Count one refused callback by its reason code (``reply_ref_invalid``, …)."""
-    CALLBACKS.labels("refused", reason).inc()
+    _metrics().callbacks.labels("refused", reason).inc()
 
 
 def delivery_attempted(outcome: str, latency_seconds: float | None = None) -> None:
     """Count one delivery attempt; on success, observe the end-to-end latency (seconds)."""
-    ATTEMPTS.labels(outcome).inc()
+    m = _metrics()
+    m.attempts.labels(outcome).inc()
     if latency_seconds is not None:
-        LATENCY.observe(max(0.0, latency_seconds))
+        m.latency.observe(max(0.0, latency_seconds))
 
 
 #: ``worker_metrics`` rows (receiver/store/tables.py): attempts by outcome, the latency
@@ -226,7 +255,7 @@ def worker_increments(
 def worker_families(rows: dict[tuple[str, str], float]) -> list[Metric]:
     """The worker's counter and histogram, from ``worker_metrics`` rows (every outcome and
     bucket shown, zero when absent), under the names the worker's own registry uses."""
-    attempts = CounterMetricFamily(ATTEMPTS._name, ATTEMPTS._documentation, labels=["outcome"])
+    attempts = CounterMetricFamily(ATTEMPTS_NAME, ATTEMPTS_HELP, labels=["outcome"])
     outcomes = list(ATTEMPT_OUTCOMES) + sorted(
         {label for name, label in rows if name == ATTEMPTS_ROW} - set(ATTEMPT_OUTCOMES)
     )
@@ -237,8 +266,8 @@ def worker_families(rows: dict[tuple[str, str], float]) -> list[Metric]:
         cumulative += rows.get((BUCKET_ROW, label), 0.0)
         buckets.append((label, cumulative))
     latency = HistogramMetricFamily(
-        LATENCY._name,
-        LATENCY._documentation,
+        LATENCY_NAME,
+        LATENCY_HELP,
         buckets=buckets,
         sum_value=rows.get((SUM_ROW, ""), 0.0),
     )
@@ -254,8 +283,13 @@ def multiprocess_dir() -> str | None:
     This is the library's own variable, which it reads when it is first imported (before any
     :class:`~receiver.settings.Settings` exists); we read the same value so as to agree with it.
     """
-    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    path = _multiprocess_dir_setting()
     return path if path and os.path.isdir(path) else None
+
+
+def _multiprocess_dir_setting() -> str | None:
+    """``PROMETHEUS_MULTIPROC_DIR`` as set, or None: the one read of it here, at call time."""
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
 
 
 class DatabaseCollector:
@@ -341,6 +375,7 @@ class _Chain:
 
 def process_registry() -> CollectorRegistry:
     """This process's counters and histogram, or every process's in multiprocess mode."""
+    _metrics()  # this process's series exist (at zero) before any scrape
     path = multiprocess_dir()
     if path is None:
         return REGISTRY
@@ -351,7 +386,7 @@ def process_registry() -> CollectorRegistry:
 
 #: Families the web serves from the database, never from process files (a worker sharing the
 #: web's PROMETHEUS_MULTIPROC_DIR would otherwise show them twice).
-_WORKER_FAMILIES = frozenset({ATTEMPTS._name, LATENCY._name})
+_WORKER_FAMILIES = frozenset({ATTEMPTS_NAME, LATENCY_NAME})
 
 
 def render(engine: Engine | None) -> bytes:
@@ -367,16 +402,6 @@ def render(engine: Engine | None) -> bytes:
         own = _Chain(process_registry(), skip=_WORKER_FAMILIES)
         registry.register(_Chain(own, DatabaseCollector(engine)))
     return _generate_latest(registry)
-
-
-def bearer_matches(header: str | None, token: str) -> bool:
-    """True when ``header`` is ``Bearer <token>`` (scheme case-insensitive, constant time)."""
-    if not token or not header:
-        return False
-    scheme, _, given = header.partition(" ")
-    return scheme.lower() == "bearer" and hmac.compare_digest(
-        given.strip().encode("utf-8", "replace"), token.encode("utf-8")
-    )
 
 
 _UNAUTHORIZED = json.dumps(

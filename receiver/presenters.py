@@ -6,6 +6,7 @@ import json
 from datetime import datetime
 from typing import Any
 
+from receiver.domain.statuses import DeliveryStatus
 from receiver.store.repositories import (
     Attempt,
     CallbackRecord,
@@ -91,7 +92,7 @@ def delivery_json(d: Delivery, *, attempts: list[Attempt] | None = None) -> dict
         "subscriber_id": d.subscriber_id,
         "status": d.status,
         "attempts": d.attempts,
-        "next_attempt_at": iso(d.next_attempt_at) if d.status == "pending" else None,
+        "next_attempt_at": iso(d.next_attempt_at) if d.status == DeliveryStatus.PENDING else None,
         "leased": d.lease_owner is not None,
         "last_status_code": d.last_status_code,
         "last_error": d.last_error,

@@ -23,14 +23,18 @@ from client import REQUEST_TYPES, CreateRequest, ReplyRefSigner, UseapiClient, U
 from client.catalog import RETIRED_ADVICE, Route, route
 from client.errors import OutcomeUnknown
 from receiver.domain.tasks import TaskStatus
+from receiver.errors import InvalidSubmission, SubmissionFailed
 from receiver.ids import new_id
-from receiver.services import InvalidSubmission, SubmissionFailed, get_job
+from receiver.services.callbacks import get_job
 from receiver.store.repositories import Job
 from receiver.store.uow import UnitOfWork
 
 __all__ = [
+    "API_NAMES",
+    "IMAGE_FIELDS",
     "MAX_MODEL_NAME_LENGTH",
     "Submission",
+    "check_inputs",
     "check_submission",
     "resolve_model",
     "submit_task",
@@ -41,19 +45,25 @@ log = logging.getLogger(__name__)
 #: Longest model name a job can record (the ``jobs.model`` column), characters.
 MAX_MODEL_NAME_LENGTH = 32
 
-#: How submitters name each image: (``relay submit`` option, ``POST /api/tasks`` field).
-_IMAGE_NAMES = {
-    "first": ("--image", "image"),
-    "middle": ("--middle-image", "middle_image"),
-    "last": ("--last-image", "last_image"),
-    "references": ("--reference-image", "reference_images"),
+#: The image slots and the ``POST /api/tasks`` field that carries each.
+IMAGE_FIELDS: Mapping[str, str] = {
+    "first": "image",
+    "middle": "middle_image",
+    "last": "last_image",
+    "references": "reference_images",
+}
+#: How the submitter names each input, by its ``POST /api/tasks`` field: the messages of
+#: :class:`InvalidSubmission` use these names. A front end with names of its own (``relay
+#: submit``'s options) passes its mapping to :func:`resolve_model` and :func:`check_submission`.
+API_NAMES: Mapping[str, str] = {
+    name: name for name in (*IMAGE_FIELDS.values(), "model", "video_model")
 }
 #: Hints for fields whose spelling differs between models (the video length) or that are
 #: easily confused with our own names (``model`` of ``/videos/create`` is the vendor's model).
 _FIELD_HINTS = {
     "seconds": "video length",
     "duration": "video length",
-    "model": "the vendor's video model: --model NAME / model",
+    "model": "the vendor's video model",
 }
 
 
@@ -78,9 +88,13 @@ class Submission:
     references: Sequence[str | bytes] = field(default_factory=tuple)
 
 
-def resolve_model(model: str | None, video_model: str | None = None) -> Route:
+def resolve_model(
+    model: str | None, video_model: str | None = None, *, names: Mapping[str, str] = API_NAMES
+) -> Route:
     """The route of a submission's model name, mapping the ``videos`` alias
-    (``--model videos --video-model X`` / ``"model": "videos", "video_model": X``) to ``X``.
+    (``"model": "videos", "video_model": X``) to ``X``.
+
+    :param names: how the submitter names ``model`` and ``video_model`` (see :data:`API_NAMES`).
 
     :raises InvalidSubmission: ``videos`` without a video model, a video model with another
         model, or a name that is not a model name (whitespace, longer than 32 characters).
@@ -88,14 +102,14 @@ def resolve_model(model: str | None, video_model: str | None = None) -> Route:
     if model == "videos":
         if not video_model:
             raise InvalidSubmission(
-                "model videos needs a video model (--video-model / video_model), e.g. gen4.5; "
-                "or name the model itself: --model gen4.5"
+                f"model videos needs a video model ({names['video_model']}), e.g. gen4.5; "
+                f"or name the model itself: {names['model']} gen4.5"
             )
         model = video_model
     elif video_model is not None:
         raise InvalidSubmission(
-            f"--video-model / video_model is for model videos only, not {model}; "
-            f"name the model itself: --model {video_model}"
+            f"{names['video_model']} is for model videos only, not {model}; "
+            f"name the model itself: {names['model']} {video_model}"
         )
     if model is not None and len(model) > MAX_MODEL_NAME_LENGTH:
         raise InvalidSubmission(f"a model name has at most {MAX_MODEL_NAME_LENGTH} characters")
@@ -132,9 +146,13 @@ def _request_type(target: Route) -> type[CreateRequest]:
     return REQUEST_TYPES[target.kind]
 
 
-def check_submission(submission: Submission, target: Route) -> None:
+def check_submission(
+    submission: Submission, target: Route, *, names: Mapping[str, str] = API_NAMES
+) -> None:
     """Refuse a submission whose images or field names do not fit the model, with a message
     naming the model and what it takes (values are left to the request model and the table).
+
+    :param names: how the submitter names the images (see :data:`API_NAMES`).
 
     :raises InvalidSubmission: an image the model has no field for, a required image or field
         missing, or a ``params`` key that is neither a field nor a vendor name of the model.
@@ -165,8 +183,7 @@ def check_submission(submission: Submission, target: Route) -> None:
     slots = _image_fields(target)
 
     def image(slot: str) -> str:
-        option, api_field = _IMAGE_NAMES[slot]
-        return f"{slot} image ({option} / {api_field})"
+        return f"{slot} image ({names[IMAGE_FIELDS[slot]]})"
 
     given = dict(submission.images)
     if submission.references:
@@ -193,6 +210,28 @@ def check_submission(submission: Submission, target: Route) -> None:
     needs_image = (spec is not None and spec.min_images > 0) or "first_image_asset_id" in required
     if needs_image and not given and not named & set(slots.values()):
         raise InvalidSubmission(f"{model} needs a {image('first')}")
+
+
+def check_inputs(
+    target: Route,
+    params: Mapping[str, Any],
+    images: Mapping[str, str | bytes],
+    references: Sequence[str | bytes] = (),
+    *,
+    names: Mapping[str, str] = API_NAMES,
+) -> None:
+    """:func:`check_submission` of a submission's inputs alone, before any image is read or
+    downloaded (a front end checks first, so that its message uses its own ``names``).
+
+    :raises InvalidSubmission: see :func:`check_submission`.
+    """
+    check_submission(
+        Submission(
+            model=target.name, params=params, images=images, metadata={}, references=references
+        ),
+        target,
+        names=names,
+    )
 
 
 def submit_task(

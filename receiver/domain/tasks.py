@@ -55,6 +55,13 @@ _RANK = {
     TaskStatus.CANCELLED: 9,
     TaskStatus.SUBMIT_FAILED: 9,
 }
+#: The statuses of a task not finished yet, in forward order (the tasks "in flight").
+LIVE_STATUSES: tuple[TaskStatus, ...] = (
+    TaskStatus.SUBMITTING,
+    TaskStatus.PENDING,
+    TaskStatus.THROTTLED,
+    TaskStatus.RUNNING,
+)
 #: Smallest rise of ``progress`` (a ratio) that makes a ``task.progress`` event without a status
 #: change: finer steps are duplicates, so that one replyRef cannot fan out an event per post.
 MIN_PROGRESS_STEP = 0.01

@@ -7,10 +7,8 @@ time), unknown paths and methods included; the OpenAPI document is at ``GET /api
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 from flask.typing import ResponseReturnValue
@@ -33,10 +31,13 @@ from receiver import presenters, services, submission
 from receiver.clock import utcnow
 from receiver.delivery.operational import send_test_event
 from receiver.delivery.urls import ImageFetchFailed, UnsafeUrl, fetch_image
-from receiver.domain.events import EVENT_TYPES
+from receiver.domain.events import EVENT_TYPES, EventType
+from receiver.domain.statuses import DELIVERY_STATUSES
 from receiver.settings import ConfigError
 from receiver.store.uow import UnitOfWork
-from receiver.web.callbacks import BadBody, parse_json_object, read_body
+from receiver.times import BadTime, parse_time
+from receiver.web.auth import bearer_matches
+from receiver.web.body import BadBody, parse_json_object, read_body
 from receiver.web.context import runtime
 from receiver.web.errors import ApiError, error_response, validation_message
 from receiver.web.idempotency import idempotent
@@ -48,15 +49,11 @@ bp = Blueprint("api", __name__, url_prefix="/api")
 MAX_PAGE = 200
 
 
-def _digest(value: str) -> bytes:
-    return hashlib.sha256(value.encode("utf-8", "replace")).digest()
-
-
 @bp.before_app_request
 def _require_admin_token() -> ResponseReturnValue | None:
     """Guard everything under ``/api``, before routing: an unknown path or method answers 401
     too, so a caller without the token learns nothing of what exists. The token is compared
-    as SHA-256 digests in constant time (equal lengths: not even its length leaks)."""
+    in constant time (:func:`receiver.web.auth.bearer_matches`)."""
     if request.path != "/api" and not request.path.startswith("/api/"):
         return None
     token = runtime().settings.admin_token
@@ -67,10 +64,7 @@ def _require_admin_token() -> ResponseReturnValue | None:
     if refused is not None:
         return refused
     header = request.headers.get("Authorization", "")
-    scheme, _, given = header.partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(
-        _digest(given.strip()), _digest(token)
-    ):
+    if not bearer_matches(header, token):
         if header:  # a token was presented and is wrong: a guess (no header guesses nothing)
             limiter().failed(client)
         response, status = error_response(
@@ -105,15 +99,16 @@ def _limit() -> int:
 
 
 def _time_arg(value: str | None, name: str) -> datetime | None:
+    """The query argument ``name`` as a time (:func:`receiver.times.parse_time`), or None.
+
+    :raise ApiError 400: ``invalid_<name>``: not an ISO-8601 time with a zone (or a date).
+    """
     if value is None:
         return None
     try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise ApiError(400, f"invalid_{name}", f"{name} must be an ISO-8601 time") from None
-    if parsed.tzinfo is None:
-        raise ApiError(400, f"invalid_{name}", f"{name} must carry a zone, e.g. Z")
-    return parsed
+        return parse_time(value)
+    except BadTime as exc:
+        raise ApiError(400, f"invalid_{name}", f"{name}: {exc}") from None
 
 
 # -- tasks ----------------------------------------------------------------------------------
@@ -223,16 +218,7 @@ def submit_task() -> tuple[Response, int]:
     try:
         target = submission.resolve_model(body.model, body.video_model)
         # The images' slots are checked before any is downloaded.
-        submission.check_submission(
-            submission.Submission(
-                model=target.name,
-                params=params,
-                images=images,
-                metadata={},
-                references=body.reference_images,
-            ),
-            target,
-        )
+        submission.check_inputs(target, params, images, body.reference_images)
         reply_url = rt.settings.reply_url
         client = rt.vendor_client()
     except services.InvalidSubmission as exc:
@@ -321,10 +307,7 @@ class SubscriberIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     url: str = Field(..., max_length=2048)
-    event_types: (
-        list[Literal["task.progress", "task.succeeded", "task.failed", "subscriber.disabled"]]
-        | None
-    ) = None
+    event_types: list[EventType] | None = None
     description: str | None = Field(None, max_length=500)
     max_in_flight: int | None = Field(None, ge=1, le=256)
 
@@ -409,8 +392,6 @@ def test_subscriber(subscriber_id: str) -> Response:
 
 
 # -- deliveries -----------------------------------------------------------------------------
-
-DELIVERY_STATUSES = ("pending", "succeeded", "failed", "cancelled")
 
 
 @bp.get("/deliveries")

@@ -1,18 +1,16 @@
 """``POST /callbacks/useapi``: the vendor's callbacks.
 
-Order of trust (SPEC §1, invariants 1–3): read the raw body, decode JSON, verify the signed
-``replyRef`` (absent or bad: 401, nothing stored), validate the task object leniently, then one
-transaction in :func:`receiver.services.accept_callback`; the 2xx goes out only after commit.
+Order of trust (SPEC §1, invariants 1–3): read the raw body and decode JSON
+(:mod:`receiver.web.body`), verify the signed ``replyRef`` (absent or bad: 401, nothing
+stored), validate the task object leniently, then one transaction in
+:func:`receiver.services.callbacks.accept_callback`; the 2xx goes out only after commit.
 Every refusal is counted in the bounded ``refused_callbacks`` log (reason, source, body hash).
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
-import math
-import re
 from typing import Any, NoReturn
 
 from flask import Blueprint, Response, current_app, jsonify, request
@@ -21,19 +19,23 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from client.models import VendorTask
 from client.replyref import ReplyRefExpired, ReplyRefInvalid
-from receiver import metrics, services
+from receiver import metrics
 from receiver.clock import utcnow
 from receiver.domain.tasks import Outcome
+from receiver.errors import JobNotFound, TaskIdMismatch
 from receiver.logs import LogSampler
+from receiver.services.callbacks import accept_callback, confirm_terminal
 from receiver.store.batch import group_commit
+from receiver.web.body import BadBody, parse_json_object, read_body
 from receiver.web.context import runtime
 from receiver.web.errors import ApiError, validation_message
+
+#: ``read_body`` and the decoder stay importable from here (they live in receiver.web.body).
+__all__ = ["BadBody", "bp", "check_task_fields", "parse_json_object", "read_body"]
 
 log = logging.getLogger(__name__)
 bp = Blueprint("callbacks", __name__)
 
-#: Deepest JSON nesting accepted in a callback (the task object is 4 levels deep).
-MAX_DEPTH = 32
 #: ``VERIFY_WITH_VENDOR``'s GET must not keep the vendor's callback waiting (it is not
 #: re-sent if it fails): seconds to connect (tried twice) and to read, and no 429 retries.
 #: A vendor that cannot answer in time leaves the callback unconfirmed (stored, 202).
@@ -42,16 +44,6 @@ CONFIRM_CLIENT_OPTIONS: dict[str, Any] = {
     "read_timeout": 5.0,
     "busy_retries": 0,
 }
-#: Longest integer accepted, in digits: a longer one does not fit a float (JSON numbers from
-#: the vendor's JavaScript never do).
-MAX_INT_DIGITS = 308
-#: What no stored string may hold: NUL (PostgreSQL's text and jsonb refuse it) and unpaired
-#: UTF-16 surrogates (``"\\ud800"``: not Unicode; neither database stores them).
-_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
-#: In a body's JSON text, what any such string needs: NUL and surrogates can only be written
-#: as ``\\u`` escapes (raw control characters are not JSON, and a UTF-8 body decodes to no
-#: surrogate), so a text without one needs no walk through its strings.
-_UNSTORABLE_ESCAPE = re.compile(r"\\u(?:0000|[dD][89abcdefABCDEF])")
 #: The task object's fields whose JSON type SPEC §1 fixes (each may also be null), with the
 #: longest string our tables keep for them.
 _TASK_FIELDS: dict[str, tuple[tuple[type, ...], str, int | None]] = {
@@ -78,28 +70,6 @@ def _refused_log_sampler() -> LogSampler:
             "refused_log_sampler", LogSampler(REFUSED_LOG_BURST, REFUSED_LOG_WINDOW)
         )
     return sampler
-
-
-class BadBody(ValueError):
-    """The callback body is not a JSON object we can read; the message says why."""
-
-
-def _reject_constant(name: str) -> NoReturn:
-    raise BadBody(f"JSON constant {name} is not allowed")
-
-
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise BadBody(f"number {text[:40]} is out of range")
-    return value
-
-
-def _bounded_int(text: str) -> int:
-    digits = len(text.lstrip("-"))
-    if digits > MAX_INT_DIGITS:
-        raise BadBody(f"integer of {digits} digits is too large (at most {MAX_INT_DIGITS})")
-    return int(text)
 
 
 def _json_type(value: Any) -> str:
@@ -130,100 +100,6 @@ def check_task_fields(body: dict[str, Any]) -> None:
             raise BadBody(f"{name}: expected {expected} or null, got {_json_type(value)}")
         if longest is not None and isinstance(value, str) and len(value) > longest:
             raise BadBody(f"{name}: longer than {longest} characters")
-
-
-def _check_strings(value: Any) -> None:
-    """Refuse keys and strings that cannot be stored (see ``_UNSTORABLE``)."""
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, dict):
-            stack.extend(item.keys())
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-        elif isinstance(item, str):
-            found = _UNSTORABLE.search(item)
-            if found:
-                char = found.group()
-                what = (
-                    "NUL (\\u0000)"
-                    if char == "\x00"
-                    else f"an unpaired surrogate (\\u{ord(char):04x})"
-                )
-                raise BadBody(f"a JSON string holds {what}, which is not accepted")
-
-
-def parse_json_object(raw: bytes) -> dict[str, Any]:
-    """Decode a callback body: strict UTF-8, standard JSON, an object at the top, bounded depth,
-    finite numbers that fit a float, and strings a database can store (no NUL, no unpaired
-    surrogate).
-
-    :raises BadBody: with a precise message (empty, not UTF-8, not JSON, not an object, …).
-    """
-    if not raw.strip():
-        raise BadBody("empty body; expected a JSON object")
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise BadBody(f"body is not valid UTF-8 (byte {exc.start})") from None
-    try:
-        value = json.loads(
-            text,
-            parse_constant=_reject_constant,
-            parse_float=_finite_float,
-            parse_int=_bounded_int,
-        )
-    except BadBody:
-        raise
-    except json.JSONDecodeError as exc:
-        raise BadBody(
-            f"body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
-        ) from None
-    except RecursionError:
-        raise BadBody("JSON nested too deeply") from None
-    except ValueError as exc:  # e.g. an integer with too many digits
-        raise BadBody(f"body is not acceptable JSON: {str(exc)[:120]}") from None
-    if not isinstance(value, dict):
-        raise BadBody(f"expected a JSON object, got {type(value).__name__}")
-    if _depth(value) > MAX_DEPTH:
-        raise BadBody(f"JSON nested deeper than {MAX_DEPTH} levels")
-    if _UNSTORABLE_ESCAPE.search(text):
-        _check_strings(value)
-    return value
-
-
-def _depth(value: Any) -> int:
-    depth, level = 0, [value]
-    while level:
-        depth += 1
-        nxt: list[Any] = []
-        for item in level:
-            if isinstance(item, dict):
-                nxt.extend(item.values())
-            elif isinstance(item, list):
-                nxt.extend(item)
-        level = nxt
-        if depth > MAX_DEPTH:
-            break
-    return depth if level else depth - 1  # cut short: deeper than MAX_DEPTH
-
-
-def read_body() -> bytes:
-    """The request's raw body, refused past ``MAX_CONTENT_LENGTH``.
-
-    A body with a ``Content-Length`` over the limit is refused before it is read (werkzeug);
-    a chunked one is read up to the limit, and werkzeug then hands over what it read without
-    an error, so one more byte is asked for: if there is one, the body was too large.
-
-    :raises RequestEntityTooLarge: the body is larger than ``MAX_CONTENT_LENGTH``.
-    """
-    raw = request.get_data(cache=True)
-    limit = request.max_content_length
-    if limit is not None and len(raw) >= limit and request.content_length is None:
-        if request.environ["wsgi.input"].read(1):
-            raise RequestEntityTooLarge()
-    return raw
 
 
 def _source_ip() -> str | None:
@@ -329,8 +205,8 @@ def useapi_callback() -> tuple[Response, int]:
     try:
         if rt.settings.verify_with_vendor:
             with rt.vendor_client(**CONFIRM_CLIENT_OPTIONS) as vendor:
-                task, confirmed = services.confirm_terminal(rt.engine, vendor, claims, task)
-        result = services.accept_callback(
+                task, confirmed = confirm_terminal(rt.engine, vendor, claims, task)
+        result = accept_callback(
             rt.engine,
             claims=claims,
             task=task,
@@ -342,7 +218,7 @@ def useapi_callback() -> tuple[Response, int]:
             hold_succeeded=bool(rt.settings.artifact_store),
             allow_http_artifacts=rt.settings.allow_private_urls,
         )
-    except services.JobNotFound:
+    except JobNotFound:
         _refuse(
             404,
             "unknown_job",
@@ -351,7 +227,7 @@ def useapi_callback() -> tuple[Response, int]:
             size=size,
             job_id=claims.job_id,
         )
-    except services.TaskIdMismatch as exc:
+    except TaskIdMismatch as exc:
         _refuse(403, "task_id_mismatch", str(exc), sha=sha, size=size, job_id=claims.job_id)
     metrics.callback_accepted(result.outcome.value, result.new_status, result.event_types)
     log.info(

@@ -15,8 +15,8 @@ from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError, OperationalError
 from werkzeug.exceptions import HTTPException
 
+from receiver.errors import ServiceError
 from receiver.logs import request_id_var
-from receiver.services import ServiceError
 
 log = logging.getLogger(__name__)
 

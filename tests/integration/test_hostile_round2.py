@@ -22,6 +22,7 @@ from sqlalchemy import Engine, select, text, update
 from receiver import create_app, services
 from receiver.clock import utcnow
 from receiver.runtime import Runtime, build_runtime
+from receiver.services import callbacks as callback_service
 from receiver.settings import ConfigError
 from receiver.store.tables import sessions
 from receiver.web import callbacks, ratelimit
@@ -242,7 +243,7 @@ def test_stored_callbacks_per_job_are_capped(
 ) -> None:
     """Past the cap, a callback that changes nothing is answered but not stored; one that
     moves the task still is. (The cap is lowered to keep the test short.)"""
-    monkeypatch.setattr(services, "MAX_CALLBACKS_PER_JOB", 5)
+    monkeypatch.setattr(callback_service, "MAX_CALLBACKS_PER_JOB", 5)
     client, rt = _app_with_private(sqlite_url, allow=True)
     try:
         job, ref = JobFactory(rt)()

@@ -209,14 +209,7 @@ def test_multiprocess_mode_adds_up_every_process(tmp_path: Path) -> None:
     for n in ("3", "4"):
         subprocess.run([sys.executable, "-c", count, n], env=env, check=True, timeout=60)
     show = "from receiver import metrics; print(metrics.render(None).decode())"
-    out = subprocess.run(
-        [sys.executable, "-c", show],
-        env=env,
-        check=True,
-        timeout=60,
-        capture_output=True,
-        text=True,
-    ).stdout
+    out = _python_output(env, show)
     samples = {
         (s.name, tuple(sorted(s.labels.items()))): s.value
         for family in text_string_to_metric_families(out)
@@ -336,3 +329,34 @@ def test_text_format_for_local_development(runtime: Runtime) -> None:
     assert "relay.test: hello" in line and "job_id=job_9" in line
     with pytest.raises(json.JSONDecodeError):
         json.loads(line)
+
+
+def test_importing_metrics_touches_nothing_until_a_metric_is_used(tmp_path: Path) -> None:
+    """receiver.metrics reads PROMETHEUS_MULTIPROC_DIR when a metric is first used, not at
+    import: only then is a missing directory made and this process's file written there."""
+    directory = tmp_path / "not-yet" / "prom"
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(directory), "PYTHONPATH": str(ROOT)}
+    script = textwrap.dedent(
+        """
+        import os, sys
+        from receiver import metrics
+        assert not os.path.exists(sys.argv[1]), "made at import"
+        metrics.callback_refused("invalid_body")
+        print(sorted(os.listdir(sys.argv[1])))
+        """
+    )
+    out = _python_output(env, script, str(directory))
+    assert directory.is_dir()
+    assert "counter_" in out  # this process's counter file
+
+
+def _python_output(env: dict[str, str], script: str, *args: str) -> str:
+    """What ``python -c script args…`` prints, run with ``env`` (it must succeed in 60 s)."""
+    return subprocess.run(
+        [sys.executable, "-c", script, *args],
+        env=env,
+        check=True,
+        timeout=60,
+        capture_output=True,
+        text=True,
+    ).stdout

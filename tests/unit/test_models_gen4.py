@@ -47,18 +47,17 @@ def test_fitting_submissions_pass(
 @pytest.mark.parametrize(
     ("model", "params", "images", "message"),
     [
-        ("gen4turbo", {}, {}, "gen4turbo needs a first image (--image / image)"),
+        ("gen4turbo", {}, {}, "gen4turbo needs a first image (image)"),
         (
             "gen4turbo",
             {},
             {"first": "f", "last": "l"},
-            "gen4turbo takes no last image (--last-image / last_image); "
-            "it takes: first image (--image / image)",
+            "gen4turbo takes no last image (last_image); it takes: first image (image)",
         ),
         ("gen4turbo", {}, {"first": "f", "middle": "m"}, "gen4turbo takes no middle image"),
         ("videos", {"model": "gen4"}, {"middle": "m"}, "gen4 takes no middle image"),
         ("gen4.5", {}, {"first": "f", "last": "l"}, "gen4.5 takes no last image"),
-        ("gen4", {"text_prompt": "x"}, {}, "gen4 needs a first image (--image / image)"),
+        ("gen4", {"text_prompt": "x"}, {}, "gen4 needs a first image (image)"),
         ("gen4.5", {"resolution": "720p"}, {}, "gen4.5 does not take 'resolution'"),
         ("kling-3.0-pro", {"exploreMode": True}, {}, "kling-3.0-pro does not take 'exploreMode'"),
         ("gen4turbo", {"zoom": 1}, {"first": "f"}, "gen4turbo does not take 'zoom'; its fields:"),
@@ -132,7 +131,7 @@ def test_cli_video_model_is_for_videos_only(
         main, ["submit", "--model", "gen3turbo", "--video-model", "gen4-turbo"], env=env
     )
     assert result.exit_code == 2, result.output
-    assert "--video-model / video_model is for model videos only, not gen3turbo" in result.output
+    assert "--video-model is for model videos only, not gen3turbo" in result.output
     assert not (tmp_path / "never-created.sqlite3").exists()
 
 

@@ -1,0 +1,95 @@
+"""The outcomes of a use case that a caller may turn into a refusal: one tree, each with the
+HTTP status and JSON error code the web layer answers with (:mod:`receiver.web.errors`), and
+that the dashboard and the CLI show as a message.
+
+::
+
+    ServiceError                 base: ``code`` (JSON error code), ``http_status``
+    ├── JobNotFound              404  no such job (or a replyRef names a job not here)
+    ├── TaskIdMismatch           403  a callback's taskId is not its job's
+    ├── SubscriberNotFound       404
+    ├── DeliveryNotFound         404
+    ├── InvalidSubscriber        422  URL refused (SSRF guard), unknown event type, bad cap
+    ├── InvalidSubmission        422  a submission that does not fit its model
+    ├── SubmissionFailed         502  the vendor refused or failed a create (job kept)
+    └── Conflict                 409  e.g. retrying a delivery that is pending already
+
+Callers catch outcomes, not status codes; no class here knows Flask.
+"""
+
+from __future__ import annotations
+
+from client import UseapiError
+
+
+class ServiceError(Exception):
+    """Base of the outcomes the web layer maps to a 4xx; ``code`` is the JSON error code and
+    ``http_status`` the status answered."""
+
+    code = "error"
+    http_status = 400
+
+
+class JobNotFound(ServiceError):
+    """No job with that id (or the replyRef names a job this database does not have)."""
+
+    code = "job_not_found"
+    http_status = 404
+
+
+class TaskIdMismatch(ServiceError):
+    """A valid replyRef arrived with a taskId other than the one bound to its job."""
+
+    code = "task_id_mismatch"
+    http_status = 403
+
+
+class SubscriberNotFound(ServiceError):
+    """No subscriber with that id (or it was removed)."""
+
+    code = "subscriber_not_found"
+    http_status = 404
+
+
+class DeliveryNotFound(ServiceError):
+    """No delivery with that id."""
+
+    code = "delivery_not_found"
+    http_status = 404
+
+
+class InvalidSubscriber(ServiceError):
+    """A subscriber URL or option that is refused (SSRF guard, unknown event type)."""
+
+    code = "invalid_subscriber"
+    http_status = 422
+
+
+class SubmissionFailed(ServiceError):
+    """The vendor refused or failed a create; ``job_id`` names the job kept as evidence and
+    ``cause`` is the :class:`client.errors.UseapiError` (its ``__cause__`` too)."""
+
+    code = "submission_failed"
+    http_status = 502
+
+    def __init__(self, job_id: str, cause: UseapiError) -> None:
+        super().__init__(str(cause))
+        self.job_id = job_id
+        self.cause = cause
+        #: what the submitter could do instead (e.g. pick a live model), or None
+        self.advice: str | None = None
+
+
+class Conflict(ServiceError):
+    """The request conflicts with the current state (e.g. the delivery is pending already)."""
+
+    code = "conflict"
+    http_status = 409
+
+
+class InvalidSubmission(ServiceError):
+    """A submission that does not fit its model: an image or a field the model does not take,
+    or a required one missing. Refused before anything is stored or sent."""
+
+    code = "validation_error"
+    http_status = 422
