@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import signal
 import sys
 from collections.abc import Callable
@@ -20,7 +19,7 @@ from typing import Any, NoReturn, TypeVar
 
 import click
 
-from receiver import presenters, services
+from receiver import presenters, services, times
 from receiver.clock import utcnow
 from receiver.logs import configure_logging
 from receiver.runtime import Runtime, build_runtime
@@ -30,31 +29,28 @@ log = logging.getLogger(__name__)
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|d|w)?\s*$", re.IGNORECASE)
-_UNIT = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 604800}
-
 
 def parse_duration(value: str) -> timedelta:
-    """``90``, ``90s``, ``15m``, ``2h``, ``3d``, ``1w`` as a timedelta.
+    """``90``, ``90s``, ``15m``, ``2h``, ``3d``, ``1w`` as a timedelta (receiver/times.py).
 
-    :raises click.BadParameter:
+    :raises click.BadParameter: anything else.
     """
-    match = _DURATION.match(value)
-    if not match:
-        raise click.BadParameter(f"{value!r} is not a duration such as 30m, 2h or 1d")
-    number, unit = match.groups()
-    return timedelta(seconds=float(number) * _UNIT[(unit or "s").lower()])
+    try:
+        return times.parse_span(value)
+    except times.BadTime as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 def parse_since(value: str, now: datetime) -> datetime:
-    """An ISO-8601 time (with zone; a bare date means midnight UTC) or a duration ago."""
+    """An ISO-8601 time with a zone (a bare date means midnight UTC) or a span back from
+    ``now`` (receiver/times.py).
+
+    :raises click.BadParameter: anything else, or a time of day without a zone.
+    """
     try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return now - parse_duration(value)
-    if parsed.tzinfo is None:
-        raise click.BadParameter(f"{value!r} needs a zone, e.g. {value}Z")
-    return parsed
+        return times.parse_since(value, now)
+    except times.BadTime as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 def limit_option(most: int, default: int, help: str) -> Callable[[_F], _F]:

@@ -14,6 +14,7 @@ import click
 from receiver import presenters, services
 from receiver.cli import Context, _emit, _fail, limit_option, main, parse_since, pass_ctx
 from receiver.clock import utcnow
+from receiver.domain.statuses import DELIVERY_STATUSES
 from receiver.store.uow import UnitOfWork
 
 # -- subscribers ----------------------------------------------------------------------------
@@ -189,7 +190,7 @@ def deliveries() -> None:
 @deliveries.command("list")
 @click.option(
     "--status",
-    type=click.Choice(["pending", "succeeded", "failed", "cancelled"]),
+    type=click.Choice(DELIVERY_STATUSES),
     help="only deliveries in this state (failed: the dead letters)",
 )
 @click.option("--subscriber", "subscriber_id", help="only this subscriber's")

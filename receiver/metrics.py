@@ -35,6 +35,7 @@ import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from typing import get_args
 
 from flask import Blueprint, Response, request
 from prometheus_client import (
@@ -60,6 +61,7 @@ from werkzeug.wrappers import Request as WsgiRequest
 from werkzeug.wrappers import Response as WsgiResponse
 
 from receiver.clock import utcnow
+from receiver.domain.delivery import AttemptOutcome
 from receiver.domain.events import TASK_EVENT_TYPES
 from receiver.domain.tasks import LIVE_STATUSES, Outcome
 from receiver.store.uow import UnitOfWork
@@ -82,15 +84,7 @@ REFUSED_REASONS = (
     "task_id_mismatch",
 )
 #: Delivery attempt outcomes (``receiver.domain.delivery.AttemptOutcome``).
-ATTEMPT_OUTCOMES = (
-    "success",
-    "http_error",
-    "redirect",
-    "gone",
-    "timeout",
-    "connection_error",
-    "blocked",
-)
+ATTEMPT_OUTCOMES: tuple[str, ...] = get_args(AttemptOutcome)
 #: Seconds from callback received to subscriber 2xx: sub-second when all is well, minutes to
 #: a day when a subscriber was down and retries carried the event.
 LATENCY_BUCKETS = (

@@ -21,6 +21,7 @@ import requests
 from requests.adapters import HTTPAdapter
 from standardwebhooks.webhooks import Webhook
 
+from client.errors import parse_retry_after
 from receiver.delivery.urls import GuardedAdapter, refused_by_guard
 from receiver.domain.delivery import AttemptOutcome
 
@@ -35,7 +36,9 @@ class SendResult:
     """What one attempt gave.
 
     ``duration_ms`` in milliseconds; ``response_body`` at most :data:`MAX_RESPONSE_BYTES` bytes,
-    decoded leniently; ``retry_after`` is the raw ``Retry-After`` header, if any.
+    decoded leniently; ``retry_after`` is the answer's ``Retry-After`` in seconds from when it
+    arrived (delta-seconds or an HTTP date, read by :func:`client.errors.parse_retry_after`),
+    None when absent or unreadable.
     """
 
     outcome: AttemptOutcome
@@ -43,7 +46,7 @@ class SendResult:
     duration_ms: float
     error: str | None = None
     response_body: str | None = None
-    retry_after: str | None = None
+    retry_after: float | None = None
 
     @property
     def ok(self) -> bool:
@@ -137,7 +140,7 @@ class Sender:
         finally:
             response.close()
         status = response.status_code
-        retry_after = response.headers.get("retry-after")
+        retry_after = parse_retry_after(response.headers.get("retry-after"))
         duration = elapsed_ms()
         if 200 <= status < 300:
             # The subscriber answered 2xx: it has the webhook. However long that took, calling

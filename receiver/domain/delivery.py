@@ -18,7 +18,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from email.utils import parsedate_to_datetime
 from typing import Any, Literal, Protocol
 
 #: How one attempt ended.
@@ -35,23 +34,6 @@ MAX_RETRY_AFTER = 86400.0
 SLOW_DOWN_FLOOR = 60.0
 #: The longest ``last_error`` kept on a subscriber, characters.
 MAX_LAST_ERROR = 500
-
-
-def parse_retry_after(value: str | None, now: datetime) -> float | None:
-    """``Retry-After`` as seconds from ``now``: delta-seconds or an HTTP date; None if absent
-    or unreadable; never negative."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        return None
-    return max(0.0, (when - now).total_seconds())
 
 
 @dataclass(frozen=True)
@@ -106,8 +88,8 @@ class AttemptResult(Protocol):
     @property
     def error(self) -> str | None: ...
     @property
-    def retry_after(self) -> str | None:
-        """The raw ``Retry-After`` header of the answer, if any."""
+    def retry_after(self) -> float | None:
+        """The answer's ``Retry-After``, seconds (read by the sender), if any."""
         ...
 
 
@@ -146,7 +128,7 @@ def next_step(
         attempts_done,
         now,
         rand=rand(),
-        retry_after=parse_retry_after(result.retry_after, now),
+        retry_after=result.retry_after,
         slow_down=result.outcome == "timeout" or result.status_code == 429,
     )
     if next_at is None:
@@ -233,6 +215,5 @@ __all__ = [
     "SubscriberHealth",
     "health_after",
     "next_step",
-    "parse_retry_after",
     "signing_secrets",
 ]

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from receiver.delivery.urls import UnsafeUrl, check_subscriber_url, forbidden_reason
-from receiver.domain.delivery import RetryPolicy, parse_retry_after
+from receiver.domain.delivery import RetryPolicy
 from receiver.settings import DEFAULT_RETRY_SCHEDULE
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
@@ -50,14 +50,6 @@ def test_429_or_timeout_waits_at_least_a_minute() -> None:
     assert seconds_until(policy.next_attempt_at(1, NOW, rand=0.5, slow_down=True)) == 60
     compressed = RetryPolicy((0.2, 0.2))
     assert seconds_until(compressed.next_attempt_at(1, NOW, rand=0.5, slow_down=True)) == 0.2
-
-
-def test_parse_retry_after() -> None:
-    assert parse_retry_after("30", NOW) == 30
-    assert parse_retry_after("Mon, 23 Nov 2026 12:01:00 GMT", NOW) == 60
-    assert parse_retry_after("Mon, 23 Nov 2026 11:00:00 GMT", NOW) == 0
-    assert parse_retry_after("soon", NOW) is None
-    assert parse_retry_after(None, NOW) is None
 
 
 @pytest.mark.parametrize(

@@ -71,7 +71,7 @@ def test_retry_after_and_429_and_timeouts_slow_down() -> None:
     assert next_step(slow, timeout, 1, NOW, Rand(0.5)).next_attempt_at == NOW + timedelta(
         seconds=60
     )
-    later = SendResult("http_error", 503, 5.0, "HTTP 503", retry_after="120")
+    later = SendResult("http_error", 503, 5.0, "HTTP 503", retry_after=120.0)
     assert next_step(slow, later, 1, NOW, Rand(0.5)).next_attempt_at == NOW + timedelta(seconds=120)
 
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from sqlalchemy import bindparam, func, insert, or_, select, update
 
+from receiver.domain.statuses import DeliveryStatus
 from receiver.store.repositories.base import RepositoryBase
 from receiver.store.repositories.rows import (
     AttemptFields,
@@ -30,6 +31,8 @@ from receiver.store.repositories.rows import (
 )
 from receiver.store.tables import UTCDateTime, attempts, deliveries, events, subscribers
 
+_PENDING = DeliveryStatus.PENDING.value
+
 _busy = deliveries.alias("busy")
 _NOW = bindparam("now_", type_=UTCDateTime())
 _ROOMS = select(
@@ -39,7 +42,7 @@ _ROOMS = select(
     .select_from(_busy)
     .where(
         _busy.c.subscriber_id == subscribers.c.id,
-        _busy.c.status == "pending",
+        _busy.c.status == _PENDING,
         _busy.c.lease_expires_at > _NOW,
     )
     .correlate(subscribers)
@@ -49,7 +52,7 @@ _DUE = (
     select(deliveries.c.id, deliveries.c.subscriber_id)
     .where(
         deliveries.c.subscriber_id.in_(bindparam("subs_", expanding=True)),
-        deliveries.c.status == "pending",
+        deliveries.c.status == _PENDING,
         deliveries.c.next_attempt_at <= _NOW,
         or_(deliveries.c.lease_expires_at.is_(None), deliveries.c.lease_expires_at <= _NOW),
     )
@@ -69,7 +72,7 @@ _KEPT = (
     .where(
         deliveries.c.id.in_(bindparam("ids_", expanding=True)),
         deliveries.c.lease_owner == bindparam("worker_"),
-        deliveries.c.status == "pending",
+        deliveries.c.status == _PENDING,
     )
     .order_by(deliveries.c.id)
 )
@@ -87,7 +90,7 @@ _FINISH = (
     .where(
         deliveries.c.id == bindparam("id_"),
         deliveries.c.lease_owner == bindparam("worker_"),
-        deliveries.c.status == "pending",
+        deliveries.c.status == _PENDING,
     )
     .values(
         lease_owner=None,

@@ -10,10 +10,17 @@ from typing import Any
 
 from sqlalchemy import and_, func, insert, select, text, update
 
+from receiver.domain.statuses import DeliveryStatus
 from receiver.store.repositories.base import RepositoryBase
 from receiver.store.repositories.rows import Attempt, Delivery, Event, as_values, from_row
 from receiver.store.tables import attempts, deliveries, events
 from receiver.store.wakeup import DELIVERIES_CHANNEL
+
+PENDING, FAILED, CANCELLED = (
+    DeliveryStatus.PENDING.value,
+    DeliveryStatus.FAILED.value,
+    DeliveryStatus.CANCELLED.value,
+)
 
 _INSERT_EVENT = insert(events)
 _INSERT_DELIVERY = insert(deliveries)
@@ -23,7 +30,7 @@ def _requeued(now: datetime) -> dict[str, Any]:
     """The columns of a delivery put back to pending, due ``now``, its attempts counted anew
     (so that the whole retry schedule applies again)."""
     return {
-        "status": "pending",
+        "status": PENDING,
         "attempts": 0,
         "next_attempt_at": now,
         "lease_owner": None,
@@ -107,12 +114,12 @@ class DeliveryQueries(RepositoryBase):
 
     def count_pending_deliveries(self) -> int:
         return self._count(
-            select(func.count()).select_from(deliveries).where(deliveries.c.status == "pending")
+            select(func.count()).select_from(deliveries).where(deliveries.c.status == PENDING)
         )
 
     def oldest_pending_delivery(self) -> datetime | None:
         value: datetime | None = self.conn.execute(
-            select(func.min(deliveries.c.created_at)).where(deliveries.c.status == "pending")
+            select(func.min(deliveries.c.created_at)).where(deliveries.c.status == PENDING)
         ).scalar_one_or_none()
         if value is not None and value.tzinfo is None:  # aggregates bypass the column type
             value = value.replace(tzinfo=UTC)
@@ -120,7 +127,7 @@ class DeliveryQueries(RepositoryBase):
 
     def next_due_at(self) -> datetime | None:
         """The earliest ``next_attempt_at`` of a pending delivery (for the worker's sleep)."""
-        stmt = select(deliveries.c.next_attempt_at).where(deliveries.c.status == "pending")
+        stmt = select(deliveries.c.next_attempt_at).where(deliveries.c.status == PENDING)
         stmt = stmt.order_by(deliveries.c.next_attempt_at).limit(1)
         row = self.conn.execute(stmt).first()
         return row[0] if row else None
@@ -133,7 +140,7 @@ class DeliveryQueries(RepositoryBase):
         """
         result = self.conn.execute(
             update(deliveries)
-            .where(deliveries.c.id == delivery_id, deliveries.c.status != "pending")
+            .where(deliveries.c.id == delivery_id, deliveries.c.status != PENDING)
             .values(**_requeued(now))
         )
         return result.rowcount == 1
@@ -145,7 +152,7 @@ class DeliveryQueries(RepositoryBase):
 
         :returns: how many were requeued.
         """
-        cond = and_(deliveries.c.status == "failed", deliveries.c.completed_at >= since)
+        cond = and_(deliveries.c.status == FAILED, deliveries.c.completed_at >= since)
         if subscriber_id:
             cond = and_(cond, deliveries.c.subscriber_id == subscriber_id)
         result = self.conn.execute(update(deliveries).where(cond).values(**_requeued(now)))
@@ -154,8 +161,8 @@ class DeliveryQueries(RepositoryBase):
     def cancel_pending_for(self, subscriber_id: str, now: datetime) -> int:
         result = self.conn.execute(
             update(deliveries)
-            .where(deliveries.c.subscriber_id == subscriber_id, deliveries.c.status == "pending")
-            .values(status="cancelled", completed_at=now, updated_at=now, lease_owner=None)
+            .where(deliveries.c.subscriber_id == subscriber_id, deliveries.c.status == PENDING)
+            .values(status=CANCELLED, completed_at=now, updated_at=now, lease_owner=None)
         )
         return int(result.rowcount)
 

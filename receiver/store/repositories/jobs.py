@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, bindparam, func, insert, select, update
 
+from receiver.domain.tasks import LIVE_STATUSES
 from receiver.store.repositories.base import RepositoryBase
 from receiver.store.repositories.rows import Job, as_values, from_row
 from receiver.store.tables import jobs
@@ -27,7 +28,7 @@ _UPDATE_JOB_IF_UNCHANGED = _UPDATE_JOB.where(
 _UPDATE_JOB_IF_UNBOUND = _UPDATE_JOB_IF_UNCHANGED.where(jobs.c.task_id.is_(None))
 _UPDATE_JOB_IF_BOUND = _UPDATE_JOB_IF_UNCHANGED.where(jobs.c.task_id == bindparam("task_id_"))
 #: The statuses of a job not finished yet (submitted or being submitted, not terminal).
-_LIVE = ("SUBMITTING", "PENDING", "THROTTLED", "RUNNING")
+_LIVE = tuple(status.value for status in LIVE_STATUSES)
 
 
 def _filters(

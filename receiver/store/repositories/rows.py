@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any, TypeVar
 
+from receiver.domain.statuses import DeliveryStatus
 from receiver.ids import new_id
 
 T = TypeVar("T")
@@ -112,7 +113,7 @@ class Delivery:
             id=new_id("dlv"),
             event_id=event_id,
             subscriber_id=subscriber_id,
-            status="pending",
+            status=DeliveryStatus.PENDING.value,
             attempts=0,
             next_attempt_at=now,
             lease_owner=None,
