@@ -39,7 +39,8 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
 
 from receiver.clock import utcnow
-from receiver.services import InvalidSubmission, ServiceError, SubmissionFailed, get_job
+from receiver.errors import InvalidSubmission, ServiceError, SubmissionFailed
+from receiver.services import get_job
 from receiver.settings import ConfigError
 from receiver.store import idempotency as store
 from receiver.store.repositories import Job

@@ -30,8 +30,7 @@ from receiver.web.body import BadBody, parse_json_object, read_body
 from receiver.web.context import runtime
 from receiver.web.errors import ApiError, validation_message
 
-#: ``read_body`` and the decoder stay importable from here (they live in receiver.web.body).
-__all__ = ["BadBody", "bp", "check_task_fields", "parse_json_object", "read_body"]
+__all__ = ["bp", "check_task_fields"]
 
 log = logging.getLogger(__name__)
 bp = Blueprint("callbacks", __name__)

@@ -27,7 +27,7 @@ from receiver import idempotency, presenters
 from receiver.clock import utcnow
 from receiver.services import get_job
 from receiver.store.idempotency import StoredKey
-from receiver.web.callbacks import read_body
+from receiver.web.body import read_body
 from receiver.web.context import runtime
 from receiver.web.errors import error_response
 
