@@ -61,9 +61,12 @@ typecheck: install
 	$(BIN)/mypy
 
 # Every test: unit, integration (SQLite file, then PostgreSQL when reachable), end to end, and
-# the dashboard in a real browser.
+# the dashboard in a real browser. The suite mostly waits on real processes (gunicorn, workers,
+# the simulator), so it runs in TEST_WORKERS pytest-xdist processes, one test file at a time
+# each (a module's stack and fixtures stay in one process); TEST_WORKERS=0 runs it in one.
+TEST_WORKERS ?= 4
 test: lint typecheck browser deploy-wheels
-	$(BIN)/pytest
+	$(BIN)/pytest $(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile)
 
 # Debian's Chromium for the browser tests (Playwright drives it and never downloads a browser).
 # Idempotent. Where it cannot be installed (not root, no apt-get, no network) the browser tests
