@@ -5,17 +5,21 @@ from __future__ import annotations
 
 import base64
 import signal
+import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 import requests
+from sqlalchemy import create_engine
 from standardwebhooks.webhooks import Webhook
 
+from receiver import services
 from simulator.demo import tiny_png
+from simulator.processes import bin_path
 from simulator.subscriber import Received, SubscriberProcess, SubscriberServer
 from tests.e2e.conftest import Stack
 
@@ -206,7 +210,6 @@ def test_rotation_sends_two_signatures_that_each_verify(stack: Stack) -> None:
 
 
 def test_subscriber_urls_are_guarded_at_registration(stack: Stack) -> None:
-    env = {**stack.env, "ALLOW_PRIVATE_URLS": "0"}
     refused = [
         "http://example.com/hook",  # not https
         "https://127.0.0.1/hook",
@@ -224,9 +227,24 @@ def test_subscriber_urls_are_guarded_at_registration(stack: Stack) -> None:
         "https://[64:ff9b::a00:1]/hook",  # NAT64 of 10.0.0.1
         "https://0.0.0.0/hook",
     ]
-    import subprocess
-
-    from simulator.processes import bin_path
+    # Every one through the service the CLI and the API call, on the stack's database...
+    engine = create_engine(stack.database_url)
+    try:
+        for url in refused:
+            with pytest.raises(services.ServiceError, match="subscriber URL refused"):
+                services.create_subscriber(
+                    engine,
+                    url=url,
+                    event_types=None,
+                    description=None,
+                    max_in_flight=4,
+                    allow_private=False,
+                    now=datetime.now(UTC),
+                )
+    finally:
+        engine.dispose()
+    # ...and a few (one of each kind) through `relay subscribers add` itself, a process each.
+    env = {**stack.env, "ALLOW_PRIVATE_URLS": "0"}
 
     def add_refused(url: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -237,11 +255,14 @@ def test_subscriber_urls_are_guarded_at_registration(stack: Stack) -> None:
             timeout=60,
         )
 
-    with ThreadPoolExecutor(4) as pool:  # fifteen CLI start-ups: a few at a time
-        results = list(pool.map(add_refused, refused))
-    for url, result in zip(refused, results, strict=True):
+    by_cli = [refused[0], refused[3], refused[6], refused[12]]
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(add_refused, by_cli))
+    for url, result in zip(by_cli, results, strict=True):
         assert result.returncode == 2, (url, result.stdout)
         assert "subscriber URL refused" in result.stderr, (url, result.stderr)
+    registered = {s["url"] for s in stack.api("GET", "/api/subscribers").json()["items"]}
+    assert not registered & set(refused)  # nothing was written for any of them
     r = requests.post(
         stack.base + "/api/subscribers",
         json={"url": "https://169.254.169.254/"},

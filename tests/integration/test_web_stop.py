@@ -72,5 +72,6 @@ def test_sigterm_closes_idle_kept_alive_connections_at_once(web: tuple[Process, 
         if busy is not None:
             busy.close()
         proc.stop()
-    # gunicorn's own gevent worker waited out graceful_timeout (25 s) for the idle ones.
-    assert took < 5, f"the web took {took:.1f} s to stop"
+    # gunicorn's own gevent worker waited out graceful_timeout (25 s, gunicorn.conf.py) for the
+    # idle ones; ours closes them at once (about 1 s here, several on a loaded machine).
+    assert took < 12.5, f"the web took {took:.1f} s to stop: it waited for idle connections"
