@@ -32,9 +32,9 @@ from pydantic import (
 
 from client.answers import SchedulerEntry, VendorArtifact, VendorError, VendorTask
 from client.catalog import check_video_request
+from client.replyref import MAX_REPLY_REF_LENGTH
 
 __all__ = [
-    "MAX_REPLY_REF_LENGTH",
     "MAX_REPLY_URL_LENGTH",
     "REQUEST_TYPES",
     "Email",
@@ -51,8 +51,7 @@ __all__ = [
 #: Longest ``replyUrl`` the vendor accepts, characters (useapi.net docs:
 #: POST /v1/runwayml/gen3turbo/create, "replyUrl … Maximum length 1024 characters").
 MAX_REPLY_URL_LENGTH = 1024
-#: Longest ``replyRef`` the vendor accepts, characters (same page, "replyRef").
-MAX_REPLY_REF_LENGTH = 1024
+# The longest ``replyRef`` is client.replyref's MAX_REPLY_REF_LENGTH (same page, "replyRef").
 
 
 # ---------------------------------------------------------------------------------------------
