@@ -29,15 +29,14 @@ from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from client import ReplyRefSigner
 from receiver import create_app, services
 from receiver.clock import utcnow
-from receiver.ids import new_id
 from receiver.runtime import Runtime, build_runtime
 from receiver.settings import Settings
 from receiver.store.repositories import Job
-from receiver.store.uow import UnitOfWork
 from simulator.app import create_app as create_simulator
 from simulator.app import get_state
 from simulator.config import SimulatorConfig
 from simulator.processes import bin_path, free_port
+from tests import helpers
 from tests.conftest import SECRET, make_settings, task_body
 
 EVIL = "https://evil.example/malware.mp4"
@@ -111,28 +110,15 @@ def add_job(
     created: datetime,
     last_callback: datetime | None = None,
 ) -> Job:
-    job = Job(
-        id=new_id("job"),
-        model="gen3turbo",
-        request={"text_prompt": "test"},
-        metadata={"order": 7},
-        status=status,
+    """A gen3turbo job (:func:`tests.helpers.add_job`) with metadata, which its events carry."""
+    return helpers.add_job(
+        engine,
         task_id=task_id,
-        progress=None,
-        progress_text=None,
-        artifacts=[],
-        error=None,
-        submit_error=None,
-        sequence=0,
-        created_at=created,
-        updated_at=last_callback or created,
-        last_callback_at=last_callback,
-        finished_at=None,
+        status=status,
+        created=created,
+        last_callback=last_callback,
+        metadata={"order": 7},
     )
-    with UnitOfWork(engine) as uow:
-        uow.repo.add_job(job)
-        uow.commit()
-    return job
 
 
 def job_state(engine: Engine, job_id: str) -> tuple[str, list[dict[str, Any]]]:
