@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any
 
+from flask.testing import FlaskClient
 from sqlalchemy import Engine
 
 from receiver.ids import new_id
@@ -58,3 +60,19 @@ def add_job(
         uow.repo.add_job(job)
         uow.commit()
     return job
+
+
+def post_callback(client: FlaskClient, body: Any, **kw: Any) -> Any:
+    """POST ``body`` to ``/callbacks/useapi`` through the Flask test client.
+
+    Args:
+        client: the receiver's test client.
+        body: bytes or str sent as they are; anything else sent as its JSON.
+        kw: passed to ``client.post`` (``content_type`` is ``application/json`` unless given).
+
+    Returns:
+        The test client's response.
+    """
+    data = body if isinstance(body, bytes | str) else json.dumps(body)
+    kw.setdefault("content_type", "application/json")
+    return client.post("/callbacks/useapi", data=data, **kw)
