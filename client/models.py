@@ -66,6 +66,18 @@ def _require_exact_int(value: Any) -> Any:
     return value
 
 
+def _check_callback_field(name: str, value: Any, limit: int) -> None:
+    """Refuse a callback field (``reply_url``, ``reply_ref``) that is not a non-empty string of
+    at most ``limit`` characters.
+
+    :raises ValueError: saying which, with ``name`` in the message.
+    """
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{name} must be a non-empty string")
+    if len(value) > limit:
+        raise ValueError(f"{name} is {len(value)} characters; useapi.net accepts at most {limit}")
+
+
 def _vendor_name(name: str) -> Any:
     """An optional field whose vendor (JSON) name differs from its Python name.
 
@@ -137,22 +149,10 @@ class CreateRequest(BaseModel):
                 ``reply_ref`` is empty or longer than 1024 characters (useapi.net docs:
                 POST /v1/runwayml/gen3turbo/create, ``replyUrl``/``replyRef`` maximum length).
         """
-        if not isinstance(reply_url, str) or not reply_url:
-            raise ValueError("reply_url must be a non-empty string")
-        if len(reply_url) > MAX_REPLY_URL_LENGTH:
-            raise ValueError(
-                f"reply_url is {len(reply_url)} characters; useapi.net accepts at most "
-                f"{MAX_REPLY_URL_LENGTH}"
-            )
+        _check_callback_field("reply_url", reply_url, MAX_REPLY_URL_LENGTH)
         if not reply_url.lower().startswith(("https://", "http://")):
             raise ValueError("reply_url must be an http:// or https:// URL")
-        if not isinstance(reply_ref, str) or not reply_ref:
-            raise ValueError("reply_ref must be a non-empty string")
-        if len(reply_ref) > MAX_REPLY_REF_LENGTH:
-            raise ValueError(
-                f"reply_ref is {len(reply_ref)} characters; useapi.net accepts at most "
-                f"{MAX_REPLY_REF_LENGTH}"
-            )
+        _check_callback_field("reply_ref", reply_ref, MAX_REPLY_REF_LENGTH)
         payload = self.vendor_fields()
         payload["replyUrl"] = reply_url
         payload["replyRef"] = reply_ref
