@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
+from pathlib import Path
+from socketserver import BaseServer
 from typing import Any
 
 from flask.testing import FlaskClient
@@ -12,6 +19,10 @@ from sqlalchemy import Engine
 from receiver.ids import new_id
 from receiver.store.repositories import Job
 from receiver.store.uow import UnitOfWork
+from simulator.processes import Process, bin_path, free_port, procfile_command
+from tests.conftest import ADMIN_TOKEN, SECRET
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def add_job(
@@ -76,3 +87,53 @@ def post_callback(client: FlaskClient, body: Any, **kw: Any) -> Any:
     data = body if isinstance(body, bytes | str) else json.dumps(body)
     kw.setdefault("content_type", "application/json")
     return client.post("/callbacks/useapi", data=data, **kw)
+
+
+def start_web(name: str, sqlite_template: Path, database: Path, **env: str) -> tuple[Process, int]:
+    """Start the Procfile's ``web:`` line (gunicorn) on a free loopback port over ``database``,
+    a copy of the migrated SQLite file ``sqlite_template``, and wait (30 s at most) until its
+    ``/healthz`` answers.
+
+    Args:
+        name: the process's name in logs and failures.
+        sqlite_template: a migrated SQLite file (the ``migrated_sqlite_template`` fixture).
+        database: where the copy goes.
+        env: variables on top of the test ones (``RELAY_ENV=test``, ``SECRET_KEY``,
+            ``ADMIN_TOKEN``, ``DATABASE_URL``, ``PORT``, ``LOG_FORMAT=text``), e.g.
+            ``WEB_CONCURRENCY``; the caller's ``RELAY_*`` and ``DATABASE_*`` are dropped.
+
+    Returns:
+        The process (the caller stops it: ``Process.stop``) and its port.
+    """
+    shutil.copy(sqlite_template, database)
+    port = free_port()
+    variables = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("RELAY_", "DATABASE_"))},
+        "RELAY_ENV": "test",
+        "SECRET_KEY": SECRET,
+        "ADMIN_TOKEN": ADMIN_TOKEN,
+        "DATABASE_URL": f"sqlite:///{database}",
+        "PORT": str(port),
+        "LOG_FORMAT": "text",
+        **env,
+    }
+    argv = procfile_command("web", ROOT / "Procfile")
+    argv[0] = bin_path(argv[0])
+    proc = Process(name, argv, env=variables, cwd=ROOT)
+    proc.wait_http(f"http://127.0.0.1:{port}/healthz", 30)
+    return proc, port
+
+
+@contextmanager
+def serving(server: BaseServer) -> Iterator[None]:
+    """Serve ``server`` from a daemon thread (polling for shutdown every 0.01 s) inside the
+    block; then shut it down, close its socket and join the thread (5 s at most)."""
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01})
+    thread.daemon = True
+    thread.start()
+    try:
+        yield
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
