@@ -16,6 +16,7 @@ from typing import Any
 from flask.testing import FlaskClient
 from sqlalchemy import Engine
 
+from receiver.delivery.worker import WorkerConfig
 from receiver.ids import new_id
 from receiver.store.repositories import Job
 from receiver.store.uow import UnitOfWork
@@ -137,3 +138,18 @@ def serving(server: BaseServer) -> Iterator[None]:
         server.shutdown()
         server.server_close()
         thread.join(5)
+
+
+def worker_config(retry_schedule: tuple[float, ...], **overrides: Any) -> WorkerConfig:
+    """A test worker's configuration: ``retry_schedule`` (seconds between attempts) and, unless
+    ``overrides`` says otherwise, a 2 s timeout, 2 threads, private (loopback) subscriber URLs
+    allowed, no auto-disable within the test (3600 s) and a 0.1 s idle poll."""
+    values: dict[str, Any] = {
+        "timeout": 2.0,
+        "concurrency": 2,
+        "allow_private": True,
+        "disable_after": 3600.0,
+        "idle_poll": 0.1,
+        **overrides,
+    }
+    return WorkerConfig(retry_schedule=retry_schedule, **values)
