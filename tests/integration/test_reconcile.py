@@ -246,6 +246,16 @@ def test_unknown_task_at_the_vendor_is_unconfirmed(
     assert event_types(rt.engine, job.id) == []
 
 
+def timed_success_callback(rt: Runtime, task_id: str) -> tuple[Job, Any, float]:
+    """A new PENDING job on ``task_id`` and a SUCCEEDED callback for it (its replyRef signed)
+    posted through a fresh app: the job, the answer, and how long the answer took (seconds)."""
+    app = create_app(runtime=rt)
+    job = add_job(rt.engine, task_id=task_id, created=utcnow())
+    started = time.monotonic()
+    r = post(app.test_client(), callback_for(rt.signer.sign(job.id), task_id, "SUCCEEDED"))
+    return job, r, time.monotonic() - started
+
+
 def test_vendor_down_leaves_the_callback_unconfirmed_and_answers_quickly(
     database_url: str,
 ) -> None:
@@ -257,12 +267,8 @@ def test_vendor_down_leaves_the_callback_unconfirmed_and_answers_quickly(
         )
     )
     try:
-        app = create_app(runtime=rt)
-        task_id = "user:1-runwayml:a-task:down"
-        job = add_job(rt.engine, task_id=task_id, created=utcnow())
-        started = time.monotonic()
-        r = post(app.test_client(), callback_for(rt.signer.sign(job.id), task_id, "SUCCEEDED"))
-        assert time.monotonic() - started < 10
+        job, r, elapsed = timed_success_callback(rt, "user:1-runwayml:a-task:down")
+        assert elapsed < 10
         assert (r.status_code, r.json["outcome"]) == (202, "unconfirmed")
         assert job_state(rt.engine, job.id) == ("PENDING", [])
         assert event_types(rt.engine, job.id) == []
@@ -291,12 +297,8 @@ def test_a_slow_or_busy_vendor_does_not_hold_the_callback(sqlite_url: str, behav
     server, base = serve(fake)
     rt = build_runtime(make_settings(sqlite_url, verify_with_vendor=True, useapi_base_url=base))
     try:
-        app = create_app(runtime=rt)
         task_id = "user:1-runwayml:a-task:slow"
-        job = add_job(rt.engine, task_id=task_id, created=utcnow())
-        started = time.monotonic()
-        r = post(app.test_client(), callback_for(rt.signer.sign(job.id), task_id, "SUCCEEDED"))
-        elapsed = time.monotonic() - started
+        _, r, elapsed = timed_success_callback(rt, task_id)
         assert (r.status_code, r.json["outcome"]) == (202, "unconfirmed")
         assert elapsed < 10, elapsed
         assert asked == [task_id]  # asked once, no retry loop
