@@ -90,6 +90,10 @@ def post_callback(client: FlaskClient, body: Any, **kw: Any) -> Any:
     return client.post("/callbacks/useapi", data=data, **kw)
 
 
+#: Variables of the caller's environment that :func:`start_web` does not pass on.
+_NOT_INHERITED = ("RELAY_", "DATABASE_", "WEB_", "GUNICORN")
+
+
 def start_web(name: str, sqlite_template: Path, database: Path, **env: str) -> tuple[Process, int]:
     """Start the Procfile's ``web:`` line (gunicorn) on a free loopback port over ``database``,
     a copy of the migrated SQLite file ``sqlite_template``, and wait (30 s at most) until its
@@ -101,15 +105,21 @@ def start_web(name: str, sqlite_template: Path, database: Path, **env: str) -> t
         database: where the copy goes.
         env: variables on top of the test ones (``RELAY_ENV=test``, ``SECRET_KEY``,
             ``ADMIN_TOKEN``, ``DATABASE_URL``, ``PORT``, ``LOG_FORMAT=text``), e.g.
-            ``WEB_CONCURRENCY``; the caller's ``RELAY_*`` and ``DATABASE_*`` are dropped.
+            ``WEB_CONCURRENCY``. The caller's ``RELAY_*``, ``DATABASE_*``, ``WEB_*`` and
+            ``GUNICORN*`` are dropped: ``gunicorn.conf.py``'s defaults hold unless ``env``
+            sets one.
 
     Returns:
         The process (the caller stops it: ``Process.stop``) and its port.
+
+    Raises:
+        TimeoutError: (from ``Process.wait_http``) it exited or did not answer in time; it
+            is stopped first.
     """
     shutil.copy(sqlite_template, database)
     port = free_port()
     variables = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("RELAY_", "DATABASE_"))},
+        **{k: v for k, v in os.environ.items() if not k.startswith(_NOT_INHERITED)},
         "RELAY_ENV": "test",
         "SECRET_KEY": SECRET,
         "ADMIN_TOKEN": ADMIN_TOKEN,
@@ -121,7 +131,11 @@ def start_web(name: str, sqlite_template: Path, database: Path, **env: str) -> t
     argv = procfile_command("web", ROOT / "Procfile")
     argv[0] = bin_path(argv[0])
     proc = Process(name, argv, env=variables, cwd=ROOT)
-    proc.wait_http(f"http://127.0.0.1:{port}/healthz", 30)
+    try:
+        proc.wait_http(f"http://127.0.0.1:{port}/healthz", 30)
+    except BaseException:
+        proc.stop()
+        raise
     return proc, port
 
 
