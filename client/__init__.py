@@ -9,80 +9,17 @@ A leaf package: it imports nothing from ``receiver`` or ``simulator``.
 - :func:`load_image` (``client.images``).
 """
 
-from client.errors import (
-    AccountBusy,
-    BadRequest,
-    ConnectFailed,
-    InsufficientCredits,
-    Moderated,
-    NotFound,
-    OutcomeUnknown,
-    TransportError,
-    Unauthorized,
-    UnexpectedResponse,
-    UseapiError,
-    VendorServerError,
-    from_response,
-    map_transport_errors,
-)
-from client.images import ImageError, LoadedImage, detect_image_type, load_image
-from client.models import (
-    REQUEST_TYPES,
-    CreateRequest,
-    Gen3TurboRequest,
-    Gen4TurboRequest,
-    SchedulerEntry,
-    VendorArtifact,
-    VendorError,
-    VendorTask,
-    VideosCreateRequest,
-)
-from client.replyref import (
-    MAX_REPLY_REF_LENGTH,
-    ReplyRefClaims,
-    ReplyRefError,
-    ReplyRefExpired,
-    ReplyRefInvalid,
-    ReplyRefSigner,
-    ReplyRefTooLong,
-)
-from client.session import DEFAULT_BASE_URL, UseapiClient
+from client import errors, images, models, replyref, session
+from client.errors import *  # noqa: F403  (each module's __all__ is its list of public names)
+from client.images import *  # noqa: F403
+from client.models import *  # noqa: F403
+from client.replyref import *  # noqa: F403
+from client.session import *  # noqa: F403
 
-__all__ = [
-    "DEFAULT_BASE_URL",
-    "MAX_REPLY_REF_LENGTH",
-    "REQUEST_TYPES",
-    "AccountBusy",
-    "BadRequest",
-    "ConnectFailed",
-    "CreateRequest",
-    "Gen3TurboRequest",
-    "Gen4TurboRequest",
-    "ImageError",
-    "InsufficientCredits",
-    "LoadedImage",
-    "Moderated",
-    "NotFound",
-    "OutcomeUnknown",
-    "ReplyRefClaims",
-    "ReplyRefError",
-    "ReplyRefExpired",
-    "ReplyRefInvalid",
-    "ReplyRefSigner",
-    "ReplyRefTooLong",
-    "SchedulerEntry",
-    "TransportError",
-    "Unauthorized",
-    "UnexpectedResponse",
-    "UseapiClient",
-    "UseapiError",
-    "VendorArtifact",
-    "VendorError",
-    "VendorServerError",
-    "VendorTask",
-    "VideosCreateRequest",
-    "detect_image_type",
-    "from_response",
-    "load_image",
-    "map_transport_errors",
-]
+#: The public names of the five modules, as each module's ``__all__`` lists them (one list each).
+__all__: list[str] = []
+__all__ += errors.__all__
+__all__ += images.__all__
+__all__ += models.__all__
+__all__ += replyref.__all__
+__all__ += session.__all__

@@ -22,7 +22,7 @@ stays supported, and what the vendor answers for it is shown with :data:`RETIRED
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 __all__ = [
@@ -174,6 +174,36 @@ class VideoModel:
 _START_END = ("imageAssetId1", "imageAssetId2")
 _KLING_RATIOS = ("16:9", "9:16", "1:1")
 
+# Rows the table gives twice but for the name, label and note: Gen-4 Turbo takes what Gen-4
+# takes, Kling 3.0 Standard what Kling 3.0 Pro takes (the other row is made with ``replace``).
+_GEN4 = VideoModel(
+    name="gen4",
+    label="Runway Gen-4",
+    durations=(5, 10),
+    aspect_ratios=GEN4_ASPECT_RATIOS,
+    text_aspect_ratios=(),
+    resolutions=("720p",),
+    min_images=1,
+    max_images=1,
+    image_fields=_START_END[:1],
+    prompt_required=True,
+    prompt_max=1000,
+    explore_mode=True,
+)
+_KLING_3_PRO = VideoModel(
+    name="kling-3.0-pro",
+    label="Kling 3.0 Pro",
+    durations=(5, 10, 15),
+    aspect_ratios=_KLING_RATIOS,
+    text_aspect_ratios=_KLING_RATIOS,
+    resolutions=("auto",),
+    min_images=0,
+    max_images=2,
+    image_fields=_START_END,
+    prompt_max=2500,
+    audio="on",
+)
+
 #: The documented ``/videos/create`` models, by exact name, in the page's order of preference.
 VIDEO_MODELS: dict[str, VideoModel] = {
     m.name: m
@@ -193,61 +223,12 @@ VIDEO_MODELS: dict[str, VideoModel] = {
             explore_mode=True,
             note="the default; text to video is 16:9 only",
         ),
-        VideoModel(
-            name="gen4",
-            label="Runway Gen-4",
-            durations=(5, 10),
-            aspect_ratios=GEN4_ASPECT_RATIOS,
-            text_aspect_ratios=(),
-            resolutions=("720p",),
-            min_images=1,
-            max_images=1,
-            image_fields=_START_END[:1],
-            prompt_required=True,
-            prompt_max=1000,
-            explore_mode=True,
+        _GEN4,
+        replace(
+            _GEN4, name="gen4-turbo", label="Runway Gen-4 Turbo", note="about 1-2 minutes per video"
         ),
-        VideoModel(
-            name="gen4-turbo",
-            label="Runway Gen-4 Turbo",
-            durations=(5, 10),
-            aspect_ratios=GEN4_ASPECT_RATIOS,
-            text_aspect_ratios=(),
-            resolutions=("720p",),
-            min_images=1,
-            max_images=1,
-            image_fields=_START_END[:1],
-            prompt_required=True,
-            prompt_max=1000,
-            explore_mode=True,
-            note="about 1-2 minutes per video",
-        ),
-        VideoModel(
-            name="kling-3.0-pro",
-            label="Kling 3.0 Pro",
-            durations=(5, 10, 15),
-            aspect_ratios=_KLING_RATIOS,
-            text_aspect_ratios=_KLING_RATIOS,
-            resolutions=("auto",),
-            min_images=0,
-            max_images=2,
-            image_fields=_START_END,
-            prompt_max=2500,
-            audio="on",
-        ),
-        VideoModel(
-            name="kling-3.0-standard",
-            label="Kling 3.0 Standard",
-            durations=(5, 10, 15),
-            aspect_ratios=_KLING_RATIOS,
-            text_aspect_ratios=_KLING_RATIOS,
-            resolutions=("auto",),
-            min_images=0,
-            max_images=2,
-            image_fields=_START_END,
-            prompt_max=2500,
-            audio="on",
-        ),
+        _KLING_3_PRO,
+        replace(_KLING_3_PRO, name="kling-3.0-standard", label="Kling 3.0 Standard"),
         VideoModel(
             name="kling-2.6-pro",
             label="Kling 2.6 Pro",

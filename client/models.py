@@ -32,9 +32,9 @@ from pydantic import (
 
 from client.answers import SchedulerEntry, VendorArtifact, VendorError, VendorTask
 from client.catalog import check_video_request
+from client.replyref import MAX_REPLY_REF_LENGTH
 
 __all__ = [
-    "MAX_REPLY_REF_LENGTH",
     "MAX_REPLY_URL_LENGTH",
     "REQUEST_TYPES",
     "Email",
@@ -51,8 +51,7 @@ __all__ = [
 #: Longest ``replyUrl`` the vendor accepts, characters (useapi.net docs:
 #: POST /v1/runwayml/gen3turbo/create, "replyUrl … Maximum length 1024 characters").
 MAX_REPLY_URL_LENGTH = 1024
-#: Longest ``replyRef`` the vendor accepts, characters (same page, "replyRef").
-MAX_REPLY_REF_LENGTH = 1024
+# The longest ``replyRef`` is client.replyref's MAX_REPLY_REF_LENGTH (same page, "replyRef").
 
 
 # ---------------------------------------------------------------------------------------------
@@ -65,6 +64,18 @@ def _require_exact_int(value: Any) -> Any:
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValueError("must be an integer (not a bool, float or string)")
     return value
+
+
+def _check_callback_field(name: str, value: Any, limit: int) -> None:
+    """Refuse a callback field (``reply_url``, ``reply_ref``) that is not a non-empty string of
+    at most ``limit`` characters.
+
+    :raises ValueError: saying which, with ``name`` in the message.
+    """
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{name} must be a non-empty string")
+    if len(value) > limit:
+        raise ValueError(f"{name} is {len(value)} characters; useapi.net accepts at most {limit}")
 
 
 def _vendor_name(name: str) -> Any:
@@ -138,22 +149,10 @@ class CreateRequest(BaseModel):
                 ``reply_ref`` is empty or longer than 1024 characters (useapi.net docs:
                 POST /v1/runwayml/gen3turbo/create, ``replyUrl``/``replyRef`` maximum length).
         """
-        if not isinstance(reply_url, str) or not reply_url:
-            raise ValueError("reply_url must be a non-empty string")
-        if len(reply_url) > MAX_REPLY_URL_LENGTH:
-            raise ValueError(
-                f"reply_url is {len(reply_url)} characters; useapi.net accepts at most "
-                f"{MAX_REPLY_URL_LENGTH}"
-            )
+        _check_callback_field("reply_url", reply_url, MAX_REPLY_URL_LENGTH)
         if not reply_url.lower().startswith(("https://", "http://")):
             raise ValueError("reply_url must be an http:// or https:// URL")
-        if not isinstance(reply_ref, str) or not reply_ref:
-            raise ValueError("reply_ref must be a non-empty string")
-        if len(reply_ref) > MAX_REPLY_REF_LENGTH:
-            raise ValueError(
-                f"reply_ref is {len(reply_ref)} characters; useapi.net accepts at most "
-                f"{MAX_REPLY_REF_LENGTH}"
-            )
+        _check_callback_field("reply_ref", reply_ref, MAX_REPLY_REF_LENGTH)
         payload = self.vendor_fields()
         payload["replyUrl"] = reply_url
         payload["replyRef"] = reply_ref

@@ -287,17 +287,17 @@ def submission_created_nothing(exc: BaseException) -> bool:
     """
     from pydantic import ValidationError
 
-    from client.errors import (
-        AccountBusy,
-        BadRequest,
-        ConnectFailed,
-        InsufficientCredits,
-        Moderated,
-        NotFound,
-    )
+    from client import errors as vendor
 
     if isinstance(exc, SubmissionFailed):
-        refused = (AccountBusy, BadRequest, ConnectFailed, InsufficientCredits, Moderated, NotFound)
+        refused = (
+            vendor.AccountBusy,
+            vendor.BadRequest,
+            vendor.ConnectFailed,
+            vendor.InsufficientCredits,
+            vendor.Moderated,
+            vendor.NotFound,
+        )
         return isinstance(exc.cause, refused)
     return isinstance(exc, ValidationError | InvalidSubmission | ConfigError | ValueError)
 

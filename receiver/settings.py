@@ -177,14 +177,9 @@ class Settings(BaseSettings):
         "connection is closed (gunicorn's gevent worker)",
     )
 
-    @field_validator("secret_key", mode="before")
+    @field_validator("secret_key", "delivery_retry_schedule", mode="before")
     @classmethod
-    def _keys(cls, value: object) -> object:
-        return _split_csv(value)
-
-    @field_validator("delivery_retry_schedule", mode="before")
-    @classmethod
-    def _schedule(cls, value: object) -> object:
+    def _lists(cls, value: object) -> object:
         return _split_csv(value)
 
     @field_validator("delivery_retry_schedule")

@@ -47,24 +47,6 @@ DIMENSIONS: dict[str, tuple[int, int]] = {
     "21:9": (1584, 672),
 }
 
-GEN3_FIELDS = frozenset(
-    {
-        "email",
-        "firstImage_assetId",
-        "middleImage_assetId",
-        "lastImage_assetId",
-        "text_prompt",
-        "aspect_ratio",
-        *MOTION_FIELDS,
-        "static",
-        "seconds",
-        "seed",
-        "exploreMode",
-        "replyUrl",
-        "replyRef",
-        "maxJobs",
-    }
-)
 GEN4_FIELDS = frozenset(
     {
         "email",
@@ -79,6 +61,13 @@ GEN4_FIELDS = frozenset(
         "maxJobs",
     }
 )
+#: Gen-3 Alpha Turbo takes every field Gen-4 Turbo takes, and middle and last frames and motion.
+GEN3_FIELDS = GEN4_FIELDS | {
+    "middleImage_assetId",
+    "lastImage_assetId",
+    *MOTION_FIELDS,
+    "static",
+}
 
 
 @dataclass(frozen=True)

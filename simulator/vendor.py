@@ -103,6 +103,17 @@ def account_of(state: SimulatorState, email: Any) -> str:
     return email
 
 
+def counted_call(counter: str) -> tuple[SimulatorState, str]:
+    """The state and the account of a call that names its account in the query (``?email=``),
+    after counting the call under ``counter`` (``/_sim/stats``).
+
+    :raise RequestError: 400 as :func:`account_of` (the call is counted all the same).
+    """
+    state = get_state()
+    state.count(counter)
+    return state, account_of(state, request.args.get("email"))
+
+
 _ENCODED_ID = re.compile(r"%3a|%40", re.IGNORECASE)
 
 
@@ -125,9 +136,7 @@ def upload_asset() -> ResponseReturnValue:
 
     :raise 400: no name, an unsupported Content-Type, an empty body or bytes of another type.
     """
-    state = get_state()
-    state.count("uploads")
-    account = account_of(state, request.args.get("email"))
+    state, account = counted_call("uploads")
     name = request.args.get("name", "").strip()
     if not name:
         raise RequestError(400, "Parameter name is required")
@@ -359,9 +368,7 @@ def get_task(task_id: str) -> ResponseReturnValue:
 
     :raise 404: unknown task id.
     """
-    state = get_state()
-    state.count("status_requests")
-    account = account_of(state, request.args.get("email"))
+    state, account = counted_call("status_requests")
     encoded = raw_id_or_404(task_id)
     if encoded is not None:
         return encoded
@@ -382,9 +389,7 @@ def scheduler_without_slash() -> ResponseReturnValue:
 def list_scheduler() -> ResponseReturnValue:
     """``GET /scheduler/``: ``[{taskId, replyUrl, replyRef}]`` for the account's tracked,
     unfinished tasks."""
-    state = get_state()
-    state.count("scheduler_requests")
-    account = account_of(state, request.args.get("email"))
+    state, account = counted_call("scheduler_requests")
     return jsonify(
         [
             {
@@ -417,9 +422,7 @@ def delete_scheduler(task_id: str) -> ResponseReturnValue:
 
     :raise 404: the task is unknown, finished or no longer tracked.
     """
-    state = get_state()
-    state.count("scheduler_requests")
-    account = account_of(state, request.args.get("email"))
+    state, account = counted_call("scheduler_requests")
     encoded = raw_id_or_404(task_id)
     if encoded is not None:
         return encoded

@@ -34,6 +34,21 @@ def clean_env(**extra: str) -> dict[str, str]:
     return env
 
 
+def python_output(code: str, env: dict[str, str]) -> str:
+    """What ``python -c code`` prints, run in the project directory with ``env`` (60 s at
+    most); asserts that it exits 0 (its stderr is the message when not)."""
+    done = subprocess.run(
+        [bin_path("python"), "-c", code],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
 @pytest.fixture
 def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pytest.MonkeyPatch:
     for name in list(os.environ):
@@ -96,16 +111,8 @@ def test_gunicorn_master_imports_no_http_stack_before_gevent_patches(
         ARTIFACT_STORE=store,
         PROMETHEUS_MULTIPROC_DIR=str(tmp_path),
     )
-    done = subprocess.run(
-        [bin_path("python"), "-c", probe],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "[]", done.stdout
+    out = python_output(probe, env)
+    assert out.strip() == "[]", out
 
 
 def test_off_a_paas_sqlite_stays_the_default(env: pytest.MonkeyPatch) -> None:
@@ -191,16 +198,7 @@ def test_gunicorn_outlasts_the_router_and_the_platform_kill(tmp_path: Path) -> N
         RELAY_ENV="test", PROMETHEUS_MULTIPROC_DIR=str(tmp_path), PORT="5000", DYNO="web.1"
     )
     env["DATABASE_URL"] = "postgres://u:p@127.0.0.1:5432/relay"
-    result = subprocess.run(
-        [bin_path("python"), "-c", show],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stderr
-    config = json.loads(result.stdout)
+    config = json.loads(python_output(show, env))
     assert config["keepalive"] > 90
     assert config["graceful_timeout"] <= 25
     assert config["worker_class"] != "sync"  # the sync worker ignores keep-alive

@@ -84,6 +84,19 @@ class Stack:
     def relay_json(self, *args: str) -> Any:
         return json.loads(self.relay(*args).stdout)
 
+    def add_subscriber(
+        self, url: str, *events: str, max_in_flight: int | None = None
+    ) -> dict[str, Any]:
+        """``relay subscribers add URL`` with one ``--events`` per type in ``events`` (none: the
+        default types) and ``--max-in-flight`` when given; its JSON answer (``id``, ``secret``)."""
+        args = ["subscribers", "add", url]
+        for event in events:
+            args += ["--events", event]
+        if max_in_flight is not None:
+            args += ["--max-in-flight", str(max_in_flight)]
+        added: dict[str, Any] = self.relay_json(*args)
+        return added
+
     def start(self) -> Stack:
         self.relay("db", "upgrade")
         sim = Process(

@@ -89,17 +89,7 @@ def flood(base: str, job_id: str, task_id: str, stop: threading.Event, seed: int
 
 def test_forgeries_and_a_flood_during_a_live_task_deliver_nothing_forged(stack: Stack) -> None:
     with SubscriberServer() as server:
-        added = stack.relay_json(
-            "subscribers",
-            "add",
-            server.url,
-            "--events",
-            "task.progress",
-            "--events",
-            "task.succeeded",
-            "--events",
-            "task.failed",
-        )
+        added = stack.add_subscriber(server.url, "task.progress", "task.succeeded", "task.failed")
         server.secrets.append(added["secret"])
         before = stack.sim_stats()
         r = stack.api(

@@ -17,10 +17,7 @@ pytestmark = pytest.mark.e2e
 
 
 def add_subscriber(stack: Stack, server: SubscriberServer, *events: str) -> str:
-    args = ["subscribers", "add", server.url]
-    for event in events:
-        args += ["--events", event]
-    added = stack.relay_json(*args)
+    added = stack.add_subscriber(server.url, *events)
     assert added["secret"].startswith("whsec_")
     server.secrets.append(added["secret"])
     return str(added["id"])

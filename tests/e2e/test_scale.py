@@ -60,18 +60,8 @@ def run_load(stack: Stack, servers: list[SubscriberProcess], kill_a_worker: bool
     ).raise_for_status()
     subscriber_ids = []
     for server in servers:
-        added = stack.relay_json(
-            "subscribers",
-            "add",
-            server.url,
-            "--events",
-            "task.progress",
-            "--events",
-            "task.succeeded",
-            "--events",
-            "task.failed",
-            "--max-in-flight",
-            "8",
+        added = stack.add_subscriber(
+            server.url, "task.progress", "task.succeeded", "task.failed", max_in_flight=8
         )
         server.add_secret(added["secret"])
         subscriber_ids.append(added["id"])

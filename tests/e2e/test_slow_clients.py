@@ -9,8 +9,6 @@ arrived whole by ``BODY_READ_TIMEOUT_SECONDS`` (5 s) gets its connection closed.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import socket
 import threading
 import time
@@ -21,12 +19,11 @@ import pytest
 import requests
 
 from receiver.runtime import build_runtime
-from simulator.processes import Process, bin_path, free_port, procfile_command
-from tests.conftest import ADMIN_TOKEN, SECRET, JobFactory, make_settings, task_body
+from tests.conftest import JobFactory, make_settings, task_body
+from tests.helpers import start_web
 
 pytestmark = pytest.mark.e2e
 
-ROOT = Path(__file__).resolve().parents[2]
 SLOW_CONNECTIONS = 64
 BODY_DEADLINE = 5.0  # the default of BODY_READ_TIMEOUT_SECONDS
 TRICKLE_EVERY = 0.5  # seconds between two bytes of a slow body
@@ -36,28 +33,9 @@ TRICKLE_EVERY = 0.5  # seconds between two bytes of a slow body
 def web(tmp_path: Path, migrated_sqlite_template: Path) -> Iterator[tuple[str, str]]:
     """The Procfile's web line with nothing of gunicorn's overridden: (base URL, database)."""
     db = tmp_path / "relay.sqlite3"
-    shutil.copy(migrated_sqlite_template, db)
-    port = free_port()
-    env = {
-        **{
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith(("RELAY_", "DATABASE_", "WEB_", "GUNICORN"))
-        },
-        "RELAY_ENV": "test",
-        "SECRET_KEY": SECRET,
-        "ADMIN_TOKEN": ADMIN_TOKEN,
-        "DATABASE_URL": f"sqlite:///{db}",
-        "PORT": str(port),
-        "LOG_FORMAT": "text",
-    }
-    argv = procfile_command("web", ROOT / "Procfile")
-    argv[0] = bin_path(argv[0])
-    proc = Process("web", argv, env=env, cwd=ROOT)
+    proc, port = start_web("web", migrated_sqlite_template, db)
     try:
-        base = f"http://127.0.0.1:{port}"
-        proc.wait_http(base + "/healthz", 30)
-        yield base, f"sqlite:///{db}"
+        yield f"http://127.0.0.1:{port}", f"sqlite:///{db}"
     finally:
         proc.stop()
 

@@ -17,13 +17,12 @@ from flask import Flask
 
 from receiver import create_app, services
 from receiver.clock import utcnow
-from receiver.ids import new_id
 from receiver.runtime import build_runtime
 from receiver.store.repositories import Job
-from receiver.store.uow import UnitOfWork
 from simulator.app import create_app as create_simulator
 from simulator.app import get_state
 from simulator.config import SimulatorConfig
+from tests import helpers
 from tests.conftest import make_settings, task_body
 from tests.integration.test_reconcile import job_state, serve, subscribe
 
@@ -66,28 +65,10 @@ def vendor_task(base: str, app: Flask, prompt: str = "") -> str:
 
 
 def add_job(engine: Any, task_id: str, request: dict[str, Any], created: Any) -> Job:
-    job = Job(
-        id=new_id("job"),
-        model="gen4.5",
-        request=request,
-        metadata={},
-        status="PENDING",
-        task_id=task_id,
-        progress=None,
-        progress_text=None,
-        artifacts=[],
-        error=None,
-        submit_error=None,
-        sequence=0,
-        created_at=created,
-        updated_at=created,
-        last_callback_at=None,
-        finished_at=None,
+    """A gen4.5 job, PENDING on ``task_id``, whose request names its account."""
+    return helpers.add_job(
+        engine, task_id=task_id, created=created, model="gen4.5", request=request
     )
-    with UnitOfWork(engine) as uow:
-        uow.repo.add_job(job)
-        uow.commit()
-    return job
 
 
 def lookups(app: Flask) -> list[tuple[str, str | None]]:

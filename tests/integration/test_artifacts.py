@@ -21,7 +21,7 @@ from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
 from receiver import create_app
-from receiver.artifacts import RETRY_SCHEDULE, Copier, copier_config
+from receiver.artifacts import RETRY_SCHEDULE, Copier, CopierConfig, copier_config
 from receiver.clock import utcnow
 from receiver.runtime import Runtime, build_runtime
 from receiver.settings import Settings
@@ -92,7 +92,16 @@ def store_app(rt: Runtime) -> Flask:
     return app
 
 
-def succeed(client: FlaskClient, ref: str, url: str) -> None:
+def configured(settings: Settings) -> CopierConfig:
+    """The copier's configuration of ``settings`` (which name an artifact store)."""
+    config = copier_config(settings)
+    assert config is not None
+    return config
+
+
+def succeed(client: FlaskClient, make_job: JobFactory, url: str) -> None:
+    """A new job whose task succeeds with one artifact at ``url`` (its callback accepted)."""
+    _, ref = make_job()
     body = task_body(
         ref,
         "SUCCEEDED",
@@ -113,13 +122,11 @@ def test_delivery_waits_for_the_copy_and_carries_a_durable_url(
     engine, client = rt.engine, store_app.test_client()
     with SubscriberServer() as subscriber:
         register(engine, subscriber)
-        _, ref = JobFactory(rt)()
-        succeed(client, ref, cdn.url())
+        succeed(client, JobFactory(rt), cdn.url())
         worker = worker_for(engine)
         assert worker.run_until_idle() == 0  # held for the copy
         assert copy_row(engine)["status"] == "pending"
-        config = copier_config(store_settings)
-        assert config is not None
+        config = configured(store_settings)
         assert Copier(engine, config).run_once() is True
         row = copy_row(engine)
         assert row["status"] == "done" and row["attempts"] == 1
@@ -146,11 +153,9 @@ def test_a_failing_download_is_retried_then_done(
     store_app: Flask, rt: Runtime, cdn: VendorCdn, store_settings: Settings
 ) -> None:
     engine, client = rt.engine, store_app.test_client()
-    _, ref = JobFactory(rt)()
-    succeed(client, ref, cdn.url())
+    succeed(client, JobFactory(rt), cdn.url())
     cdn.fail_next = 1
-    config = copier_config(store_settings)
-    assert config is not None
+    config = configured(store_settings)
     copier = Copier(engine, config)
     assert copier.run_once() is True
     row = copy_row(engine)
@@ -168,10 +173,8 @@ def test_too_large_or_unsafe_goes_out_with_the_vendor_url_only(
     engine, client = rt.engine, store_app.test_client()
     with SubscriberServer() as subscriber:
         register(engine, subscriber)
-        _, ref = JobFactory(rt)()
-        succeed(client, ref, cdn.url())
-        config = copier_config(store_settings)
-        assert config is not None
+        succeed(client, JobFactory(rt), cdn.url())
+        config = configured(store_settings)
         assert Copier(engine, replace(config, max_bytes=1024)).run_once() is True
         row = copy_row(engine)
         assert row["status"] == "failed" and "ARTIFACT_MAX_BYTES" in row["last_error"]
@@ -181,8 +184,7 @@ def test_too_large_or_unsafe_goes_out_with_the_vendor_url_only(
         assert not list(Path(store_settings.artifact_store).rglob("*.mp4"))
 
         # Without ALLOW_PRIVATE_URLS the guard refuses a loopback (and plain http) source.
-        _, ref2 = JobFactory(rt)()
-        succeed(client, ref2, cdn.url())
+        succeed(client, JobFactory(rt), cdn.url())
         hits = cdn.hits
         Copier(engine, replace(config, allow_private=False)).run_once()
         with engine.connect() as conn:
@@ -198,8 +200,7 @@ def test_without_artifact_store_nothing_is_held(
 ) -> None:
     with SubscriberServer() as subscriber:
         register(engine, subscriber)
-        _, ref = make_job()
-        succeed(client, ref, cdn.url())
+        succeed(client, make_job, cdn.url())
         assert worker_for(engine).run_until_idle() == 1
         (event,) = subscriber.verified_events()
     assert "durable_url" not in event["data"]["artifacts"][0]
@@ -269,10 +270,8 @@ def test_s3_store_copy_redirects_to_a_presigned_url_and_purge_deletes_it(
         client, engine = app.test_client(), runtime.engine
         with SubscriberServer() as subscriber:
             register(engine, subscriber)
-            _, ref = JobFactory(runtime)()
-            succeed(client, ref, cdn.url())
-            config = copier_config(settings)
-            assert config is not None
+            succeed(client, JobFactory(runtime), cdn.url())
+            config = configured(settings)
             assert Copier(engine, config).run_once() is True
             assert copy_row(engine)["status"] == "done"
             assert worker_for(engine).run_until_idle() == 1

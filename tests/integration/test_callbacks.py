@@ -11,11 +11,7 @@ from sqlalchemy import Engine, text
 
 from client import ReplyRefSigner
 from tests.conftest import JobFactory, subscribe, table_counts, task_body
-
-
-def post(client: FlaskClient, body: Any, **kw: Any) -> Any:
-    data = body if isinstance(body, (bytes, str)) else json.dumps(body)
-    return client.post("/callbacks/useapi", data=data, content_type="application/json", **kw)
+from tests.helpers import post_callback as post
 
 
 def events_of(engine: Engine, job_id: str) -> list[dict[str, Any]]:

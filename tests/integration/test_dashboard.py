@@ -16,11 +16,12 @@ from sqlalchemy import Engine
 
 from receiver import create_app, services
 from receiver.clock import utcnow
-from receiver.delivery.worker import Worker, WorkerConfig
+from receiver.delivery.worker import Worker
 from receiver.runtime import Runtime
 from receiver.store.uow import UnitOfWork
 from simulator.subscriber import SubscriberServer
 from tests.conftest import ADMIN_TOKEN, JobFactory, task_body
+from tests.helpers import worker_config
 
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
@@ -74,14 +75,7 @@ def add_subscriber(engine: Engine, url: str, *types: str) -> str:
 
 
 def deliver(engine: Engine, until_idle_rounds: int = 100) -> None:
-    config = WorkerConfig(
-        retry_schedule=(0.01,),
-        timeout=2.0,
-        concurrency=2,
-        allow_private=True,
-        disable_after=3600.0,
-        idle_poll=0.1,
-    )
+    config = worker_config((0.01,))
     worker = Worker(engine, config, rng=random.Random(1))
     for _ in range(until_idle_rounds):
         if not worker.run_until_idle():

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -30,6 +29,7 @@ from receiver import create_app
 from receiver.clock import utcnow
 from receiver.runtime import Runtime, build_runtime
 from tests.conftest import SECRET, JobFactory, make_settings, subscribe, table_counts, task_body
+from tests.helpers import post_callback as post
 
 WRONG_KEY = "an-attackers-guess-at-the-key-0000"
 #: The salt ReplyRefSigner signs with by default (read from its signature, not copied).
@@ -72,12 +72,6 @@ def with_job_id(token: str, job_id: str) -> str:
     claims["j"] = job_id
     new_payload = base64_encode(json.dumps(claims, separators=(",", ":"))).decode()
     return f"{new_payload}.{stamp}.{signature}"
-
-
-def post(client: FlaskClient, body: Any, **kw: Any) -> Any:
-    data = body if isinstance(body, bytes | str) else json.dumps(body)
-    kw.setdefault("content_type", "application/json")
-    return client.post("/callbacks/useapi", data=data, **kw)
 
 
 def job_row(engine: Engine, job_id: str) -> dict[str, Any]:
@@ -127,13 +121,6 @@ def fuzz_state(engine: Engine) -> tuple[list[tuple[Any, ...]], int]:
     with engine.connect() as conn:
         rows = [tuple(r) for r in conn.execute(_FUZZ_STATE)]
     return [r[:3] + r[4:] for r in rows], rows[0][3]
-
-
-@pytest.fixture
-def sqlite_runtime(sqlite_url: str) -> Iterator[Runtime]:
-    rt = build_runtime(make_settings(sqlite_url))
-    yield rt
-    rt.engine.dispose()
 
 
 @pytest.fixture

@@ -9,18 +9,16 @@ read the database the worker would deliver from (events and their deliveries).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 from flask.testing import FlaskClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine, text
 
 from receiver import create_app
-from receiver.runtime import Runtime, build_runtime
-from tests.conftest import JobFactory, make_settings, subscribe, task_body
+from receiver.runtime import Runtime
+from tests.conftest import JobFactory, subscribe, task_body
 
 VIDEO = {"url": "https://cdn.example/v.mp4", "assetId": "asset-1", "fileSize": "1234567"}
 TERMINAL = ("task.succeeded", "task.failed")
@@ -115,13 +113,6 @@ def deliveries_of(engine: Engine, event_id: str) -> list[str]:
                 text("SELECT subscriber_id FROM deliveries WHERE event_id = :e"), {"e": event_id}
             ).scalars()
         )
-
-
-@pytest.fixture
-def sqlite_runtime(sqlite_url: str) -> Iterator[Runtime]:
-    rt = build_runtime(make_settings(sqlite_url))
-    yield rt
-    rt.engine.dispose()
 
 
 @st.composite

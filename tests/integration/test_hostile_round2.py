@@ -35,12 +35,9 @@ from tests.conftest import (
     table_counts,
     task_body,
 )
+from tests.helpers import post_callback as post
 
 TASK = "user:1-runwayml:sim@example.com-task:t-1"
-
-
-def post(client: FlaskClient, body: Any) -> Any:
-    return client.post("/callbacks/useapi", data=json.dumps(body), content_type="application/json")
 
 
 def job_state(engine: Engine, job_id: str) -> tuple[Any, ...]:

@@ -25,12 +25,13 @@ from sqlalchemy import Engine, create_engine
 
 from receiver import metrics, services
 from receiver.clock import utcnow
-from receiver.delivery.worker import Worker, WorkerConfig
+from receiver.delivery.worker import Worker
 from receiver.logs import configure_logging
 from receiver.runtime import Runtime
 from receiver.store.uow import UnitOfWork
 from simulator.subscriber import SubscriberServer
 from tests.conftest import ADMIN_TOKEN, JobFactory, task_body
+from tests.helpers import worker_config
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -68,14 +69,7 @@ def add_subscriber(engine: Engine, server: SubscriberServer, *types: str) -> str
 
 
 def worker_for(engine: Engine) -> Worker:
-    config = WorkerConfig(
-        retry_schedule=(0.01, 0.01),
-        timeout=2.0,
-        concurrency=2,
-        allow_private=True,
-        disable_after=3600.0,
-        idle_poll=0.2,
-    )
+    config = worker_config((0.01, 0.01), idle_poll=0.2)
     return Worker(engine, config, rng=random.Random(1))
 
 

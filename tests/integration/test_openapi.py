@@ -27,13 +27,14 @@ from werkzeug.serving import WSGIRequestHandler, make_server
 
 from receiver import create_app, services
 from receiver.clock import utcnow
-from receiver.delivery.worker import Worker, WorkerConfig
+from receiver.delivery.worker import Worker
 from receiver.runtime import Runtime, build_runtime
 from receiver.web.ratelimit import FailureLimiter
 from simulator.app import create_app as create_simulator
 from simulator.app import get_state
 from simulator.config import SimulatorConfig
 from tests.conftest import ADMIN_TOKEN, JobFactory, make_settings, task_body
+from tests.helpers import worker_config
 
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 LOOPBACK = {"127.0.0.1", "::1", "localhost"}
@@ -109,14 +110,7 @@ def seed(client: FlaskClient, rt: Runtime) -> dict[str, str]:
         task_body(ref, "SUCCEEDED", artifacts=[{"url": "https://cdn.example/v.mp4"}]),
     ):
         assert client.post("/callbacks/useapi", json=body).status_code == 200
-    config = WorkerConfig(
-        retry_schedule=(0.0,),
-        timeout=2.0,
-        concurrency=2,
-        allow_private=True,
-        disable_after=3600.0,
-        idle_poll=0.1,
-    )
+    config = worker_config((0.0,))
     Worker(rt.engine, config).run_until_idle()
     with rt.engine.connect() as conn:
         delivery = conn.execute(

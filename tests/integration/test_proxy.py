@@ -10,8 +10,6 @@ prove that the server in front of the app trusts no more than the app does.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,10 +21,10 @@ from sqlalchemy import Engine, text
 
 from receiver import create_app
 from receiver.runtime import Runtime, build_runtime
-from simulator.processes import Process, bin_path, free_port, procfile_command
-from tests.conftest import ADMIN_TOKEN, SECRET, JobFactory, make_settings, task_body
+from simulator.processes import Process
+from tests.conftest import ADMIN_TOKEN, JobFactory, make_settings, task_body
+from tests.helpers import start_web
 
-ROOT = Path(__file__).resolve().parents[2]
 #: What a client wrote itself (6.6.6.6), what an inner proxy added (1.1.1.1) and what the
 #: PaaS router appended last (9.9.9.9): only the right-most N are trustworthy.
 CHAIN = "6.6.6.6, 1.1.1.1, 9.9.9.9"
@@ -190,27 +188,15 @@ def web(tmp_path: Path, migrated_sqlite_template: Path) -> Iterator[Any]:
     started: list[Process] = []
 
     def start(hops: int) -> str:
-        db = tmp_path / f"relay-{hops}.sqlite3"
-        shutil.copy(migrated_sqlite_template, db)
-        port = free_port()
-        env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith(("RELAY_", "DATABASE_"))},
-            "RELAY_ENV": "test",
-            "SECRET_KEY": SECRET,
-            "ADMIN_TOKEN": ADMIN_TOKEN,
-            "DATABASE_URL": f"sqlite:///{db}",
-            "PORT": str(port),
-            "TRUSTED_PROXY_HOPS": str(hops),
-            "WEB_CONCURRENCY": "1",
-            "LOG_FORMAT": "text",
-        }
-        argv = procfile_command("web", ROOT / "Procfile")
-        argv[0] = bin_path(argv[0])
-        proc = Process(f"web-{hops}", argv, env=env, cwd=ROOT)
+        proc, port = start_web(
+            f"web-{hops}",
+            migrated_sqlite_template,
+            tmp_path / f"relay-{hops}.sqlite3",
+            TRUSTED_PROXY_HOPS=str(hops),
+            WEB_CONCURRENCY="1",
+        )
         started.append(proc)
-        base = f"http://127.0.0.1:{port}"
-        proc.wait_http(base + "/healthz", 30)
-        return base
+        return f"http://127.0.0.1:{port}"
 
     yield start
     for proc in started:

@@ -29,15 +29,14 @@ from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from client import ReplyRefSigner
 from receiver import create_app, services
 from receiver.clock import utcnow
-from receiver.ids import new_id
 from receiver.runtime import Runtime, build_runtime
 from receiver.settings import Settings
 from receiver.store.repositories import Job
-from receiver.store.uow import UnitOfWork
 from simulator.app import create_app as create_simulator
 from simulator.app import get_state
 from simulator.config import SimulatorConfig
 from simulator.processes import bin_path, free_port
+from tests import helpers
 from tests.conftest import SECRET, make_settings, task_body
 
 EVIL = "https://evil.example/malware.mp4"
@@ -111,28 +110,15 @@ def add_job(
     created: datetime,
     last_callback: datetime | None = None,
 ) -> Job:
-    job = Job(
-        id=new_id("job"),
-        model="gen3turbo",
-        request={"text_prompt": "test"},
-        metadata={"order": 7},
-        status=status,
+    """A gen3turbo job (:func:`tests.helpers.add_job`) with metadata, which its events carry."""
+    return helpers.add_job(
+        engine,
         task_id=task_id,
-        progress=None,
-        progress_text=None,
-        artifacts=[],
-        error=None,
-        submit_error=None,
-        sequence=0,
-        created_at=created,
-        updated_at=last_callback or created,
-        last_callback_at=last_callback,
-        finished_at=None,
+        status=status,
+        created=created,
+        last_callback=last_callback,
+        metadata={"order": 7},
     )
-    with UnitOfWork(engine) as uow:
-        uow.repo.add_job(job)
-        uow.commit()
-    return job
 
 
 def job_state(engine: Engine, job_id: str) -> tuple[str, list[dict[str, Any]]]:
@@ -260,6 +246,16 @@ def test_unknown_task_at_the_vendor_is_unconfirmed(
     assert event_types(rt.engine, job.id) == []
 
 
+def timed_success_callback(rt: Runtime, task_id: str) -> tuple[Job, Any, float]:
+    """A new PENDING job on ``task_id`` and a SUCCEEDED callback for it (its replyRef signed)
+    posted through a fresh app: the job, the answer, and how long the answer took (seconds)."""
+    app = create_app(runtime=rt)
+    job = add_job(rt.engine, task_id=task_id, created=utcnow())
+    started = time.monotonic()
+    r = post(app.test_client(), callback_for(rt.signer.sign(job.id), task_id, "SUCCEEDED"))
+    return job, r, time.monotonic() - started
+
+
 def test_vendor_down_leaves_the_callback_unconfirmed_and_answers_quickly(
     database_url: str,
 ) -> None:
@@ -271,12 +267,8 @@ def test_vendor_down_leaves_the_callback_unconfirmed_and_answers_quickly(
         )
     )
     try:
-        app = create_app(runtime=rt)
-        task_id = "user:1-runwayml:a-task:down"
-        job = add_job(rt.engine, task_id=task_id, created=utcnow())
-        started = time.monotonic()
-        r = post(app.test_client(), callback_for(rt.signer.sign(job.id), task_id, "SUCCEEDED"))
-        assert time.monotonic() - started < 10
+        job, r, elapsed = timed_success_callback(rt, "user:1-runwayml:a-task:down")
+        assert elapsed < 10
         assert (r.status_code, r.json["outcome"]) == (202, "unconfirmed")
         assert job_state(rt.engine, job.id) == ("PENDING", [])
         assert event_types(rt.engine, job.id) == []
@@ -305,12 +297,8 @@ def test_a_slow_or_busy_vendor_does_not_hold_the_callback(sqlite_url: str, behav
     server, base = serve(fake)
     rt = build_runtime(make_settings(sqlite_url, verify_with_vendor=True, useapi_base_url=base))
     try:
-        app = create_app(runtime=rt)
         task_id = "user:1-runwayml:a-task:slow"
-        job = add_job(rt.engine, task_id=task_id, created=utcnow())
-        started = time.monotonic()
-        r = post(app.test_client(), callback_for(rt.signer.sign(job.id), task_id, "SUCCEEDED"))
-        elapsed = time.monotonic() - started
+        _, r, elapsed = timed_success_callback(rt, task_id)
         assert (r.status_code, r.json["outcome"]) == (202, "unconfirmed")
         assert elapsed < 10, elapsed
         assert asked == [task_id]  # asked once, no retry loop

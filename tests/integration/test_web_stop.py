@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import http.client
 import os
-import shutil
 import signal
 import socket
 import time
@@ -13,32 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from simulator.processes import Process, bin_path, free_port, procfile_command
-from tests.conftest import ADMIN_TOKEN, SECRET
-
-ROOT = Path(__file__).resolve().parents[2]
+from simulator.processes import Process
+from tests.helpers import start_web
 
 
 @pytest.fixture
 def web(tmp_path: Path, migrated_sqlite_template: Path) -> tuple[Process, int]:
-    db = tmp_path / "relay.sqlite3"
-    shutil.copy(migrated_sqlite_template, db)
-    port = free_port()
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("RELAY_", "DATABASE_"))},
-        "RELAY_ENV": "test",
-        "SECRET_KEY": SECRET,
-        "ADMIN_TOKEN": ADMIN_TOKEN,
-        "DATABASE_URL": f"sqlite:///{db}",
-        "PORT": str(port),
-        "WEB_CONCURRENCY": "2",
-        "LOG_FORMAT": "text",
-    }
-    argv = procfile_command("web", ROOT / "Procfile")
-    argv[0] = bin_path(argv[0])
-    proc = Process("web", argv, env=env, cwd=ROOT)
-    proc.wait_http(f"http://127.0.0.1:{port}/healthz", 30)
-    return proc, port
+    return start_web(
+        "web", migrated_sqlite_template, tmp_path / "relay.sqlite3", WEB_CONCURRENCY="2"
+    )
 
 
 def test_sigterm_closes_idle_kept_alive_connections_at_once(web: tuple[Process, int]) -> None:

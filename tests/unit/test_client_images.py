@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import socket
-import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -14,6 +13,7 @@ import pytest
 import requests
 
 from client import ImageError, LoadedImage, detect_image_type, load_image
+from tests.helpers import serving
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + b"\x01" * 40
 JPEG = b"\xff\xd8\xff\xe0" + b"\x00\x10JFIF" + b"\x02" * 40
@@ -89,20 +89,24 @@ def test_path_as_str_and_pathlike(tmp_path: Path) -> None:
         assert image.name == "frame-01.png"
 
 
-def test_mislabelled_file_keeps_its_true_type(tmp_path: Path) -> None:
-    path = tmp_path / "photo.jpg"
-    path.write_bytes(PNG)
+@pytest.mark.parametrize(
+    ("filename", "data", "content_type", "name"),
+    [
+        # a mislabelled file keeps its true type
+        ("photo.jpg", PNG, "image/png", "photo.png"),
+        # a JPEG extension variant is kept (lower-cased), the stem made safe
+        ("Photo Ünïcode.JPEG", JPEG, "image/jpeg", "Photo_n_code.jpeg"),
+    ],
+    ids=["mislabelled_file_keeps_its_true_type", "jpeg_extension_variants_are_kept"],
+)
+def test_file_type_comes_from_its_bytes(
+    tmp_path: Path, filename: str, data: bytes, content_type: str, name: str
+) -> None:
+    path = tmp_path / filename
+    path.write_bytes(data)
     image = load_image(path)
-    assert image.content_type == "image/png"
-    assert image.name == "photo.png"
-
-
-def test_jpeg_extension_variants_are_kept(tmp_path: Path) -> None:
-    path = tmp_path / "Photo Ünïcode.JPEG"
-    path.write_bytes(JPEG)
-    image = load_image(path)
-    assert image.content_type == "image/jpeg"
-    assert image.name == "Photo_n_code.jpeg"
+    assert image.content_type == content_type
+    assert image.name == name
 
 
 def test_unreadable_path(tmp_path: Path) -> None:
@@ -160,15 +164,8 @@ def image_server() -> Iterator[_ImageServer]:
     server = _ImageServer(("127.0.0.1", 0), _ImageHandler)
     server.routes = {}
     server.hits = []
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01})
-    thread.daemon = True
-    thread.start()
-    try:
+    with serving(server):
         yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
 
 
 def _url(server: _ImageServer, path: str) -> str:

@@ -36,6 +36,7 @@ from client import (
     VendorTask,
     VideosCreateRequest,
 )
+from tests.helpers import serving
 
 TOKEN = "tok-very-secret-123"
 REPLY_URL = "https://relay.example/callbacks/useapi?x=1"
@@ -153,16 +154,11 @@ def vendor() -> Iterator[FakeUseapi]:
     server = _Server(("127.0.0.1", 0), _Handler)
     fake = FakeUseapi(server)
     server.fake = fake
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01})
-    thread.daemon = True
-    thread.start()
-    try:
-        yield fake
-    finally:
-        fake.release.set()
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+    with serving(server):
+        try:
+            yield fake
+        finally:
+            fake.release.set()  # let held answers go before the server shuts down
 
 
 @pytest.fixture

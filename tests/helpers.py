@@ -1,0 +1,169 @@
+"""Helpers shared by several test modules (fixtures stay in the ``conftest.py`` files)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from socketserver import BaseServer
+from typing import Any
+
+from flask.testing import FlaskClient
+from sqlalchemy import Engine
+
+from receiver.delivery.worker import WorkerConfig
+from receiver.ids import new_id
+from receiver.store.repositories import Job
+from receiver.store.uow import UnitOfWork
+from simulator.processes import Process, bin_path, free_port, procfile_command
+from tests.conftest import ADMIN_TOKEN, SECRET
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def add_job(
+    engine: Engine,
+    *,
+    task_id: str | None,
+    created: datetime,
+    status: str = "PENDING",
+    model: str = "gen3turbo",
+    request: dict[str, Any] | None = None,
+    metadata: dict[str, Any] | None = None,
+    last_callback: datetime | None = None,
+) -> Job:
+    """Store a job as if it had been submitted at ``created`` and return it.
+
+    Args:
+        engine: the receiver's database.
+        task_id: the vendor's task id, or None (a job still SUBMITTING).
+        created: when the job was made (aware UTC); also its ``updated_at`` unless
+            ``last_callback`` is given.
+        status: the job's status (``PENDING`` by default).
+        model: the model name the job asked for.
+        request: the stored request (``{"text_prompt": "test"}`` when None).
+        metadata: the caller's metadata (``{}`` when None; copied).
+        last_callback: when its last callback came, or None (never).
+    """
+    job = Job(
+        id=new_id("job"),
+        model=model,
+        request={"text_prompt": "test"} if request is None else request,
+        metadata=dict(metadata or {}),
+        status=status,
+        task_id=task_id,
+        progress=None,
+        progress_text=None,
+        artifacts=[],
+        error=None,
+        submit_error=None,
+        sequence=0,
+        created_at=created,
+        updated_at=last_callback or created,
+        last_callback_at=last_callback,
+        finished_at=None,
+    )
+    with UnitOfWork(engine) as uow:
+        uow.repo.add_job(job)
+        uow.commit()
+    return job
+
+
+def post_callback(client: FlaskClient, body: Any, **kw: Any) -> Any:
+    """POST ``body`` to ``/callbacks/useapi`` through the Flask test client.
+
+    Args:
+        client: the receiver's test client.
+        body: bytes or str sent as they are; anything else sent as its JSON.
+        kw: passed to ``client.post`` (``content_type`` is ``application/json`` unless given).
+
+    Returns:
+        The test client's response.
+    """
+    data = body if isinstance(body, bytes | str) else json.dumps(body)
+    kw.setdefault("content_type", "application/json")
+    return client.post("/callbacks/useapi", data=data, **kw)
+
+
+#: Variables of the caller's environment that :func:`start_web` does not pass on.
+_NOT_INHERITED = ("RELAY_", "DATABASE_", "WEB_", "GUNICORN")
+
+
+def start_web(name: str, sqlite_template: Path, database: Path, **env: str) -> tuple[Process, int]:
+    """Start the Procfile's ``web:`` line (gunicorn) on a free loopback port over ``database``,
+    a copy of the migrated SQLite file ``sqlite_template``, and wait (30 s at most) until its
+    ``/healthz`` answers.
+
+    Args:
+        name: the process's name in logs and failures.
+        sqlite_template: a migrated SQLite file (the ``migrated_sqlite_template`` fixture).
+        database: where the copy goes.
+        env: variables on top of the test ones (``RELAY_ENV=test``, ``SECRET_KEY``,
+            ``ADMIN_TOKEN``, ``DATABASE_URL``, ``PORT``, ``LOG_FORMAT=text``), e.g.
+            ``WEB_CONCURRENCY``. The caller's ``RELAY_*``, ``DATABASE_*``, ``WEB_*`` and
+            ``GUNICORN*`` are dropped: ``gunicorn.conf.py``'s defaults hold unless ``env``
+            sets one.
+
+    Returns:
+        The process (the caller stops it: ``Process.stop``) and its port.
+
+    Raises:
+        TimeoutError: (from ``Process.wait_http``) it exited or did not answer in time; it
+            is stopped first.
+    """
+    shutil.copy(sqlite_template, database)
+    port = free_port()
+    variables = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(_NOT_INHERITED)},
+        "RELAY_ENV": "test",
+        "SECRET_KEY": SECRET,
+        "ADMIN_TOKEN": ADMIN_TOKEN,
+        "DATABASE_URL": f"sqlite:///{database}",
+        "PORT": str(port),
+        "LOG_FORMAT": "text",
+        **env,
+    }
+    argv = procfile_command("web", ROOT / "Procfile")
+    argv[0] = bin_path(argv[0])
+    proc = Process(name, argv, env=variables, cwd=ROOT)
+    try:
+        proc.wait_http(f"http://127.0.0.1:{port}/healthz", 30)
+    except BaseException:
+        proc.stop()
+        raise
+    return proc, port
+
+
+@contextmanager
+def serving(server: BaseServer) -> Iterator[None]:
+    """Serve ``server`` from a daemon thread (polling for shutdown every 0.01 s) inside the
+    block; then shut it down, close its socket and join the thread (5 s at most)."""
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01})
+    thread.daemon = True
+    thread.start()
+    try:
+        yield
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+def worker_config(retry_schedule: tuple[float, ...], **overrides: Any) -> WorkerConfig:
+    """A test worker's configuration: ``retry_schedule`` (seconds between attempts) and, unless
+    ``overrides`` says otherwise, a 2 s timeout, 2 threads, private (loopback) subscriber URLs
+    allowed, no auto-disable within the test (3600 s) and a 0.1 s idle poll."""
+    values: dict[str, Any] = {
+        "timeout": 2.0,
+        "concurrency": 2,
+        "allow_private": True,
+        "disable_after": 3600.0,
+        "idle_poll": 0.1,
+        **overrides,
+    }
+    return WorkerConfig(retry_schedule=retry_schedule, **values)
