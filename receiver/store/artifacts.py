@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import Connection, insert, or_, select, update
 
+from receiver.domain.statuses import DeliveryStatus
 from receiver.store.tables import artifact_copies, deliveries, events
 
 PENDING, DONE, FAILED = "pending", "done", "failed"
@@ -128,7 +129,7 @@ def finish(
         update(deliveries)
         .where(
             d.event_id == event_id,
-            d.status == "pending",
+            d.status == DeliveryStatus.PENDING.value,
             d.attempts == 0,
             d.next_attempt_at > now,
         )

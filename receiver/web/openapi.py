@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from client.catalog import DEFAULT_MODEL, ENDPOINT_MODELS, SOURCE, UNLISTED_MODELS, VIDEO_MODELS
+from receiver.domain.statuses import DELIVERY_STATUSES
 from receiver.domain.tasks import TaskStatus
 
 _ERROR = {
@@ -120,7 +121,7 @@ _SUBSCRIBER = _strict(
     "secret",
     "deliveries",
 )
-_DELIVERY_STATUSES = ["pending", "succeeded", "failed", "cancelled"]
+_DELIVERY_STATUSES = list(DELIVERY_STATUSES)
 _ATTEMPT = _strict(
     {
         "number": {"type": "integer"},

@@ -24,8 +24,8 @@ from flask.sessions import SecureCookieSessionInterface
 from flask.typing import ResponseReturnValue
 
 from receiver.clock import utcnow
-from receiver.metrics import bearer_matches
 from receiver.store.uow import UnitOfWork
+from receiver.web.auth import bearer_matches, token_matches
 from receiver.web.context import runtime
 from receiver.web.dashboard.blueprint import (
     CONTENT_SECURITY_POLICY,
@@ -182,7 +182,7 @@ def login() -> ResponseReturnValue:
         client = client_address()
         _refuse_if_too_many(client)
         given = request.form.get("token", "").strip()
-        if not hmac.compare_digest(given.encode("utf-8", "replace"), token.encode("utf-8")):
+        if not token_matches(given, token):
             limiter().failed(client)
             log.warning("dashboard sign-in refused", extra={"source_ip": request.remote_addr})
             page = render_template(

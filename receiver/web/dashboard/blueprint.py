@@ -12,6 +12,7 @@ from sqlalchemy.exc import DBAPIError
 from werkzeug.exceptions import HTTPException
 
 from receiver import services
+from receiver.domain.statuses import DeliveryStatus
 
 #: One logger for the whole dashboard (its name is the package's).
 log = logging.getLogger("receiver.web.dashboard")
@@ -31,7 +32,16 @@ PAGE_SIZE = 25
 LIVE_REFRESH_SECONDS = 5
 SESSION_LIFETIME = timedelta(hours=12)
 CSRF_FIELD = "csrf_token"
-DELIVERY_STATUSES = ("failed", "pending", "succeeded", "cancelled")
+#: The delivery statuses in the order the dashboard offers them (dead letters first).
+DELIVERY_STATUSES: tuple[str, ...] = tuple(
+    s.value
+    for s in (
+        DeliveryStatus.FAILED,
+        DeliveryStatus.PENDING,
+        DeliveryStatus.SUCCEEDED,
+        DeliveryStatus.CANCELLED,
+    )
+)
 
 CONTENT_SECURITY_POLICY = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "

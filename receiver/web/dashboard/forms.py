@@ -3,14 +3,14 @@ page shares."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any, NoReturn, Protocol, TypeVar
 
 from flask import flash, redirect, request
 from flask.typing import ResponseReturnValue
 
+from receiver import times
 from receiver.web.dashboard.blueprint import PAGE_SIZE, DashboardError
 
 
@@ -23,30 +23,19 @@ def safe_next(target: str | None) -> str | None:
     return target
 
 
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(m|min|h|d|w)$", re.IGNORECASE)
-_UNIT_SECONDS = {"m": 60, "min": 60, "h": 3600, "d": 86400, "w": 604800}
-
-
 def parse_since(raw: str, now: datetime) -> datetime | None:
-    """``""`` (no limit), a span back from ``now`` (``30m``, ``2h``, ``7d``, ``1w``) or an
-    ISO-8601 time (UTC when it names no zone).
+    """``""`` (no limit), or what :func:`receiver.times.parse_since` reads: a span back from
+    ``now`` (``30m``, ``2h``, ``7d``, ``1w``) or an ISO-8601 time with a zone (a bare date means
+    midnight UTC).
 
-    :raise DashboardError 400: anything else.
+    :raise DashboardError 400: anything else, a time without a zone included.
     """
-    raw = raw.strip()
-    if not raw:
+    if not raw.strip():
         return None
-    match = _DURATION.match(raw)
-    if match:
-        number, unit = match.groups()
-        return now - timedelta(seconds=float(number) * _UNIT_SECONDS[unit.lower()])
     try:
-        parsed = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError:
-        raise DashboardError(
-            400, f"'{raw[:40]}' is not a time: use e.g. 2h, 7d or 2026-11-23T18:00Z"
-        ) from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+        return times.parse_since(raw, now)
+    except times.BadTime as exc:
+        raise DashboardError(400, f"{exc}: use e.g. 2h, 7d or 2026-11-23T18:00Z") from None
 
 
 def choice(name: str, allowed: Iterable[str]) -> str | None:
