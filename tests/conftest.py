@@ -21,15 +21,12 @@ from sqlalchemy.engine import make_url
 
 from receiver import create_app, services
 from receiver.clock import utcnow
-from receiver.ids import new_id
 from receiver.runtime import Runtime, build_runtime
 from receiver.settings import Settings, load_settings
 from receiver.store.migrate import upgrade
 from receiver.store.repositories import Job
-from receiver.store.uow import UnitOfWork
+from tests.helpers import ADMIN_TOKEN, SECRET, add_job
 
-ADMIN_TOKEN = "test-admin-token"
-SECRET = "test-secret-key-0123456789abcdef"
 DEFAULT_PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
 
@@ -138,6 +135,17 @@ def _drop_pg_schema(base: str, schema: str) -> None:
     engine.dispose()
 
 
+@contextmanager
+def _migrated_pg_schema(base: str) -> Iterator[str]:
+    """A new schema on the server of ``base``, migrated to head, dropped afterwards. Its URL."""
+    schema, url = _fresh_pg_schema(base)
+    upgrade(url)
+    try:
+        yield url
+    finally:
+        _drop_pg_schema(base, schema)
+
+
 @pytest.fixture(params=["sqlite", "postgres"])
 def database_url(
     request: pytest.FixtureRequest, tmp_path: Path, migrated_sqlite_template: Path
@@ -148,25 +156,15 @@ def database_url(
         shutil.copy(migrated_sqlite_template, path)
         yield f"sqlite:///{path}"
         return
-    base = require_postgres(request.getfixturevalue("postgres_base_url"))
-    schema, url = _fresh_pg_schema(base)
-    upgrade(url)
-    try:
+    with _migrated_pg_schema(require_postgres(request.getfixturevalue("postgres_base_url"))) as url:
         yield url
-    finally:
-        _drop_pg_schema(base, schema)
 
 
 @pytest.fixture
 def postgres_database_url(postgres_base_url: str | None) -> Iterator[str]:
     """A migrated, empty PostgreSQL schema (for behaviours SQLite does not have)."""
-    base = require_postgres(postgres_base_url)
-    schema, url = _fresh_pg_schema(base)
-    upgrade(url)
-    try:
+    with _migrated_pg_schema(require_postgres(postgres_base_url)) as url:
         yield url
-    finally:
-        _drop_pg_schema(base, schema)
 
 
 @pytest.fixture
@@ -239,28 +237,14 @@ class JobFactory:
         self, *, task_id: str | None = None, metadata: dict[str, Any] | None = None
     ) -> tuple[Job, str]:
         """A SUBMITTING (or PENDING, with ``task_id``) job and its signed replyRef."""
-        now = utcnow()
-        job = Job(
-            id=new_id("job"),
-            model="gen3turbo",
-            request={"text_prompt": "a test"},
-            metadata=metadata or {},
-            status="PENDING" if task_id else "SUBMITTING",
+        job = add_job(
+            self.runtime.engine,
             task_id=task_id,
-            progress=None,
-            progress_text=None,
-            artifacts=[],
-            error=None,
-            submit_error=None,
-            sequence=0,
-            created_at=now,
-            updated_at=now,
-            last_callback_at=None,
-            finished_at=None,
+            created=utcnow(),
+            status="PENDING" if task_id else "SUBMITTING",
+            request={"text_prompt": "a test"},
+            metadata=metadata,
         )
-        with UnitOfWork(self.runtime.engine) as uow:
-            uow.repo.add_job(job)
-            uow.commit()
         return job, self.runtime.signer.sign(job.id, job.metadata)
 
 

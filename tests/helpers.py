@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,9 +22,11 @@ from receiver.ids import new_id
 from receiver.store.repositories import Job
 from receiver.store.uow import UnitOfWork
 from simulator.processes import Process, bin_path, free_port, procfile_command
-from tests.conftest import ADMIN_TOKEN, SECRET
 
 ROOT = Path(__file__).resolve().parents[1]
+#: The admin token and the replyRef signing secret of every test configuration.
+ADMIN_TOKEN = "test-admin-token"
+SECRET = "test-secret-key-0123456789abcdef"
 
 
 def add_job(
@@ -167,3 +170,19 @@ def worker_config(retry_schedule: tuple[float, ...], **overrides: Any) -> Worker
         **overrides,
     }
     return WorkerConfig(retry_schedule=retry_schedule, **values)
+
+
+def python_output(code: str, env: dict[str, str], *args: str) -> str:
+    """What ``python -c code args…`` prints, run with this venv's Python in the project
+    directory with ``env`` (60 s at most); asserts that it exits 0 (its stderr is the message
+    when not)."""
+    done = subprocess.run(
+        [bin_path("python"), "-c", code, *args],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout

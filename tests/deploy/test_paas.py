@@ -22,6 +22,7 @@ from receiver.cli import Context
 from receiver.settings import PAAS_MARKERS, ConfigError, Settings, load_settings
 from simulator.processes import Process, bin_path, free_port, procfile_command
 from tests.conftest import SECRET
+from tests.helpers import python_output
 
 ROOT = Path(__file__).resolve().parents[2]
 PROCFILE = ROOT / "Procfile"
@@ -32,21 +33,6 @@ def clean_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k.upper() not in OURS}
     env.update({"PYTHONUNBUFFERED": "1", "SECRET_KEY": SECRET, **extra})
     return env
-
-
-def python_output(code: str, env: dict[str, str]) -> str:
-    """What ``python -c code`` prints, run in the project directory with ``env`` (60 s at
-    most); asserts that it exits 0 (its stderr is the message when not)."""
-    done = subprocess.run(
-        [bin_path("python"), "-c", code],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout
 
 
 @pytest.fixture

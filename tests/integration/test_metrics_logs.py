@@ -31,7 +31,7 @@ from receiver.runtime import Runtime
 from receiver.store.uow import UnitOfWork
 from simulator.subscriber import SubscriberServer
 from tests.conftest import ADMIN_TOKEN, JobFactory, task_body
-from tests.helpers import worker_config
+from tests.helpers import python_output, worker_config
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -203,7 +203,7 @@ def test_multiprocess_mode_adds_up_every_process(tmp_path: Path) -> None:
     for n in ("3", "4"):
         subprocess.run([sys.executable, "-c", count, n], env=env, check=True, timeout=60)
     show = "from receiver import metrics; print(metrics.render(None).decode())"
-    out = _python_output(env, show)
+    out = python_output(show, env)
     samples = {
         (s.name, tuple(sorted(s.labels.items()))): s.value
         for family in text_string_to_metric_families(out)
@@ -339,18 +339,6 @@ def test_importing_metrics_touches_nothing_until_a_metric_is_used(tmp_path: Path
         print(sorted(os.listdir(sys.argv[1])))
         """
     )
-    out = _python_output(env, script, str(directory))
+    out = python_output(script, env, str(directory))
     assert directory.is_dir()
     assert "counter_" in out  # this process's counter file
-
-
-def _python_output(env: dict[str, str], script: str, *args: str) -> str:
-    """What ``python -c script args…`` prints, run with ``env`` (it must succeed in 60 s)."""
-    return subprocess.run(
-        [sys.executable, "-c", script, *args],
-        env=env,
-        check=True,
-        timeout=60,
-        capture_output=True,
-        text=True,
-    ).stdout
