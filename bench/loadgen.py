@@ -10,9 +10,11 @@ bare endpoint saturates).
 from __future__ import annotations
 
 import json
+import math
 import queue
 import resource
 import shutil
+import signal
 import subprocess
 import threading
 import time
@@ -24,7 +26,8 @@ from typing import Any
 import requests
 
 WRK_SCRIPT = r"""
--- bench/loadgen.py: POST the lines of a file in turn (thread t of T takes lines t, t+T, ...).
+-- bench/loadgen.py: POST the lines of a file in turn (thread t of T takes lines t, t+T, ...,
+-- after the first args[4] lines).
 local bodies = {}
 local nthreads = 1
 local index = 0
@@ -42,7 +45,7 @@ function init(args)
   end
   nthreads = tonumber(args[2]) or 1
   path = args[3] or "/callbacks/useapi"
-  index = tid or 0
+  index = (tid or 0) + (tonumber(args[4]) or 0)
 end
 
 local headers = {["Content-Type"] = "application/json"}
@@ -64,6 +67,13 @@ function done(summary, latency, requests)
     e.connect, e.read, e.write, e.status, e.timeout,
     latency:percentile(50), latency:percentile(90), latency:percentile(99),
     latency:percentile(99.9), latency.mean, latency.max))
+  -- every distinct latency (microseconds) with its count, so that runs can be merged
+  local parts = {}
+  for i = 1, #latency do
+    local value, count = latency(i)
+    parts[#parts + 1] = string.format("%.0f:%.0f", value, count)
+  end
+  io.write("BENCHHIST " .. table.concat(parts, ",") .. "\n")
 end
 """
 
@@ -86,6 +96,8 @@ class WrkResult:
     errors: int
     non_2xx: int
     cpu_s: float
+    #: ``(latency in microseconds, requests)`` for every distinct latency, ascending.
+    histogram: tuple[tuple[int, int], ...] = ()
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -111,9 +123,14 @@ def run_wrk(
     seconds: float,
     threads: int = 1,
     path: str = "/callbacks/useapi",
+    skip: int = 0,
+    until: threading.Event | None = None,
 ) -> WrkResult:
     """POST the lines of ``bodies`` to ``url`` + ``path`` for ``seconds`` over ``connections``.
 
+    :param skip: start after the first ``skip`` lines of ``bodies``.
+    :param until: when given, stop wrk (SIGINT: it reports what it did so far) as soon as the
+        event is set, or after ``seconds`` if that comes first.
     :raises RuntimeError: wrk failed or printed no statistics.
     """
     if not script.exists():
@@ -135,15 +152,28 @@ def run_wrk(
         str(bodies),
         str(threads),
         path,
+        str(skip),
     ]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60)
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
+        if until is not None:
+            until.wait(seconds)
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+        try:
+            stdout, stderr = proc.communicate(timeout=seconds + 60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            stdout, stderr = proc.communicate()
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    line = next((ln for ln in done.stdout.splitlines() if ln.startswith("BENCHJSON ")), None)
-    if done.returncode != 0 or line is None:
-        raise RuntimeError(f"wrk failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+    lines = stdout.splitlines()
+    line = next((ln for ln in lines if ln.startswith("BENCHJSON ")), None)
+    if proc.returncode != 0 or line is None:
+        raise RuntimeError(f"wrk failed ({proc.returncode}):\n{stdout}\n{stderr}")
     stats = json.loads(line.removeprefix("BENCHJSON "))
+    hist = next((ln for ln in lines if ln.startswith("BENCHHIST ")), "BENCHHIST ")
+    pairs = [item.split(":") for item in hist.removeprefix("BENCHHIST ").split(",") if item]
     secs = stats["duration_us"] / 1e6
     errors = int(
         stats["connect_errors"] + stats["read_errors"] + stats["write_errors"] + stats["timeouts"]
@@ -159,7 +189,47 @@ def run_wrk(
         errors=errors,
         non_2xx=int(stats["status_errors"]),
         cpu_s=cpu,
+        histogram=tuple((int(value), int(count)) for value, count in pairs),
     )
+
+
+def merged(runs: Sequence[WrkResult]) -> dict[str, Any]:
+    """Several wrk runs taken as one: requests/s over their summed durations, and p50/p90/p99
+    (nearest rank) and max of all their requests together, from their histograms.
+
+    :returns: ``{"requests", "seconds", "rps", "p50_ms", "p90_ms", "p99_ms", "max_ms",
+        "errors", "non_2xx"}`` (latencies in milliseconds; NaN when there was no request).
+    """
+    counts: dict[int, int] = {}
+    for run in runs:
+        for value, count in run.histogram:
+            counts[value] = counts.get(value, 0) + count
+    ordered = sorted(counts.items())
+    total = sum(count for _, count in ordered)
+
+    def pct(p: float) -> float:
+        if not total:
+            return math.nan
+        rank, seen = max(1, math.ceil(p / 100 * total)), 0
+        for value, count in ordered:
+            seen += count
+            if seen >= rank:
+                return value / 1000
+        return ordered[-1][0] / 1000
+
+    seconds = sum(r.seconds for r in runs)
+    requests_done = sum(r.requests for r in runs)
+    return {
+        "requests": requests_done,
+        "seconds": round(seconds, 3),
+        "rps": round(requests_done / seconds, 1) if seconds else math.nan,
+        "p50_ms": round(pct(50), 2),
+        "p90_ms": round(pct(90), 2),
+        "p99_ms": round(pct(99), 2),
+        "max_ms": round(ordered[-1][0] / 1000, 2) if ordered else math.nan,
+        "errors": sum(r.errors for r in runs),
+        "non_2xx": sum(r.non_2xx for r in runs),
+    }
 
 
 @dataclass(frozen=True)
