@@ -25,9 +25,7 @@ Never removed: a pending delivery (waiting or leased) and its event, a job that 
 Each batch is one short transaction of at most ``batch`` rows of one table (plus the attempts
 of those deliveries), followed by a pause, so that a purge of many rows never holds the write
 lock (SQLite) or row locks (PostgreSQL, ``FOR UPDATE SKIP LOCKED``: concurrent purges by
-several workers take disjoint rows) for long: ingest and delivery go on between batches. The
-batch shrinks while batches take longer than :data:`BATCH_TARGET_SECONDS` (wide rows, such as
-callbacks with their bodies, or a busy database) and grows back when they are quick.
+several workers take disjoint rows) for long: ingest and delivery go on between batches.
 :func:`count` gives the same numbers without removing anything (``relay purge --dry-run``).
 """
 
@@ -84,14 +82,8 @@ TABLES = (
     "callbacks",
     "jobs",
 )
-#: Rows of one table deleted per transaction at most (a delivery batch also takes its attempts).
+#: Rows of one table deleted per transaction (a delivery batch also takes its attempts).
 BATCH_ROWS = 500
-#: A batch that took longer than this (seconds) halves the next one, down to
-#: :data:`MIN_BATCH_ROWS`; one that took less than half of it doubles the next, up to the
-#: batch size. On SQLite a batch holds the one write lock: 500 callbacks with their bodies took
-#: 45-110 ms, every callback arriving meanwhile waited that long (``make bench``, purge).
-BATCH_TARGET_SECONDS = 0.02
-MIN_BATCH_ROWS = 50
 #: Pause between two batches, seconds: the write lock is free for others meanwhile.
 PAUSE_SECONDS = 0.05
 #: Seconds after the worker starts before its first purge (then every interval).
@@ -284,16 +276,9 @@ def purge(
     sleep: Callable[[float], Any] = time.sleep,
     artifact_store: str = "",
     s3_endpoint_url: str = "",
-    min_batch: int = MIN_BATCH_ROWS,
-    target: float = BATCH_TARGET_SECONDS,
-    clock: Callable[[], float] = time.monotonic,
 ) -> dict[str, int]:
     """Remove every row that retention lets go (see the module's docstring), table by table,
     in batches of at most ``batch`` rows with ``pause`` seconds between them.
-
-    A batch that took more than ``target`` seconds (by ``clock``) halves the next batch of its
-    table, down to ``min_batch`` rows; one that took less than ``target / 2`` doubles it, up to
-    ``batch``.
 
     :param stop: when set, the purge returns after the batch in progress (the rest waits for
         the next one).
@@ -306,26 +291,19 @@ def purge(
     for name in TABLES:
         if name == "attempts":
             continue
-        size = batch
         while stop is None or not stop.is_set():
-            started = clock()
             done = purge_batch(
                 engine,
                 name,
                 cutoff,
-                limit=size,
+                limit=batch,
                 artifact_store=artifact_store,
                 s3_endpoint_url=s3_endpoint_url,
             )
-            took = clock() - started
             for table, rows in done.items():
                 removed[table] += rows
-            if done[name] < size:
+            if done[name] < batch:
                 break
-            if took > target:
-                size = max(min(min_batch, batch), size // 2)
-            elif took < target / 2:
-                size = min(batch, size * 2)
             wait(pause)
     return removed
 

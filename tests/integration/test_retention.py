@@ -11,7 +11,6 @@ import os
 import subprocess
 import threading
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -360,75 +359,6 @@ def test_small_batches_remove_the_same_and_a_stop_leaves_the_rest(
     # One pause after each full batch: many small transactions, not one long one.
     assert len(pauses) == sum(v for k, v in removed.items() if k != "attempts")
     assert_purged(engine, seed)
-
-
-def _expected_pauses(counts: dict[str, int], batch: int, durations: list[float]) -> int:
-    """Pauses of a purge of ``counts`` (rows per table) whose batches take ``durations`` seconds
-    in turn (over and over): a full batch is followed by a pause; one slower than 20 ms halves
-    the next (down to 1 row), one quicker than 10 ms doubles it (up to ``batch``)."""
-    pauses = 0
-    took = itertools.cycle(durations)
-    for name, rows in counts.items():
-        if name == "attempts":
-            continue
-        size = batch
-        while True:
-            seconds = next(took)
-            if rows < size:  # a short batch (or none) ends the table
-                break
-            rows -= size
-            pauses += 1
-            if seconds > 0.02:
-                size = max(1, size // 2)
-            elif seconds < 0.01:
-                size = min(batch, size * 2)
-    return pauses
-
-
-def _clock(durations: list[float]) -> Callable[[], float]:
-    """A clock read twice a batch (start, end) by which the batches take ``durations``."""
-    now = 0.0
-    reads = itertools.count()
-    took = itertools.cycle(durations)
-
-    def read() -> float:
-        nonlocal now
-        if next(reads) % 2:
-            now += next(took)
-        return now
-
-    return read
-
-
-@pytest.mark.parametrize(
-    "durations", [[1.0], [1.0, 1.0, 0.0, 0.0, 0.0], [0.0]], ids=["slow", "mixed", "quick"]
-)
-def test_slow_batches_shrink_and_quick_ones_grow_back(
-    engine: Engine, tmp_path: Path, durations: list[float]
-) -> None:
-    seed = seed_history(engine, tmp_path)
-    w = Writer(engine, seed, tmp_path)
-    for _ in range(20):  # one table with enough rows for batches to shrink and grow again
-        w.refused(OLD, keep=False)
-    expected = seed.expected_counts()
-    pauses: list[float] = []
-    removed = retention.purge(
-        engine,
-        retention.cutoff_for(30),
-        batch=4,
-        min_batch=1,
-        pause=0.0,
-        sleep=pauses.append,
-        clock=_clock(durations),
-    )
-    assert removed == expected
-    assert_purged(engine, seed)
-    assert len(pauses) == _expected_pauses(expected, 4, durations)
-    full = sum(v // 4 for k, v in expected.items() if k != "attempts")
-    if durations == [0.0]:
-        assert len(pauses) == full  # quick batches stay at 4 rows
-    else:
-        assert len(pauses) > full  # slow ones made more, smaller batches
 
 
 def test_a_shorter_retention_removes_more_and_never_live_work(
