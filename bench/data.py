@@ -367,15 +367,8 @@ def seed_expired(
                     "worker": "bench",
                 }
             )
-    tables = {
-        "jobs": jobs,
-        "callbacks": callbacks,
-        "events": events,
-        "deliveries": deliveries,
-        "attempts": attempts,
-    }
-    for name, table in tables.items():  # parents first (foreign keys)
+    for table in (jobs, callbacks, events, deliveries, attempts):  # parents first (foreign keys)
         with engine.begin() as conn:
-            for start in range(0, len(made[name]), 2000):
-                conn.execute(insert(table), made[name][start : start + 2000])
-    return {name: len(made[name]) for name in tables}
+            for start in range(0, len(made[table.name]), 2000):
+                conn.execute(insert(table), made[table.name][start : start + 2000])
+    return {name: len(rows) for name, rows in made.items()}

@@ -45,7 +45,7 @@ SEEDED_AGE_DAYS = 60
 PURGE_TIMEOUT = 600.0
 #: Bodies prepared for the run during the purge, in seconds of the warm-up rate (a longer purge
 #: sends some bodies again: duplicates, which the report flags).
-PURGE_BODY_SECONDS = 90.0
+PURGE_BODY_SECONDS = 45.0
 
 
 class _Plan(Protocol):
@@ -112,7 +112,7 @@ def _one(
         connections=plan.connections,
         seconds=plan.warmup_seconds,
     ).rps
-    per_second = max(500.0, rate * 3)
+    per_second = max(1200.0, rate * 3)
     seconds = plan.ingest_seconds
     before = _bodies_file(stack, work, f"purge-{stack.kind}-before", per_second * seconds, started)
     during = _bodies_file(
