@@ -234,12 +234,16 @@ def merged(runs: Sequence[WrkResult]) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class Sent:
-    """One request of :func:`open_loop`: key, Unix send time, status (None: failed), seconds."""
+    """One request of :func:`open_loop`: key, Unix send time, status (None: failed), seconds
+    from send to answer (``elapsed``) and from the time it was due to the answer
+    (``since_due``: counts the wait for a free sender, so a stall shows in every request it
+    delayed, not only in the ones that were in flight)."""
 
     key: Any
     sent_at: float
     status: int | None
     elapsed: float
+    since_due: float = 0.0
 
 
 def open_loop(
@@ -249,12 +253,16 @@ def open_loop(
     rate: float,
     senders: int = 8,
     timeout: float = 10.0,
+    until: threading.Event | None = None,
 ) -> list[Sent]:
     """POST ``items`` (key, JSON body) to ``url`` at ``rate`` per second on a fixed timetable.
 
     Open loop: request i is due at ``start + i / rate`` whether or not earlier ones have been
     answered (a pool of ``senders`` threads; a late sender starts at once). Bounded by
     ``len(items)``; every request has a timeout.
+
+    :param until: when given, no request due after the event is set is sent (the run ends
+        then, or when ``items`` run out if that comes first).
     """
     work: queue.Queue[tuple[float, Any, str] | None] = queue.Queue()
     results: list[Sent] = []
@@ -269,7 +277,10 @@ def open_loop(
                     return
                 due, key, body = item
                 wait = due - time.monotonic()
-                if wait > 0:
+                if until is not None:
+                    if until.wait(max(0.0, wait)):
+                        continue  # drain the queue without sending
+                elif wait > 0:
                     time.sleep(wait)
                 sent = time.time()
                 t0 = time.monotonic()
@@ -284,8 +295,9 @@ def open_loop(
                     status = response.status_code
                 except requests.RequestException:
                     status = None
+                done = time.monotonic()
                 with lock:
-                    results.append(Sent(key, sent, status, time.monotonic() - t0))
+                    results.append(Sent(key, sent, status, done - t0, done - due))
 
     threads = [threading.Thread(target=sender, daemon=True) for _ in range(senders)]
     for thread in threads:
@@ -298,3 +310,34 @@ def open_loop(
     for thread in threads:
         thread.join(timeout=len(items) / rate + timeout + 30)
     return results
+
+
+def paced_summary(sent: Sequence[Sent], rate: float) -> dict[str, Any]:
+    """Latency of an :func:`open_loop` run measured from each request's due time.
+
+    :returns: ``{"offered_per_s", "requests", "seconds", "rps", "p50_ms", "p90_ms", "p99_ms",
+        "max_ms", "errors", "non_2xx"}`` (latencies in milliseconds, nearest rank; NaN when
+        nothing was sent); ``seconds`` from the first send to the last answer.
+    """
+    answered = sorted(s.since_due * 1000 for s in sent if s.status is not None)
+
+    def pct(p: float) -> float:
+        if not answered:
+            return math.nan
+        return round(answered[max(1, math.ceil(p / 100 * len(answered))) - 1], 2)
+
+    first = min((s.sent_at for s in sent), default=0.0)
+    last = max((s.sent_at + s.elapsed for s in sent), default=0.0)
+    seconds = last - first
+    return {
+        "offered_per_s": rate,
+        "requests": len(sent),
+        "seconds": round(seconds, 3),
+        "rps": round(len(sent) / seconds, 1) if seconds > 0 else math.nan,
+        "p50_ms": pct(50),
+        "p90_ms": pct(90),
+        "p99_ms": pct(99),
+        "max_ms": round(answered[-1], 2) if answered else math.nan,
+        "errors": sum(1 for s in sent if s.status is None),
+        "non_2xx": sum(1 for s in sent if s.status is not None and not 200 <= s.status < 300),
+    }

@@ -1,6 +1,6 @@
 """Ingest during a purge: callbacks/s and latency while ``relay purge`` removes 100,000 rows.
 
-Per backend, once (seeding 100,000 rows again for a second round would double the time):
+Per backend (each purge gets its own 100,000 seeded rows):
 
 1. seed :data:`SEED_ROWS` rows of finished work done 60 days ago (older than the default
    ``RETENTION_DAYS=30``, which the run sets explicitly): ``SUCCEEDED`` jobs with their
@@ -13,15 +13,24 @@ Per backend, once (seeding 100,000 rows again for a second round would double th
    without purge again for ``ingest_seconds``. The baseline is the two runs without purge
    taken together (before and after, so that a drift over the run falls on both sides).
 
+3. at a fixed offered load, well below saturation (what a real deployment sees): for each
+   fraction of :data:`FIXED_FRACTIONS` of the rate reached in 2 without purge, seed again,
+   then an open-loop sender (:func:`bench.loadgen.open_loop`: requests on a timetable whether
+   or not earlier ones were answered, latency measured from each request's due time so that a
+   stall is not hidden by the sender waiting) for :data:`FIXED_BASELINE_SECONDS` without
+   purge, while ``relay purge`` runs, and without purge again. The two runs without purge are
+   also reported apart: their difference is the noise.
+
 ``relay purge`` is what the worker's schedule runs (:func:`receiver.store.retention.purge`
-with the same batch size and pause), as a separate process, like a worker beside the web.
-The run checks that the purge removed every seeded row and reports how long it took.
+with the same batches, duty cycle and pauses), as a separate process, like a worker beside the
+web. The run checks that each purge removed every seeded row and reports how long it took.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import resource
 import subprocess
 import threading
 import time
@@ -44,8 +53,22 @@ SEEDED_AGE_DAYS = 60
 #: The longest the purge may take (seconds); wrk stops then and the overlap says so.
 PURGE_TIMEOUT = 600.0
 #: Bodies prepared for the run during the purge, in seconds of the warm-up rate (a longer purge
-#: sends some bodies again: duplicates, which the report flags).
-PURGE_BODY_SECONDS = 45.0
+#: sends some bodies again: duplicates, which the report flags). The purge works a fifth of the
+#: time (its duty cycle), so under a saturating load it takes a minute or more.
+PURGE_BODY_SECONDS = 120.0
+#: Offered loads of the fixed-rate runs, as fractions of the callbacks/s that the saturating
+#: load reached without purge in the same run (rounded to 10/s): well below saturation. Fixed
+#: rates of 100 and 200/s were tried first: on a busy shared machine 200/s was above what the
+#: stack could take during the purge, and the open-loop queue grew for the whole run.
+FIXED_FRACTIONS = (0.2, 0.4)
+#: Length of each fixed-rate run without purge (one before, one after), seconds.
+FIXED_BASELINE_SECONDS = 10.0
+#: Bodies prepared for the fixed-rate run during the purge, seconds (it ends with the purge, or
+#: when they run out: the overlap says so).
+FIXED_DURING_SECONDS = 150.0
+#: Concurrent senders of the fixed-rate runs (a late request waits for one; measured from its
+#: due time all the same).
+FIXED_SENDERS = 16
 
 
 class _Plan(Protocol):
@@ -71,14 +94,174 @@ def ingest_during_purge(
     :param subscriber_ids: ``{backend: id}`` of a subscriber that exists (the seeded
         deliveries are its).
     :returns: ``{backend: {...}}`` with ``baseline`` and ``during_purge`` (see
-        :func:`bench.loadgen.merged`), their ratios, and ``purge`` (rows removed per table,
-        seconds, overlap).
+        :func:`bench.loadgen.merged`), their ratios, ``purge`` (rows removed per table,
+        seconds, overlap), and ``fixed_rate``: one item per fraction of
+        :data:`FIXED_FRACTIONS` (see :func:`_fixed_rate`).
+    :raises AssertionError: a purge did not remove every seeded row.
+    """
+    out: dict[str, Any] = {}
+    for name, stack in stacks.items():
+        item = _one(plan, stack, subscriber_ids[name], work, seed_rows)
+        rates = [max(10.0, round(item["baseline"]["rps"] * f, -1)) for f in FIXED_FRACTIONS]
+        item["fixed_rate"] = [
+            _fixed_rate(stack, subscriber_ids[name], rate, seed_rows) for rate in rates
+        ]
+        out[name] = item
+    return out
+
+
+def _seed(stack: RelayStack, subscriber_id: str, rows: int, env: dict[str, str]) -> dict[str, int]:
+    """Seed ``rows`` rows of expired work and check that ``relay purge --dry-run`` sees them."""
+    started = datetime.now(UTC)
+    t0 = time.monotonic()
+    seeded = data.seed_expired(
+        stack.engine,
+        stack.signer,
+        subscriber_id,
+        rows,
+        finished=started - timedelta(days=SEEDED_AGE_DAYS),
+        reply_url=stack.reply_url,
+    )
+    log(f"purge {stack.kind}: seeded {sum(seeded.values())} rows in {time.monotonic() - t0:.1f} s")
+    dry = json.loads(stack.relay("purge", "--dry-run", env=env))["would_remove"]
+    for table, n in seeded.items():
+        assert dry[table] >= n, f"relay purge --dry-run would not remove {table}: {dry}"
+    return seeded
+
+
+class _Purge:
+    """``relay purge`` as a child process; :attr:`ended` is set when it exits."""
+
+    def __init__(self, stack: RelayStack, env: dict[str, str]) -> None:
+        self.ended = threading.Event()
+        self.outputs: dict[str, str] = {}
+        self.start = time.monotonic()
+        self.end = math.nan
+        self.proc = subprocess.Popen(
+            [bin_path("relay"), "purge"],
+            env=env,
+            cwd=stack.dir,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self._watcher = threading.Thread(target=self._watch, daemon=True)
+        self._watcher.start()
+
+    def _watch(self) -> None:
+        try:
+            self.outputs["stdout"], self.outputs["stderr"] = self.proc.communicate(
+                timeout=PURGE_TIMEOUT
+            )
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.outputs["stdout"], self.outputs["stderr"] = self.proc.communicate()
+        finally:
+            self.end = time.monotonic()
+            self.ended.set()
+
+    def removed(self) -> dict[str, int]:
+        """Wait for the exit; the rows removed per table.
+
+        :raises RuntimeError: the command failed.
+        """
+        self._watcher.join(PURGE_TIMEOUT + 30)
+        if self.proc.returncode != 0:
+            raise RuntimeError(
+                f"relay purge failed ({self.proc.returncode}): {self.outputs.get('stderr')}"
+            )
+        removed: dict[str, int] = json.loads(self.outputs["stdout"])["removed"]
+        return removed
+
+
+def _fixed_rate(
+    stack: RelayStack, subscriber_id: str, rate: float, seed_rows: int
+) -> dict[str, Any]:
+    """Open-loop ingest at ``rate`` callbacks/s: without purge, during a purge of ``seed_rows``
+    rows, without purge again.
+
+    :returns: ``{"rate", "baseline", "before", "after", "during_purge"}`` (each
+        :func:`bench.loadgen.paced_summary`, ``baseline`` of before and after together), the
+        p50 and p99 ratios during/baseline and after/before, and ``purge`` (rows, seconds,
+        overlap).
     :raises AssertionError: the purge did not remove every seeded row.
     """
-    return {
-        name: _one(plan, stack, subscriber_ids[name], work, seed_rows)
-        for name, stack in stacks.items()
+    env = {**stack.env, "RETENTION_DAYS": str(RETENTION_DAYS)}
+    seeded = _seed(stack, subscriber_id, seed_rows, env)
+    created = datetime.now(UTC)
+    label = f"fixed{rate:g}-{stack.kind}"
+    before = _bodies(stack, f"{label}-before", rate * FIXED_BASELINE_SECONDS, created)
+    during = _bodies(stack, f"{label}-during", rate * FIXED_DURING_SECONDS, created)
+    after = _bodies(stack, f"{label}-after", rate * FIXED_BASELINE_SECONDS, created)
+
+    def send(bodies: list[str], until: threading.Event | None = None) -> list[loadgen.Sent]:
+        return loadgen.open_loop(
+            stack.reply_url,
+            list(enumerate(bodies)),
+            rate=rate,
+            senders=FIXED_SENDERS,
+            until=until,
+        )
+
+    runs = {"before": send(before)}
+    # No other child process ends meanwhile: RUSAGE_CHILDREN counts the purge's CPU alone.
+    cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    purge = _Purge(stack, env)
+    load_start = time.monotonic()
+    runs["during"] = send(during, until=purge.ended)
+    load_end = time.monotonic()
+    removed = purge.removed()
+    cpu_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    purge_cpu = (cpu_after.ru_utime - cpu_before.ru_utime) + (
+        cpu_after.ru_stime - cpu_before.ru_stime
+    )
+    runs["after"] = send(after)
+    for table, n in seeded.items():
+        assert removed[table] >= n, f"relay purge removed less than was seeded: {removed}"
+    summary = {k: loadgen.paced_summary(v, rate) for k, v in runs.items()}
+    baseline = loadgen.paced_summary(runs["before"] + runs["after"], rate)
+    under = summary["during"]
+    overlap = max(0.0, min(load_end, purge.end) - max(load_start, purge.start))
+    item: dict[str, Any] = {
+        "rate": rate,
+        "senders": FIXED_SENDERS,
+        "baseline": baseline,
+        "before": summary["before"],
+        "after": summary["after"],
+        "during_purge": under,
+        "p50_ratio": _ratio(under["p50_ms"], baseline["p50_ms"]),
+        "p99_ratio": _ratio(under["p99_ms"], baseline["p99_ms"]),
+        "after_before_p99_ratio": _ratio(summary["after"]["p99_ms"], summary["before"]["p99_ms"]),
+        "purge": {
+            "removed_rows": sum(removed.values()),
+            "seconds": round(purge.end - purge.start, 2),
+            "cpu_s": round(purge_cpu, 2),
+            "load_seconds": round(load_end - load_start, 2),
+            "overlap_fraction_of_load": round(overlap / (load_end - load_start), 3),
+        },
     }
+    log(
+        f"purge {stack.kind} at {rate:g}/s: removed {item['purge']['removed_rows']} rows in "
+        f"{item['purge']['seconds']} s; p50/p99 before {summary['before']['p50_ms']}/"
+        f"{summary['before']['p99_ms']} ms, during {under['p50_ms']}/{under['p99_ms']} ms, "
+        f"after {summary['after']['p50_ms']}/{summary['after']['p99_ms']} ms; "
+        f"errors {under['errors']}, non-2xx {under['non_2xx']}"
+    )
+    return item
+
+
+def _bodies(stack: RelayStack, name: str, requests: float, created: datetime) -> list[str]:
+    """Fresh jobs for ``requests`` callbacks (rounded up to whole jobs), their bodies in order."""
+    made = data.create_jobs(
+        stack.engine,
+        stack.signer,
+        math.ceil(requests / len(data.STAGES)),
+        label=name,
+        now=created,
+    )
+    return [
+        body for _, _, body in data.stage_major(made, reply_url=stack.reply_url, created=created)
+    ]
 
 
 def _one(
@@ -87,21 +270,9 @@ def _one(
     assert stack.web is not None
     env = {**stack.env, "RETENTION_DAYS": str(RETENTION_DAYS)}
     started = datetime.now(UTC)
-    finished = started - timedelta(days=SEEDED_AGE_DAYS)
     t0 = time.monotonic()
-    seeded = data.seed_expired(
-        stack.engine,
-        stack.signer,
-        subscriber_id,
-        seed_rows,
-        finished=finished,
-        reply_url=stack.reply_url,
-    )
+    seeded = _seed(stack, subscriber_id, seed_rows, env)
     seed_seconds = time.monotonic() - t0
-    log(f"purge {stack.kind}: seeded {sum(seeded.values())} rows in {seed_seconds:.1f} s")
-    dry = json.loads(stack.relay("purge", "--dry-run", env=env))["would_remove"]
-    for table, rows in seeded.items():
-        assert dry[table] >= rows, f"relay purge --dry-run would not remove {table}: {dry}"
 
     script = work / "bodies.lua"
     warm = _bodies_file(stack, work, f"purge-{stack.kind}-warm", 1000, started)
@@ -134,36 +305,12 @@ def _one(
 
     runs = {"before": wrk(before[0])}
     # The purge and, beside it, the same load until the purge exits.
-    ended = threading.Event()
-    purge_start = time.monotonic()
-    proc = subprocess.Popen(
-        [bin_path("relay"), "purge"],
-        env=env,
-        cwd=stack.dir,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    outputs: dict[str, str] = {}
-    stamps: dict[str, float] = {}
-
-    def watch() -> None:
-        try:
-            outputs["stdout"], outputs["stderr"] = proc.communicate(timeout=PURGE_TIMEOUT)
-        finally:
-            stamps["purge_end"] = time.monotonic()
-            ended.set()
-
-    watcher = threading.Thread(target=watch, daemon=True)
-    watcher.start()
+    purge = _Purge(stack, env)
     load_start = time.monotonic()
-    runs["during"] = wrk(during[0], until=ended)
+    runs["during"] = wrk(during[0], until=purge.ended)
     load_end = time.monotonic()
-    watcher.join(PURGE_TIMEOUT + 30)
-    if proc.returncode != 0:
-        raise RuntimeError(f"relay purge failed ({proc.returncode}): {outputs.get('stderr')}")
-    purge_end = stamps["purge_end"]
-    removed: dict[str, int] = json.loads(outputs["stdout"])["removed"]
+    removed = purge.removed()
+    purge_start, purge_end = purge.start, purge.end
     runs["after"] = wrk(after[0])
 
     for table, rows in seeded.items():

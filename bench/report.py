@@ -104,6 +104,22 @@ def markdown(result: dict[str, Any]) -> str:
                 "",
             )
         )
+        for fixed in item.get("fixed_rate", []):
+            under, base = fixed["during_purge"], fixed["baseline"]
+            rows.append(
+                (
+                    f"Ingest at {fixed['rate']:g}/s (open loop) during a purge of "
+                    f"{fixed['purge']['removed_rows']:,} rows, {name}: p50 / p99, ms",
+                    f"{_fmt(under['p50_ms'], 1)} / {_fmt(under['p99_ms'], 1)}",
+                    f"no purge {_fmt(fixed['before']['p50_ms'], 1)} / "
+                    f"{_fmt(fixed['before']['p99_ms'], 1)} before, "
+                    f"{_fmt(fixed['after']['p50_ms'], 1)} / {_fmt(fixed['after']['p99_ms'], 1)}"
+                    " after",
+                    _fmt(fixed["p99_ratio"], 2),
+                    f"p99 ≤ {limit:g}×",
+                    _verdict(fixed["p99_ratio"] <= limit),
+                )
+            )
     for backend, item in result.get("fanout", {}).items():
         name = "SQLite" if backend == "sqlite" else "PostgreSQL"
         rows.append(
@@ -237,6 +253,16 @@ def _notes(result: dict[str, Any]) -> list[str]:
             + ("; some bodies were sent twice" if item.get("bodies_repeated") else "")
             + "."
         )
+        for fixed in item.get("fixed_rate", []):
+            run = fixed["purge"]
+            notes.append(
+                f"Purge, {backend}, at {fixed['rate']:g} callbacks/s: removed "
+                f"{run['removed_rows']:,} rows in {run['seconds']} s, "
+                f"{run.get('cpu_s', math.nan)} s of CPU in the purge process ("
+                f"{run['overlap_fraction_of_load']:.0%} of the load during the purge); "
+                f"{fixed['during_purge']['errors']} errors, "
+                f"{fixed['during_purge']['non_2xx']} non-2xx during it."
+            )
     sink = result.get("sink_capacity")
     if sink:
         notes.append(
