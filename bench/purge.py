@@ -220,6 +220,9 @@ def _fixed_rate(
         assert removed[table] >= n, f"relay purge removed less than was seeded: {removed}"
     summary = {k: loadgen.paced_summary(v, rate) for k, v in runs.items()}
     baseline = loadgen.paced_summary(runs["before"] + runs["after"], rate)
+    # Its seconds are the two runs', not the time from the first to the last (the purge's).
+    baseline["seconds"] = summary["before"]["seconds"] + summary["after"]["seconds"]
+    baseline["rps"] = round(baseline["requests"] / baseline["seconds"], 1)
     under = summary["during"]
     overlap = max(0.0, min(load_end, purge.end) - max(load_start, purge.start))
     item: dict[str, Any] = {
