@@ -224,7 +224,6 @@ def _fixed_rate(
     baseline["seconds"] = summary["before"]["seconds"] + summary["after"]["seconds"]
     baseline["rps"] = round(baseline["requests"] / baseline["seconds"], 1)
     under = summary["during"]
-    overlap = max(0.0, min(load_end, purge.end) - max(load_start, purge.start))
     item: dict[str, Any] = {
         "rate": rate,
         "senders": FIXED_SENDERS,
@@ -236,11 +235,8 @@ def _fixed_rate(
         "p99_ratio": _ratio(under["p99_ms"], baseline["p99_ms"]),
         "after_before_p99_ratio": _ratio(summary["after"]["p99_ms"], summary["before"]["p99_ms"]),
         "purge": {
-            "removed_rows": sum(removed.values()),
-            "seconds": round(purge.end - purge.start, 2),
+            **_timing(removed, (purge.start, purge.end), (load_start, load_end)),
             "cpu_s": round(purge_cpu, 2),
-            "load_seconds": round(load_end - load_start, 2),
-            "overlap_fraction_of_load": round(overlap / (load_end - load_start), 3),
         },
     }
     log(
@@ -338,7 +334,6 @@ def _one(
 
     baseline = loadgen.merged([runs["before"], runs["after"]])
     under = loadgen.merged([runs["during"]])
-    overlap = max(0.0, min(load_end, purge_end) - max(load_start, purge_start))
     made = {"before": before[1], "during": during[1], "after": after[1]}
     runs_json = {k: v.as_json() for k, v in runs.items()}
     # RUSAGE_CHILDREN: the purge process ended (and was reaped) during that wrk run.
@@ -362,10 +357,7 @@ def _one(
             "seeded_rows": sum(seeded.values()),
             "seed_seconds": round(seed_seconds, 1),
             "removed": removed,
-            "removed_rows": sum(removed.values()),
-            "seconds": round(purge_end - purge_start, 2),
-            "load_seconds": round(load_end - load_start, 2),
-            "overlap_fraction_of_load": round(overlap / (load_end - load_start), 3),
+            **_timing(removed, (purge_start, purge_end), (load_start, load_end)),
         },
     }
     log(
@@ -377,6 +369,20 @@ def _one(
     return item
 
 
+def _timing(
+    removed: dict[str, int], purge: tuple[float, float], load: tuple[float, float]
+) -> dict[str, Any]:
+    """Rows removed, the purge's and the load's seconds and how much of the load overlapped
+    the purge (``purge`` and ``load``: monotonic start and end)."""
+    overlap = max(0.0, min(load[1], purge[1]) - max(load[0], purge[0]))
+    return {
+        "removed_rows": sum(removed.values()),
+        "seconds": round(purge[1] - purge[0], 2),
+        "load_seconds": round(load[1] - load[0], 2),
+        "overlap_fraction_of_load": round(overlap / (load[1] - load[0]), 3),
+    }
+
+
 def _ratio(a: float, b: float) -> float:
     return round(a / b, 3) if b and not (math.isnan(a) or math.isnan(b)) else math.nan
 
@@ -386,13 +392,5 @@ def _bodies_file(
 ) -> tuple[Path, int]:
     """Fresh jobs for ``requests`` callbacks (rounded up to whole jobs) and their bodies in a
     file; returns the file and how many bodies it holds."""
-    made = data.create_jobs(
-        stack.engine,
-        stack.signer,
-        math.ceil(requests / len(data.STAGES)),
-        label=name,
-        now=created,
-    )
     path = work / f"{name}.txt"
-    stages = data.stage_major(made, reply_url=stack.reply_url, created=created)
-    return path, data.write_bodies(path, (body for _, _, body in stages))
+    return path, data.write_bodies(path, iter(_bodies(stack, name, requests, created)))
