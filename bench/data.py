@@ -10,7 +10,9 @@ job are thousands of requests apart and never overtake each other among a few co
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -23,7 +25,7 @@ from sqlalchemy import Engine, insert
 from client.replyref import ReplyRefSigner
 from receiver.ids import new_id
 from receiver.store.repositories import Repository
-from receiver.store.tables import deliveries, events, jobs
+from receiver.store.tables import attempts, callbacks, deliveries, events, jobs
 
 #: (status, progressRatio) of each callback of one job; the ratio is sometimes a string, as the
 #: vendor sends it.
@@ -248,3 +250,125 @@ def insert_backlog(
             conn.execute(insert(events), event_rows[start : start + 2000])
             conn.execute(insert(deliveries), delivery_rows[start : start + 2000])
         Repository(conn).notify_deliveries()  # wake a PostgreSQL worker, as a callback would
+
+
+#: Rows one finished job leaves behind: the job, and per stage one callback, one event, one
+#: delivery and one attempt.
+ROWS_PER_FINISHED_JOB = 1 + 4 * len(STAGES)
+
+
+def seed_expired(
+    engine: Engine,
+    signer: ReplyRefSigner,
+    subscriber_id: str,
+    rows: int,
+    *,
+    finished: datetime,
+    reply_url: str,
+) -> dict[str, int]:
+    """Insert at least ``rows`` rows of finished work, all of it done at ``finished`` (give a
+    moment older than ``RETENTION_DAYS``: ``relay purge`` then removes every one of them).
+
+    Each job is ``SUCCEEDED``, with the three callbacks that took it there (applied, with their
+    bodies, about 1.5 KB each), one event per callback and, for each event, a delivery to
+    ``subscriber_id`` that succeeded on its first attempt: :data:`ROWS_PER_FINISHED_JOB` rows a
+    job. Bulk ``INSERT``s of 2,000 rows, one transaction per table.
+
+    :returns: rows inserted, ``{table: rows}`` (jobs, callbacks, events, deliveries, attempts).
+    """
+    made: dict[str, list[dict[str, Any]]] = {
+        "jobs": [],
+        "callbacks": [],
+        "events": [],
+        "deliveries": [],
+        "attempts": [],
+    }
+    for index in range(math.ceil(rows / ROWS_PER_FINISHED_JOB)):
+        job_id = new_id("job")
+        metadata = {"bench": "expired", "n": index}
+        job = BenchJob(job_id, str(uuid.uuid4()), signer.sign(job_id, metadata))
+        made["jobs"].append(
+            {
+                "id": job_id,
+                "model": "gen3turbo",
+                "request": {"text_prompt": "a paper boat in the rain", "seconds": 5},
+                "metadata": metadata,
+                "status": "SUCCEEDED",
+                "task_id": job.task_id,
+                "progress": 1.0,
+                "progress_text": None,
+                "artifacts": [],
+                "error": None,
+                "submit_error": None,
+                "sequence": len(STAGES),
+                "vendor_task": None,
+                "created_at": finished - timedelta(minutes=2),
+                "updated_at": finished,
+                "last_callback_at": finished,
+                "finished_at": finished,
+            }
+        )
+        for stage, (status, ratio) in enumerate(STAGES):
+            at = finished - timedelta(seconds=20 * (len(STAGES) - 1 - stage))
+            body = callback_body(job, stage, reply_url=reply_url, created=at)
+            made["callbacks"].append(
+                {
+                    "job_id": job_id,
+                    "received_at": at,
+                    "status": status,
+                    "progress": float(ratio),
+                    "outcome": "applied",
+                    "body": json.loads(body),
+                    "body_sha256": hashlib.sha256(body.encode()).hexdigest(),
+                    "source_ip": "127.0.0.1",
+                    "unsafe_urls": None,
+                }
+            )
+            event_id, delivery_id = new_id("msg"), new_id("dlv")
+            kind = "task.succeeded" if status == "SUCCEEDED" else "task.progress"
+            payload = {"type": kind, "timestamp": _iso(at), "data": {"job_id": job_id}}
+            made["events"].append(
+                {
+                    "id": event_id,
+                    "job_id": job_id,
+                    "type": kind,
+                    "sequence": stage + 1,
+                    "payload": json.dumps(payload, separators=(",", ":")),
+                    "created_at": at,
+                }
+            )
+            made["deliveries"].append(
+                {
+                    "id": delivery_id,
+                    "event_id": event_id,
+                    "subscriber_id": subscriber_id,
+                    "status": "succeeded",
+                    "attempts": 1,
+                    "next_attempt_at": at,
+                    "lease_owner": None,
+                    "lease_expires_at": None,
+                    "last_status_code": 204,
+                    "last_error": None,
+                    "created_at": at,
+                    "updated_at": at,
+                    "completed_at": at,
+                }
+            )
+            made["attempts"].append(
+                {
+                    "delivery_id": delivery_id,
+                    "number": 1,
+                    "started_at": at,
+                    "duration_ms": 3.0,
+                    "status_code": 204,
+                    "outcome": "success",
+                    "error": None,
+                    "response_body": "",
+                    "worker": "bench",
+                }
+            )
+    for table in (jobs, callbacks, events, deliveries, attempts):  # parents first (foreign keys)
+        with engine.begin() as conn:
+            for start in range(0, len(made[table.name]), 2000):
+                conn.execute(insert(table), made[table.name][start : start + 2000])
+    return {name: len(rows) for name, rows in made.items()}

@@ -10,9 +10,11 @@ bare endpoint saturates).
 from __future__ import annotations
 
 import json
+import math
 import queue
 import resource
 import shutil
+import signal
 import subprocess
 import threading
 import time
@@ -24,7 +26,8 @@ from typing import Any
 import requests
 
 WRK_SCRIPT = r"""
--- bench/loadgen.py: POST the lines of a file in turn (thread t of T takes lines t, t+T, ...).
+-- bench/loadgen.py: POST the lines of a file in turn (thread t of T takes lines t, t+T, ...,
+-- after the first args[4] lines).
 local bodies = {}
 local nthreads = 1
 local index = 0
@@ -42,7 +45,7 @@ function init(args)
   end
   nthreads = tonumber(args[2]) or 1
   path = args[3] or "/callbacks/useapi"
-  index = tid or 0
+  index = (tid or 0) + (tonumber(args[4]) or 0)
 end
 
 local headers = {["Content-Type"] = "application/json"}
@@ -64,6 +67,13 @@ function done(summary, latency, requests)
     e.connect, e.read, e.write, e.status, e.timeout,
     latency:percentile(50), latency:percentile(90), latency:percentile(99),
     latency:percentile(99.9), latency.mean, latency.max))
+  -- every distinct latency (microseconds) with its count, so that runs can be merged
+  local parts = {}
+  for i = 1, #latency do
+    local value, count = latency(i)
+    parts[#parts + 1] = string.format("%.0f:%.0f", value, count)
+  end
+  io.write("BENCHHIST " .. table.concat(parts, ",") .. "\n")
 end
 """
 
@@ -86,6 +96,8 @@ class WrkResult:
     errors: int
     non_2xx: int
     cpu_s: float
+    #: ``(latency in microseconds, requests)`` for every distinct latency, ascending.
+    histogram: tuple[tuple[int, int], ...] = ()
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -111,9 +123,14 @@ def run_wrk(
     seconds: float,
     threads: int = 1,
     path: str = "/callbacks/useapi",
+    skip: int = 0,
+    until: threading.Event | None = None,
 ) -> WrkResult:
     """POST the lines of ``bodies`` to ``url`` + ``path`` for ``seconds`` over ``connections``.
 
+    :param skip: start after the first ``skip`` lines of ``bodies``.
+    :param until: when given, stop wrk (SIGINT: it reports what it did so far) as soon as the
+        event is set, or after ``seconds`` if that comes first.
     :raises RuntimeError: wrk failed or printed no statistics.
     """
     if not script.exists():
@@ -135,15 +152,28 @@ def run_wrk(
         str(bodies),
         str(threads),
         path,
+        str(skip),
     ]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60)
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
+        if until is not None:
+            until.wait(seconds)
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+        try:
+            stdout, stderr = proc.communicate(timeout=seconds + 60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            stdout, stderr = proc.communicate()
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    line = next((ln for ln in done.stdout.splitlines() if ln.startswith("BENCHJSON ")), None)
-    if done.returncode != 0 or line is None:
-        raise RuntimeError(f"wrk failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+    lines = stdout.splitlines()
+    line = next((ln for ln in lines if ln.startswith("BENCHJSON ")), None)
+    if proc.returncode != 0 or line is None:
+        raise RuntimeError(f"wrk failed ({proc.returncode}):\n{stdout}\n{stderr}")
     stats = json.loads(line.removeprefix("BENCHJSON "))
+    hist = next((ln for ln in lines if ln.startswith("BENCHHIST ")), "BENCHHIST ")
+    pairs = [item.split(":") for item in hist.removeprefix("BENCHHIST ").split(",") if item]
     secs = stats["duration_us"] / 1e6
     errors = int(
         stats["connect_errors"] + stats["read_errors"] + stats["write_errors"] + stats["timeouts"]
@@ -159,17 +189,61 @@ def run_wrk(
         errors=errors,
         non_2xx=int(stats["status_errors"]),
         cpu_s=cpu,
+        histogram=tuple((int(value), int(count)) for value, count in pairs),
     )
+
+
+def merged(runs: Sequence[WrkResult]) -> dict[str, Any]:
+    """Several wrk runs taken as one: requests/s over their summed durations, and p50/p90/p99
+    (nearest rank) and max of all their requests together, from their histograms.
+
+    :returns: ``{"requests", "seconds", "rps", "p50_ms", "p90_ms", "p99_ms", "max_ms",
+        "errors", "non_2xx"}`` (latencies in milliseconds; NaN when there was no request).
+    """
+    counts: dict[int, int] = {}
+    for run in runs:
+        for value, count in run.histogram:
+            counts[value] = counts.get(value, 0) + count
+    ordered = sorted(counts.items())
+    total = sum(count for _, count in ordered)
+
+    def pct(p: float) -> float:
+        if not total:
+            return math.nan
+        rank, seen = max(1, math.ceil(p / 100 * total)), 0
+        for value, count in ordered:
+            seen += count
+            if seen >= rank:
+                return value / 1000
+        return ordered[-1][0] / 1000
+
+    seconds = sum(r.seconds for r in runs)
+    requests_done = sum(r.requests for r in runs)
+    return {
+        "requests": requests_done,
+        "seconds": round(seconds, 3),
+        "rps": round(requests_done / seconds, 1) if seconds else math.nan,
+        "p50_ms": round(pct(50), 2),
+        "p90_ms": round(pct(90), 2),
+        "p99_ms": round(pct(99), 2),
+        "max_ms": round(ordered[-1][0] / 1000, 2) if ordered else math.nan,
+        "errors": sum(r.errors for r in runs),
+        "non_2xx": sum(r.non_2xx for r in runs),
+    }
 
 
 @dataclass(frozen=True)
 class Sent:
-    """One request of :func:`open_loop`: key, Unix send time, status (None: failed), seconds."""
+    """One request of :func:`open_loop`: key, Unix send time, status (None: failed), seconds
+    from send to answer (``elapsed``) and from the time it was due to the answer
+    (``since_due``: counts the wait for a free sender, so a stall shows in every request it
+    delayed, not only in the ones that were in flight)."""
 
     key: Any
     sent_at: float
     status: int | None
     elapsed: float
+    since_due: float = 0.0
 
 
 def open_loop(
@@ -179,12 +253,16 @@ def open_loop(
     rate: float,
     senders: int = 8,
     timeout: float = 10.0,
+    until: threading.Event | None = None,
 ) -> list[Sent]:
     """POST ``items`` (key, JSON body) to ``url`` at ``rate`` per second on a fixed timetable.
 
     Open loop: request i is due at ``start + i / rate`` whether or not earlier ones have been
     answered (a pool of ``senders`` threads; a late sender starts at once). Bounded by
     ``len(items)``; every request has a timeout.
+
+    :param until: when given, no request due after the event is set is sent (the run ends
+        then, or when ``items`` run out if that comes first).
     """
     work: queue.Queue[tuple[float, Any, str] | None] = queue.Queue()
     results: list[Sent] = []
@@ -199,7 +277,10 @@ def open_loop(
                     return
                 due, key, body = item
                 wait = due - time.monotonic()
-                if wait > 0:
+                if until is not None:
+                    if until.wait(max(0.0, wait)):
+                        continue  # drain the queue without sending
+                elif wait > 0:
                     time.sleep(wait)
                 sent = time.time()
                 t0 = time.monotonic()
@@ -214,8 +295,9 @@ def open_loop(
                     status = response.status_code
                 except requests.RequestException:
                     status = None
+                done = time.monotonic()
                 with lock:
-                    results.append(Sent(key, sent, status, time.monotonic() - t0))
+                    results.append(Sent(key, sent, status, done - t0, done - due))
 
     threads = [threading.Thread(target=sender, daemon=True) for _ in range(senders)]
     for thread in threads:
@@ -228,3 +310,34 @@ def open_loop(
     for thread in threads:
         thread.join(timeout=len(items) / rate + timeout + 30)
     return results
+
+
+def paced_summary(sent: Sequence[Sent], rate: float) -> dict[str, Any]:
+    """Latency of an :func:`open_loop` run measured from each request's due time.
+
+    :returns: ``{"offered_per_s", "requests", "seconds", "rps", "p50_ms", "p90_ms", "p99_ms",
+        "max_ms", "errors", "non_2xx"}`` (latencies in milliseconds, nearest rank; NaN when
+        nothing was sent); ``seconds`` from the first send to the last answer.
+    """
+    answered = sorted(s.since_due * 1000 for s in sent if s.status is not None)
+
+    def pct(p: float) -> float:
+        if not answered:
+            return math.nan
+        return round(answered[max(1, math.ceil(p / 100 * len(answered))) - 1], 2)
+
+    first = min((s.sent_at for s in sent), default=0.0)
+    last = max((s.sent_at + s.elapsed for s in sent), default=0.0)
+    seconds = last - first
+    return {
+        "offered_per_s": rate,
+        "requests": len(sent),
+        "seconds": round(seconds, 3),
+        "rps": round(len(sent) / seconds, 1) if seconds > 0 else math.nan,
+        "p50_ms": pct(50),
+        "p90_ms": pct(90),
+        "p99_ms": pct(99),
+        "max_ms": round(answered[-1], 2) if answered else math.nan,
+        "errors": sum(1 for s in sent if s.status is None),
+        "non_2xx": sum(1 for s in sent if s.status is not None and not 200 <= s.status < 300),
+    }

@@ -12,7 +12,9 @@ context. Sections (``--help`` lists the knobs, ``--quick`` shortens every one):
 3. end to end: callback sent → event received by the subscriber, at a light and a heavy rate;
 4. vendor: requests to the vendor per completed task, and completion → notification delay,
    beside the AI/ML API documentation's polling loop (run against the simulator, time scaled);
-5. memory: peak RSS (``VmHWM``) of the gunicorn workers and of the relay worker.
+5. memory: peak RSS (``VmHWM``) of the gunicorn workers and of the relay worker;
+6. purge: the ingest load without a purge, and while ``relay purge`` removes 100,000 rows of
+   expired work (:mod:`bench.purge`; section name ``purge``, run after ingest).
 
 All load goes to 127.0.0.1, every loop is bounded by a count and a time, and every process
 started here is stopped by its pid at the end (a PostgreSQL database made for the run is dropped).
@@ -29,7 +31,6 @@ import platform
 import queue
 import sqlite3
 import struct
-import sys
 import tempfile
 import threading
 import time
@@ -44,8 +45,8 @@ import requests
 from sqlalchemy import Engine, create_engine, text
 from standardwebhooks.webhooks import Webhook
 
-from bench import data, loadgen
-from bench.procs import Proc, cpu_seconds, vm_hwm_mb
+from bench import data, loadgen, purge
+from bench.procs import Proc, cpu_seconds, log, vm_hwm_mb
 from bench.profile import Profiler, summary
 from bench.report import TARGETS, markdown, median, percentile
 from bench.stack import (
@@ -97,10 +98,6 @@ class Plan:
             heavy_fraction=args.heavy_fraction,
             vendor_tasks=5 if quick else 20,
         )
-
-
-def log(message: str) -> None:
-    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
 # -- machine ------------------------------------------------------------------------------------
@@ -793,7 +790,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="heavy rate as a fraction of the pipeline capacity measured in this run",
     )
     parser.add_argument(
-        "--sections", default="ingest,fanout,e2e,vendor", help="which sections to run"
+        "--sections",
+        default="ingest,purge,fanout,e2e,vendor",
+        help="which sections to run (comma-separated; purge: ingest during a 100k-row purge)",
     )
     parser.add_argument(
         "--out", type=Path, default=ROOT / "bench" / "results" / "latest.json", help="JSON file"
@@ -843,7 +842,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         started.append(sim.stop)
         sink, sink_url = start_subscriber(work, env)
         started.append(sink.stop)
-        bare = WebServer("web-bare", env, work, app=BARE_APP)
+        # gunicorn.conf.py checks the relay's settings in the master, even for the bare app.
+        bare_env = {**env, "RELAY_ENV": "development"}
+        bare = WebServer("web-bare", bare_env, work, app=BARE_APP)
         started.append(bare.stop)
         for kind in backends:
             stack = RelayStack(
@@ -860,6 +861,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         }
         if "ingest" in sections:
             result["ingest"] = ingest(plan, bare, stacks, work, profile_dir)
+        if "purge" in sections:
+            result["purge"] = purge.ingest_during_purge(
+                plan, stacks, {k: str(s["id"]) for k, s in ingest_subs.items()}, work
+            )
         result["memory"] = {"bare": memory_of(bare, None)}
         bare.stop()
         for kind, stack in stacks.items():

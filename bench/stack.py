@@ -165,18 +165,19 @@ class RelayStack:
     def reply_url(self) -> str:
         return self.env["PUBLIC_BASE_URL"] + "/callbacks/useapi"
 
-    def relay(self, *args: str) -> str:
-        """Run ``relay ARGS`` with the stack's environment; returns its stdout.
+    def relay(self, *args: str, env: Mapping[str, str] | None = None, timeout: float = 120) -> str:
+        """Run ``relay ARGS`` with the stack's environment (or ``env``); returns its stdout.
 
         :raises subprocess.CalledProcessError: it failed.
+        :raises subprocess.TimeoutExpired: not within ``timeout`` seconds.
         """
         done = subprocess.run(
             [bin_path("relay"), *args],
-            env=self.env,
+            env=dict(env or self.env),
             cwd=self.dir,
             capture_output=True,
             text=True,
-            timeout=120,
+            timeout=timeout,
             check=True,
         )
         return done.stdout

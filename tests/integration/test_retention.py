@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import threading
+import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -419,3 +420,48 @@ def test_the_worker_purges_on_its_schedule(
     finally:
         assert worker.stop() == 0, worker.output()
     assert_purged(engine, seed, root)
+
+
+def test_the_purge_pauses_in_proportion_to_its_work(engine: Engine) -> None:
+    # 3,000 expired refused callbacks: 30 batches of 100 rows, each timed for real.
+    with engine.begin() as conn:
+        conn.execute(
+            insert(refused_callbacks),
+            [
+                {"received_at": OLD, "reason": "bad_signature", "http_status": 401, "body_size": 9}
+                for _ in range(3000)
+            ],
+        )
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        began = time.monotonic()
+        time.sleep(seconds)
+        slept.append(time.monotonic() - began)
+
+    duty = 0.1  # work a tenth of the time: pauses 9 times as long as each batch
+    began = time.monotonic()
+    removed = retention.purge(
+        engine, retention.cutoff_for(30), batch=100, pause=0.0, duty=duty, sleep=sleep
+    )
+    total = time.monotonic() - began
+    assert removed["refused_callbacks"] == 3000
+    assert len(slept) == 30  # one pause after each batch
+    work = total - sum(slept)
+    # Each batch is paid for 9 times over; the empty batches that end each table are not, so
+    # ask for less than 9.
+    assert sum(slept) >= 4 * work, (sum(slept), work)
+    with pytest.raises(ValueError, match="duty"):
+        retention.purge(engine, retention.cutoff_for(30), duty=0.0)
+
+
+def test_sqlite_batches_follow_the_time_they_hold_the_write_lock() -> None:
+    target = retention.SQLITE_LOCK_SECONDS
+    # 500 rows held the lock 4 times the target: the next batch has a quarter of them.
+    assert retention.next_batch_rows(500, 4 * target, 500, "sqlite") == 125
+    assert retention.next_batch_rows(500, 100 * target, 500, "sqlite") == 100  # the floor
+    assert retention.next_batch_rows(100, target / 10, 500, "sqlite") == 500  # the ceiling
+    assert retention.next_batch_rows(1, 100 * target, 1, "sqlite") == 1  # never above batch
+    assert retention.next_batch_rows(500, 4 * target, 500, "postgresql") == 500
+    assert retention.pause_after(0.03, duty=0.2, least=0.05) == pytest.approx(0.12)
+    assert retention.pause_after(0.001, duty=0.2, least=0.05) == 0.05

@@ -1,0 +1,396 @@
+"""Ingest during a purge: callbacks/s and latency while ``relay purge`` removes 100,000 rows.
+
+Per backend (each purge gets its own 100,000 seeded rows):
+
+1. seed :data:`SEED_ROWS` rows of finished work done 60 days ago (older than the default
+   ``RETENTION_DAYS=30``, which the run sets explicitly): ``SUCCEEDED`` jobs with their
+   callbacks, events, deliveries and attempts (:func:`bench.data.seed_expired`, bulk
+   ``INSERT``), and check with ``relay purge --dry-run`` that the purge would take all of them;
+2. the ingest load of the ingest section (wrk, one thread, the same connections, fresh jobs,
+   valid state-changing callbacks; the ingest subscriber still registered, so each callback
+   writes its event and delivery) three times: without purge for ``ingest_seconds``; while
+   ``relay purge`` runs, from the command's start to its exit (wrk is stopped when it exits);
+   without purge again for ``ingest_seconds``. The baseline is the two runs without purge
+   taken together (before and after, so that a drift over the run falls on both sides).
+
+3. at a fixed offered load, well below saturation (what a real deployment sees): for each
+   fraction of :data:`FIXED_FRACTIONS` of the rate reached in 2 without purge, seed again,
+   then an open-loop sender (:func:`bench.loadgen.open_loop`: requests on a timetable whether
+   or not earlier ones were answered, latency measured from each request's due time so that a
+   stall is not hidden by the sender waiting) for :data:`FIXED_BASELINE_SECONDS` without
+   purge, while ``relay purge`` runs, and without purge again. The two runs without purge are
+   also reported apart: their difference is the noise.
+
+``relay purge`` is what the worker's schedule runs (:func:`receiver.store.retention.purge`
+with the same batches, duty cycle and pauses), as a separate process, like a worker beside the
+web. The run checks that each purge removed every seeded row and reports how long it took.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import resource
+import subprocess
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Protocol
+
+from sqlalchemy import text
+
+from bench import data, loadgen
+from bench.procs import log
+from bench.stack import RelayStack
+from simulator.processes import bin_path
+
+#: Rows of expired work the purge removes (the issue's "purge of 100k rows").
+SEED_ROWS = 100_000
+#: ``RETENTION_DAYS`` of the purge, and the age of the seeded work (days).
+RETENTION_DAYS = 30
+SEEDED_AGE_DAYS = 60
+#: The longest the purge may take (seconds); wrk stops then and the overlap says so.
+PURGE_TIMEOUT = 600.0
+#: Bodies prepared for the run during the purge, in seconds of the warm-up rate (a longer purge
+#: sends some bodies again: duplicates, which the report flags). The purge works a fifth of the
+#: time (its duty cycle), so under a saturating load it takes a minute or more.
+PURGE_BODY_SECONDS = 120.0
+#: Offered loads of the fixed-rate runs, as fractions of the callbacks/s that the saturating
+#: load reached without purge in the same run (rounded to 10/s): well below saturation. Fixed
+#: rates of 100 and 200/s were tried first: on a busy shared machine 200/s was above what the
+#: stack could take during the purge, and the open-loop queue grew for the whole run.
+FIXED_FRACTIONS = (0.2, 0.4)
+#: Length of each fixed-rate run without purge (one before, one after), seconds.
+FIXED_BASELINE_SECONDS = 10.0
+#: Bodies prepared for the fixed-rate run during the purge, seconds (it ends with the purge, or
+#: when they run out: the overlap says so).
+FIXED_DURING_SECONDS = 150.0
+#: Concurrent senders of the fixed-rate runs (a late request waits for one; measured from its
+#: due time all the same).
+FIXED_SENDERS = 16
+
+
+class _Plan(Protocol):
+    @property
+    def ingest_seconds(self) -> float: ...
+
+    @property
+    def warmup_seconds(self) -> float: ...
+
+    @property
+    def connections(self) -> int: ...
+
+
+def ingest_during_purge(
+    plan: _Plan,
+    stacks: dict[str, RelayStack],
+    subscriber_ids: dict[str, str],
+    work: Path,
+    seed_rows: int = SEED_ROWS,
+) -> dict[str, Any]:
+    """The scenario on every stack (see the module's docstring).
+
+    :param subscriber_ids: ``{backend: id}`` of a subscriber that exists (the seeded
+        deliveries are its).
+    :returns: ``{backend: {...}}`` with ``baseline`` and ``during_purge`` (see
+        :func:`bench.loadgen.merged`), their ratios, ``purge`` (rows removed per table,
+        seconds, overlap), and ``fixed_rate``: one item per fraction of
+        :data:`FIXED_FRACTIONS` (see :func:`_fixed_rate`).
+    :raises AssertionError: a purge did not remove every seeded row.
+    """
+    out: dict[str, Any] = {}
+    for name, stack in stacks.items():
+        item = _one(plan, stack, subscriber_ids[name], work, seed_rows)
+        rates = [max(10.0, round(item["baseline"]["rps"] * f, -1)) for f in FIXED_FRACTIONS]
+        item["fixed_rate"] = [
+            _fixed_rate(stack, subscriber_ids[name], rate, seed_rows) for rate in rates
+        ]
+        out[name] = item
+    return out
+
+
+def _seed(stack: RelayStack, subscriber_id: str, rows: int, env: dict[str, str]) -> dict[str, int]:
+    """Seed ``rows`` rows of expired work and check that ``relay purge --dry-run`` sees them."""
+    started = datetime.now(UTC)
+    t0 = time.monotonic()
+    seeded = data.seed_expired(
+        stack.engine,
+        stack.signer,
+        subscriber_id,
+        rows,
+        finished=started - timedelta(days=SEEDED_AGE_DAYS),
+        reply_url=stack.reply_url,
+    )
+    log(f"purge {stack.kind}: seeded {sum(seeded.values())} rows in {time.monotonic() - t0:.1f} s")
+    dry = json.loads(stack.relay("purge", "--dry-run", env=env))["would_remove"]
+    for table, n in seeded.items():
+        assert dry[table] >= n, f"relay purge --dry-run would not remove {table}: {dry}"
+    return seeded
+
+
+class _Purge:
+    """``relay purge`` as a child process; :attr:`ended` is set when it exits."""
+
+    def __init__(self, stack: RelayStack, env: dict[str, str]) -> None:
+        self.ended = threading.Event()
+        self.outputs: dict[str, str] = {}
+        self.start = time.monotonic()
+        self.end = math.nan
+        self.proc = subprocess.Popen(
+            [bin_path("relay"), "purge"],
+            env=env,
+            cwd=stack.dir,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self._watcher = threading.Thread(target=self._watch, daemon=True)
+        self._watcher.start()
+
+    def _watch(self) -> None:
+        try:
+            self.outputs["stdout"], self.outputs["stderr"] = self.proc.communicate(
+                timeout=PURGE_TIMEOUT
+            )
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.outputs["stdout"], self.outputs["stderr"] = self.proc.communicate()
+        finally:
+            self.end = time.monotonic()
+            self.ended.set()
+
+    def removed(self) -> dict[str, int]:
+        """Wait for the exit; the rows removed per table.
+
+        :raises RuntimeError: the command failed.
+        """
+        self._watcher.join(PURGE_TIMEOUT + 30)
+        if self.proc.returncode != 0:
+            raise RuntimeError(
+                f"relay purge failed ({self.proc.returncode}): {self.outputs.get('stderr')}"
+            )
+        removed: dict[str, int] = json.loads(self.outputs["stdout"])["removed"]
+        return removed
+
+
+def _fixed_rate(
+    stack: RelayStack, subscriber_id: str, rate: float, seed_rows: int
+) -> dict[str, Any]:
+    """Open-loop ingest at ``rate`` callbacks/s: without purge, during a purge of ``seed_rows``
+    rows, without purge again.
+
+    :returns: ``{"rate", "baseline", "before", "after", "during_purge"}`` (each
+        :func:`bench.loadgen.paced_summary`, ``baseline`` of before and after together), the
+        p50 and p99 ratios during/baseline and after/before, and ``purge`` (rows, seconds,
+        overlap).
+    :raises AssertionError: the purge did not remove every seeded row.
+    """
+    env = {**stack.env, "RETENTION_DAYS": str(RETENTION_DAYS)}
+    seeded = _seed(stack, subscriber_id, seed_rows, env)
+    created = datetime.now(UTC)
+    label = f"fixed{rate:g}-{stack.kind}"
+    before = _bodies(stack, f"{label}-before", rate * FIXED_BASELINE_SECONDS, created)
+    during = _bodies(stack, f"{label}-during", rate * FIXED_DURING_SECONDS, created)
+    after = _bodies(stack, f"{label}-after", rate * FIXED_BASELINE_SECONDS, created)
+
+    def send(bodies: list[str], until: threading.Event | None = None) -> list[loadgen.Sent]:
+        return loadgen.open_loop(
+            stack.reply_url,
+            list(enumerate(bodies)),
+            rate=rate,
+            senders=FIXED_SENDERS,
+            until=until,
+        )
+
+    runs = {"before": send(before)}
+    # No other child process ends meanwhile: RUSAGE_CHILDREN counts the purge's CPU alone.
+    cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    purge = _Purge(stack, env)
+    load_start = time.monotonic()
+    runs["during"] = send(during, until=purge.ended)
+    load_end = time.monotonic()
+    removed = purge.removed()
+    cpu_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    purge_cpu = (cpu_after.ru_utime - cpu_before.ru_utime) + (
+        cpu_after.ru_stime - cpu_before.ru_stime
+    )
+    runs["after"] = send(after)
+    for table, n in seeded.items():
+        assert removed[table] >= n, f"relay purge removed less than was seeded: {removed}"
+    summary = {k: loadgen.paced_summary(v, rate) for k, v in runs.items()}
+    baseline = loadgen.paced_summary(runs["before"] + runs["after"], rate)
+    # Its seconds are the two runs', not the time from the first to the last (the purge's).
+    baseline["seconds"] = summary["before"]["seconds"] + summary["after"]["seconds"]
+    baseline["rps"] = round(baseline["requests"] / baseline["seconds"], 1)
+    under = summary["during"]
+    item: dict[str, Any] = {
+        "rate": rate,
+        "senders": FIXED_SENDERS,
+        "baseline": baseline,
+        "before": summary["before"],
+        "after": summary["after"],
+        "during_purge": under,
+        "p50_ratio": _ratio(under["p50_ms"], baseline["p50_ms"]),
+        "p99_ratio": _ratio(under["p99_ms"], baseline["p99_ms"]),
+        "after_before_p99_ratio": _ratio(summary["after"]["p99_ms"], summary["before"]["p99_ms"]),
+        "purge": {
+            **_timing(removed, (purge.start, purge.end), (load_start, load_end)),
+            "cpu_s": round(purge_cpu, 2),
+        },
+    }
+    log(
+        f"purge {stack.kind} at {rate:g}/s: removed {item['purge']['removed_rows']} rows in "
+        f"{item['purge']['seconds']} s; p50/p99 before {summary['before']['p50_ms']}/"
+        f"{summary['before']['p99_ms']} ms, during {under['p50_ms']}/{under['p99_ms']} ms, "
+        f"after {summary['after']['p50_ms']}/{summary['after']['p99_ms']} ms; "
+        f"errors {under['errors']}, non-2xx {under['non_2xx']}"
+    )
+    return item
+
+
+def _bodies(stack: RelayStack, name: str, requests: float, created: datetime) -> list[str]:
+    """Fresh jobs for ``requests`` callbacks (rounded up to whole jobs), their bodies in order."""
+    made = data.create_jobs(
+        stack.engine,
+        stack.signer,
+        math.ceil(requests / len(data.STAGES)),
+        label=name,
+        now=created,
+    )
+    return [
+        body for _, _, body in data.stage_major(made, reply_url=stack.reply_url, created=created)
+    ]
+
+
+def _one(
+    plan: _Plan, stack: RelayStack, subscriber_id: str, work: Path, seed_rows: int
+) -> dict[str, Any]:
+    assert stack.web is not None
+    env = {**stack.env, "RETENTION_DAYS": str(RETENTION_DAYS)}
+    started = datetime.now(UTC)
+    t0 = time.monotonic()
+    seeded = _seed(stack, subscriber_id, seed_rows, env)
+    seed_seconds = time.monotonic() - t0
+
+    script = work / "bodies.lua"
+    warm = _bodies_file(stack, work, f"purge-{stack.kind}-warm", 1000, started)
+    rate = loadgen.run_wrk(
+        stack.web.url,
+        warm[0],
+        script=script,
+        connections=plan.connections,
+        seconds=plan.warmup_seconds,
+    ).rps
+    per_second = max(1200.0, rate * 3)
+    seconds = plan.ingest_seconds
+    before = _bodies_file(stack, work, f"purge-{stack.kind}-before", per_second * seconds, started)
+    during = _bodies_file(
+        stack, work, f"purge-{stack.kind}-during", per_second * PURGE_BODY_SECONDS, started
+    )
+    after = _bodies_file(stack, work, f"purge-{stack.kind}-after", per_second * seconds, started)
+    load_from = datetime.now(UTC)
+
+    def wrk(bodies: Path, until: threading.Event | None = None) -> loadgen.WrkResult:
+        assert stack.web is not None
+        return loadgen.run_wrk(
+            stack.web.url,
+            bodies,
+            script=script,
+            connections=plan.connections,
+            seconds=PURGE_TIMEOUT if until is not None else seconds,
+            until=until,
+        )
+
+    runs = {"before": wrk(before[0])}
+    # The purge and, beside it, the same load until the purge exits.
+    purge = _Purge(stack, env)
+    load_start = time.monotonic()
+    runs["during"] = wrk(during[0], until=purge.ended)
+    load_end = time.monotonic()
+    removed = purge.removed()
+    purge_start, purge_end = purge.start, purge.end
+    runs["after"] = wrk(after[0])
+
+    for table, rows in seeded.items():
+        assert removed[table] >= rows, f"relay purge removed less than was seeded: {removed}"
+    with stack.engine.connect() as conn:
+        left = conn.execute(
+            text("SELECT count(*) FROM jobs WHERE finished_at < :cutoff"),
+            {"cutoff": started - timedelta(days=RETENTION_DAYS)},
+        ).scalar_one()
+        outcomes = {
+            str(outcome): int(n)
+            for outcome, n in conn.execute(
+                text(
+                    "SELECT outcome, count(*) FROM callbacks WHERE received_at >= :t "
+                    "GROUP BY outcome"
+                ),
+                {"t": load_from},
+            )
+        }
+        conn.rollback()
+    assert left == 0, f"{left} expired jobs left after relay purge"
+
+    baseline = loadgen.merged([runs["before"], runs["after"]])
+    under = loadgen.merged([runs["during"]])
+    made = {"before": before[1], "during": during[1], "after": after[1]}
+    runs_json = {k: v.as_json() for k, v in runs.items()}
+    # RUSAGE_CHILDREN: the purge process ended (and was reaped) during that wrk run.
+    runs_json["during"]["wrk_and_purge_cpu_s"] = runs_json["during"].pop("wrk_cpu_s")
+    item: dict[str, Any] = {
+        "connections": plan.connections,
+        "seconds_per_baseline_run": seconds,
+        "baseline": baseline,
+        "during_purge": under,
+        "p99_ratio": _ratio(under["p99_ms"], baseline["p99_ms"]),
+        "p50_ratio": _ratio(under["p50_ms"], baseline["p50_ms"]),
+        "rps_ratio": _ratio(under["rps"], baseline["rps"]),
+        "runs": runs_json,
+        "callback_outcomes": outcomes,
+        "all_state_changing": set(outcomes) <= {"applied"},
+        "bodies_repeated": any(runs[k].requests > n for k, n in made.items()),
+        "purge": {
+            "command": "relay purge",
+            "retention_days": RETENTION_DAYS,
+            "seeded": seeded,
+            "seeded_rows": sum(seeded.values()),
+            "seed_seconds": round(seed_seconds, 1),
+            "removed": removed,
+            **_timing(removed, (purge_start, purge_end), (load_start, load_end)),
+        },
+    }
+    log(
+        f"purge {stack.kind}: removed {item['purge']['removed_rows']} rows in "
+        f"{item['purge']['seconds']} s; ingest p50/p99 {baseline['p50_ms']}/{baseline['p99_ms']}"
+        f" ms without, {under['p50_ms']}/{under['p99_ms']} ms during; "
+        f"{baseline['rps']:.0f}/s vs {under['rps']:.0f}/s; outcomes {outcomes}"
+    )
+    return item
+
+
+def _timing(
+    removed: dict[str, int], purge: tuple[float, float], load: tuple[float, float]
+) -> dict[str, Any]:
+    """Rows removed, the purge's and the load's seconds and how much of the load overlapped
+    the purge (``purge`` and ``load``: monotonic start and end)."""
+    overlap = max(0.0, min(load[1], purge[1]) - max(load[0], purge[0]))
+    return {
+        "removed_rows": sum(removed.values()),
+        "seconds": round(purge[1] - purge[0], 2),
+        "load_seconds": round(load[1] - load[0], 2),
+        "overlap_fraction_of_load": round(overlap / (load[1] - load[0]), 3),
+    }
+
+
+def _ratio(a: float, b: float) -> float:
+    return round(a / b, 3) if b and not (math.isnan(a) or math.isnan(b)) else math.nan
+
+
+def _bodies_file(
+    stack: RelayStack, work: Path, name: str, requests: float, created: datetime
+) -> tuple[Path, int]:
+    """Fresh jobs for ``requests`` callbacks (rounded up to whole jobs) and their bodies in a
+    file; returns the file and how many bodies it holds."""
+    path = work / f"{name}.txt"
+    return path, data.write_bodies(path, iter(_bodies(stack, name, requests, created)))
