@@ -70,6 +70,7 @@ from sqlalchemy import (
 
 from receiver.artifacts import open_store
 from receiver.clock import utcnow
+from receiver.domain.statuses import DeliveryStatus
 from receiver.domain.tasks import TaskStatus
 from receiver.store import artifacts as copies_sql
 from receiver.store.tables import (
@@ -99,6 +100,8 @@ TABLES = (
     "callbacks",
     "jobs",
 )
+_PENDING = DeliveryStatus.PENDING.value
+
 #: Rows of one table deleted per transaction, at most (a delivery batch also takes its attempts).
 BATCH_ROWS = 500
 #: Shortest pause after a batch, seconds: the write lock is free for others meanwhile.
@@ -108,9 +111,9 @@ PAUSE_SECONDS = 0.05
 DUTY = 0.2
 #: SQLite: how long one batch should hold the write lock, seconds; the next batch's size is
 #: scaled to it (between :data:`SQLITE_MIN_BATCH_ROWS` and the largest batch).
-SQLITE_LOCK_SECONDS = 0.02
+SQLITE_LOCK_SECONDS = 0.005
 #: SQLite: the smallest batch, rows (below it the commit's fsync costs more than the rows).
-SQLITE_MIN_BATCH_ROWS = 100
+SQLITE_MIN_BATCH_ROWS = 25
 #: Seconds after the worker starts before its first purge (then every interval).
 FIRST_PURGE_AFTER_SECONDS = 60.0
 
@@ -124,12 +127,12 @@ def cutoff_for(retention_days: int, now: datetime | None = None) -> datetime:
 
 def _delivery_kept(cutoff: datetime) -> ColumnElement[bool]:
     d = deliveries.c
-    return or_(d.status == "pending", d.completed_at.is_(None), d.completed_at >= cutoff)
+    return or_(d.status == _PENDING, d.completed_at.is_(None), d.completed_at >= cutoff)
 
 
 def _deliveries_gone(cutoff: datetime) -> ColumnElement[bool]:
     d = deliveries.c
-    return and_(d.status != "pending", d.completed_at < cutoff)
+    return and_(d.status != _PENDING, d.completed_at < cutoff)
 
 
 def _job_finished(job_id: Any, cutoff: datetime) -> ColumnElement[bool]:

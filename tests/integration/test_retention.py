@@ -459,8 +459,9 @@ def test_sqlite_batches_follow_the_time_they_hold_the_write_lock() -> None:
     target = retention.SQLITE_LOCK_SECONDS
     # 500 rows held the lock 4 times the target: the next batch has a quarter of them.
     assert retention.next_batch_rows(500, 4 * target, 500, "sqlite") == 125
-    assert retention.next_batch_rows(500, 100 * target, 500, "sqlite") == 100  # the floor
-    assert retention.next_batch_rows(100, target / 10, 500, "sqlite") == 500  # the ceiling
+    floor = retention.SQLITE_MIN_BATCH_ROWS
+    assert retention.next_batch_rows(500, 100 * target, 500, "sqlite") == floor
+    assert retention.next_batch_rows(floor, target / 100, 500, "sqlite") == 500  # the ceiling
     assert retention.next_batch_rows(1, 100 * target, 1, "sqlite") == 1  # never above batch
     assert retention.next_batch_rows(500, 4 * target, 500, "postgresql") == 500
     assert retention.pause_after(0.03, duty=0.2, least=0.05) == pytest.approx(0.12)
