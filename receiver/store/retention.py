@@ -310,6 +310,12 @@ def _timed_batch(
         removed[name] = int(result.rowcount)
         uow.commit()
         held = time.monotonic() - began
+    if engine.dialect.name == "sqlite":
+        # Copy the pages this batch wrote from the WAL into the database file now, on the
+        # purge's time (PASSIVE: waits for no reader or writer); otherwise the next commit that
+        # finds the WAL over its autocheckpoint size does it, and that is usually a callback.
+        with engine.connect() as conn:
+            conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
     if files and artifact_store:  # after commit: never a row without its file
         store = open_store(artifact_store, endpoint_url=s3_endpoint_url)
         for file_key in files:
