@@ -49,6 +49,7 @@ A good neighbour by design (the constants below, all times in seconds):
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -311,16 +312,27 @@ def _timed_batch(
         uow.commit()
         held = time.monotonic() - began
     if engine.dialect.name == "sqlite":
-        # Copy the pages this batch wrote from the WAL into the database file now, on the
-        # purge's time (PASSIVE: waits for no reader or writer); otherwise the next commit that
-        # finds the WAL over its autocheckpoint size does it, and that is usually a callback.
-        with engine.connect() as conn:
-            conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+        _checkpoint(engine)
     if files and artifact_store:  # after commit: never a row without its file
         store = open_store(artifact_store, endpoint_url=s3_endpoint_url)
         for file_key in files:
             store.delete(file_key)
     return removed, held
+
+
+def _checkpoint(engine: Engine) -> None:
+    """SQLite: copy the pages the last batch wrote from the WAL into the database file now, on
+    the purge's time (PASSIVE: waits for no reader or writer), outside any transaction (the
+    engine's connections begin one on first use); otherwise the next commit that finds the WAL
+    over its autocheckpoint size does it, and that is usually a callback's. A checkpoint that
+    cannot run now is left to SQLite (logged at debug)."""
+    raw = engine.raw_connection()
+    try:
+        raw.driver_connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()  # type: ignore[union-attr]
+    except sqlite3.Error as exc:
+        log.debug("WAL checkpoint after a purge batch skipped: %s", exc)
+    finally:
+        raw.close()
 
 
 def pause_after(seconds: float, *, duty: float = DUTY, least: float = PAUSE_SECONDS) -> float:
