@@ -423,13 +423,15 @@ def test_the_worker_purges_on_its_schedule(
 
 
 def test_the_purge_pauses_in_proportion_to_its_work(engine: Engine) -> None:
-    # 3,000 expired refused callbacks: 30 batches of 100 rows, each timed for real.
+    # 750 expired refused callbacks: 30 batches of 25 rows, each timed for real (25 rows is
+    # SQLite's smallest batch, so the size cannot adapt to the lock time there).
+    rows = 30 * retention.SQLITE_MIN_BATCH_ROWS
     with engine.begin() as conn:
         conn.execute(
             insert(refused_callbacks),
             [
                 {"received_at": OLD, "reason": "bad_signature", "http_status": 401, "body_size": 9}
-                for _ in range(3000)
+                for _ in range(rows)
             ],
         )
     slept: list[float] = []
@@ -442,10 +444,15 @@ def test_the_purge_pauses_in_proportion_to_its_work(engine: Engine) -> None:
     duty = 0.1  # work a tenth of the time: pauses 9 times as long as each batch
     began = time.monotonic()
     removed = retention.purge(
-        engine, retention.cutoff_for(30), batch=100, pause=0.0, duty=duty, sleep=sleep
+        engine,
+        retention.cutoff_for(30),
+        batch=retention.SQLITE_MIN_BATCH_ROWS,
+        pause=0.0,
+        duty=duty,
+        sleep=sleep,
     )
     total = time.monotonic() - began
-    assert removed["refused_callbacks"] == 3000
+    assert removed["refused_callbacks"] == rows
     assert len(slept) == 30  # one pause after each batch
     work = total - sum(slept)
     # Each batch is paid for 9 times over; the empty batches that end each table are not, so
