@@ -25,6 +25,7 @@ from sqlalchemy import Engine, create_engine
 
 from receiver import metrics, services
 from receiver.clock import utcnow
+from receiver.delivery.metrics_server import WorkerMetricsServer
 from receiver.delivery.worker import Worker
 from receiver.logs import configure_logging
 from receiver.runtime import Runtime
@@ -220,7 +221,7 @@ def test_multiprocess_mode_adds_up_every_process(tmp_path: Path) -> None:
 
 def test_the_worker_serves_its_own_metrics_behind_the_token() -> None:
     metrics.delivery_attempted("timeout")
-    server = metrics.WorkerMetricsServer("127.0.0.1", 0, ADMIN_TOKEN).start()
+    server = WorkerMetricsServer("127.0.0.1", 0, ADMIN_TOKEN).start()
     try:
         url = f"http://127.0.0.1:{server.port}/metrics"
         assert requests.get(url, timeout=5).status_code == 401
