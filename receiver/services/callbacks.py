@@ -37,6 +37,7 @@ from receiver.domain.tasks import Outcome, TaskStatus, TaskUpdate, parse_status
 from receiver.errors import JobNotFound, TaskIdMismatch
 from receiver.ids import new_id
 from receiver.services.reads import read_one
+from receiver.settings import Settings
 from receiver.store.batch import group_commit
 from receiver.store.repositories import Delivery, Event, Job, QueuedCallback, Repository
 from receiver.store.uow import UnitOfWork
@@ -83,6 +84,14 @@ class ApplyOptions:
 
     hold_succeeded: bool = False
     allow_http_artifacts: bool = False
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ApplyOptions:
+        """The options that ``settings`` (``ARTIFACT_STORE``, ``ALLOW_PRIVATE_URLS``) give."""
+        return cls(
+            hold_succeeded=bool(settings.artifact_store),
+            allow_http_artifacts=settings.allow_private_urls,
+        )
 
 
 def _error_dict(error: str | VendorError | None, code: Any = None) -> dict[str, Any] | None:
