@@ -8,7 +8,7 @@ of work per call and returned as typed read models, never as rows to compose aga
   (:func:`jobs`, :func:`count_jobs`), a job's whole history for the dashboard
   (:func:`task_history`) and the dashboard's :func:`overview`.
 - :mod:`.deliveries`: one delivery with its attempts (:func:`delivery`), a filtered page of
-  deliveries (:func:`deliveries`; :meth:`DeliveryFilter.dead_letters`), the dashboard's
+  deliveries (:func:`deliveries`; ``status="failed"``: the dead letters), the dashboard's
   :func:`delivery_board`, and the log of refused callbacks (:func:`refused_callbacks`).
 - :mod:`.subscribers`: one subscriber, and all of them with their delivery counts.
 - :mod:`.pages`: :class:`Page`, a page read newest first and the cursor (``before``) to the

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine
 
-from receiver.domain.statuses import DeliveryStatus
 from receiver.errors import DeliveryNotFound
 from receiver.store import repositories as store
 from receiver.store.uow import UnitOfWork
@@ -17,17 +16,12 @@ from receiver.views.schemas import DeliveryDetail
 
 @dataclass(frozen=True)
 class DeliveryFilter:
-    """Which deliveries a list shows: each filter only when given. ``status`` ``failed`` are
-    the dead letters (:meth:`dead_letters`)."""
+    """Which deliveries a list shows: each filter only when given. ``status="failed"``: the
+    dead letters (retries exhausted, or the subscriber answered 410)."""
 
     status: str | None = None
     subscriber_id: str | None = None
     event_id: str | None = None
-
-    @classmethod
-    def dead_letters(cls, subscriber_id: str | None = None) -> DeliveryFilter:
-        """The failed deliveries (retries exhausted, or a 410), of one subscriber if given."""
-        return cls(status=DeliveryStatus.FAILED.value, subscriber_id=subscriber_id)
 
 
 def delivery(engine: Engine, delivery_id: str) -> DeliveryDetail:

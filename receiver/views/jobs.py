@@ -51,14 +51,29 @@ def job_detail(engine: Engine, job_id: str) -> JobDetail:
     :raises JobNotFound: there is none.
     """
     with UnitOfWork(engine, read_only=True) as uow:
-        repo = uow.repo
-        row = repo.get_job(job_id)
-        if row is None:
-            raise JobNotFound(f"no job {job_id}")
-        events = repo.list_events(job_id)
-        callbacks = repo.list_callbacks(job_id)
-        deliveries = repo.list_deliveries(job_id=job_id, limit=DETAIL_DELIVERIES)
-    return JobDetail.with_history(row, events, callbacks, deliveries)
+        found = _history(uow.repo, job_id, DETAIL_DELIVERIES)
+    return JobDetail.with_history(found.job, found.events, found.callbacks, found.deliveries)
+
+
+@dataclass(frozen=True)
+class _Rows:
+    job: store.Job
+    events: list[store.Event]
+    callbacks: list[store.CallbackRecord]
+    deliveries: list[store.Delivery]
+
+
+def _history(repo: store.Repository, job_id: str, most_deliveries: int) -> _Rows:
+    """The job's row, its events, callbacks and newest deliveries. :raises JobNotFound:"""
+    row = repo.get_job(job_id)
+    if row is None:
+        raise JobNotFound(f"no job {job_id}")
+    return _Rows(
+        job=row,
+        events=repo.list_events(job_id),
+        callbacks=repo.list_callbacks(job_id),
+        deliveries=repo.list_deliveries(job_id=job_id, limit=most_deliveries),
+    )
 
 
 def jobs(
@@ -113,22 +128,17 @@ def task_history(engine: Engine, job_id: str) -> TaskHistory:
     :raises JobNotFound: there is none.
     """
     with UnitOfWork(engine, read_only=True) as uow:
-        repo = uow.repo
-        row = repo.get_job(job_id)
-        if row is None:
-            raise JobNotFound(f"no job {job_id}")
-        events = repo.list_events(job_id)
-        callbacks = repo.list_callbacks(job_id)
-        deliveries = repo.list_deliveries(job_id=job_id, limit=HISTORY_DELIVERIES)
-        attempts = repo.attempts_by_delivery([d.id for d in deliveries])
-        subscribers = repo.subscribers_by_id(sorted({d.subscriber_id for d in deliveries}))
+        found = _history(uow.repo, job_id, HISTORY_DELIVERIES)
+        deliveries = found.deliveries
+        attempts = uow.repo.attempts_by_delivery([d.id for d in deliveries])
+        subscribers = uow.repo.subscribers_by_id(sorted({d.subscriber_id for d in deliveries}))
     by_event: dict[str, list[store.Delivery]] = {}
     for delivery in sorted(deliveries, key=lambda d: d.id):
         by_event.setdefault(delivery.event_id, []).append(delivery)
     return TaskHistory(
-        job=row,
-        events=[EventHistory(e, event_data(e), by_event.get(e.id, [])) for e in events],
-        callbacks=callbacks,
+        job=found.job,
+        events=[EventHistory(e, event_data(e), by_event.get(e.id, [])) for e in found.events],
+        callbacks=found.callbacks,
         attempts=attempts,
         subscribers=subscribers,
     )

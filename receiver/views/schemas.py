@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema
 
@@ -48,6 +48,21 @@ class Shape(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+S = TypeVar("S", bound=Shape)
+
+
+def _from_row(cls: type[S], row: Any, **given: Any) -> S:
+    """A ``cls`` whose fields are ``given``, or else the row's attributes of the same names
+    (only the model's fields are read: a row's other attributes, a secret, stay behind).
+
+    :raises pydantic.ValidationError: the row does not fit the model (a bug, not bad input).
+    """
+    values = {
+        name: given[name] if name in given else getattr(row, name) for name in cls.model_fields
+    }
+    return cls.model_validate(values)
+
+
 # -- jobs -----------------------------------------------------------------------------------
 
 
@@ -73,27 +88,7 @@ class Job(Shape):
     @classmethod
     def of(cls, job: store.Job) -> Job:
         """The shape of the store row ``job``."""
-        return cls.model_validate(_job_fields(job))
-
-
-def _job_fields(job: store.Job) -> dict[str, Any]:
-    return {
-        "job_id": job.id,
-        "task_id": job.task_id,
-        "model": job.model,
-        "status": job.status,
-        "progress": job.progress,
-        "progress_text": job.progress_text,
-        "artifacts": job.artifacts,
-        "error": job.error,
-        "submit_error": job.submit_error,
-        "metadata": job.metadata,
-        "request": job.request,
-        "created_at": job.created_at,
-        "updated_at": job.updated_at,
-        "last_callback_at": job.last_callback_at,
-        "finished_at": job.finished_at,
-    }
+        return _from_row(cls, job, job_id=job.id)
 
 
 class Event(Shape):
@@ -108,15 +103,7 @@ class Event(Shape):
     @classmethod
     def of(cls, event: store.Event) -> Event:
         """The shape of ``event``; ``data`` read from its stored body."""
-        return cls.model_validate(
-            {
-                "id": event.id,
-                "type": event.type,
-                "sequence": event.sequence,
-                "created_at": event.created_at,
-                "data": event_data(event),
-            }
-        )
+        return _from_row(cls, event, data=event_data(event))
 
 
 def event_data(event: store.Event) -> JsonObject:
@@ -138,16 +125,7 @@ class Callback(Shape):
     @classmethod
     def of(cls, c: store.CallbackRecord) -> Callback:
         """The shape of the accepted callback ``c``."""
-        return cls.model_validate(
-            {
-                "received_at": c.received_at,
-                "status": c.status,
-                "progress": c.progress,
-                "outcome": c.outcome,
-                "body_sha256": c.body_sha256,
-                "unsafe_urls": c.unsafe_urls or 0,
-            }
-        )
+        return _from_row(cls, c, unsafe_urls=c.unsafe_urls or 0)
 
 
 # -- deliveries -----------------------------------------------------------------------------
@@ -167,17 +145,7 @@ class Attempt(Shape):
     @classmethod
     def of(cls, a: store.Attempt) -> Attempt:
         """The shape of the attempt ``a``."""
-        return cls.model_validate(
-            {
-                "number": a.number,
-                "started_at": a.started_at,
-                "duration_ms": round(a.duration_ms, 1),
-                "status_code": a.status_code,
-                "outcome": a.outcome,
-                "error": a.error,
-                "response_body": a.response_body,
-            }
-        )
+        return _from_row(cls, a, duration_ms=round(a.duration_ms, 1))
 
 
 class Delivery(Shape):
@@ -199,24 +167,14 @@ class Delivery(Shape):
     @classmethod
     def of(cls, d: store.Delivery) -> Delivery:
         """The shape of the delivery ``d``."""
-        return cls.model_validate(_delivery_fields(d))
+        return _from_row(cls, d, **_delivery_state(d))
 
 
-def _delivery_fields(d: store.Delivery) -> dict[str, Any]:
+def _delivery_state(d: store.Delivery) -> dict[str, Any]:
     pending = d.status == DeliveryStatus.PENDING
     return {
-        "id": d.id,
-        "event_id": d.event_id,
-        "subscriber_id": d.subscriber_id,
-        "status": d.status,
-        "attempts": d.attempts,
         "next_attempt_at": d.next_attempt_at if pending else None,
         "leased": d.lease_owner is not None,
-        "last_status_code": d.last_status_code,
-        "last_error": d.last_error,
-        "created_at": d.created_at,
-        "updated_at": d.updated_at,
-        "completed_at": d.completed_at,
     }
 
 
@@ -228,9 +186,8 @@ class DeliveryDetail(Delivery):
     @classmethod
     def with_attempts(cls, d: store.Delivery, attempts: Sequence[store.Attempt]) -> DeliveryDetail:
         """The shape of ``d`` with ``attempts`` (its attempt rows)."""
-        return cls.model_validate(
-            {**_delivery_fields(d), "attempt_log": [Attempt.of(a) for a in attempts]}
-        )
+        attempt_log = [Attempt.of(a) for a in attempts]
+        return _from_row(cls, d, **_delivery_state(d), attempt_log=attempt_log)
 
 
 class JobDetail(Job):
@@ -249,13 +206,13 @@ class JobDetail(Job):
         deliveries: Sequence[store.Delivery],
     ) -> JobDetail:
         """The shape of ``job`` with its event, callback and delivery rows."""
-        return cls.model_validate(
-            {
-                **_job_fields(job),
-                "events": [Event.of(e) for e in events],
-                "callbacks": [Callback.of(c) for c in callbacks],
-                "deliveries": [Delivery.of(d) for d in deliveries],
-            }
+        return _from_row(
+            cls,
+            job,
+            job_id=job.id,
+            events=[Event.of(e) for e in events],
+            callbacks=[Callback.of(c) for c in callbacks],
+            deliveries=[Delivery.of(d) for d in deliveries],
         )
 
 
@@ -283,26 +240,7 @@ class Subscriber(Shape):
     @classmethod
     def of(cls, sub: store.Subscriber) -> Subscriber:
         """The shape of ``sub``, without its secret."""
-        return cls.model_validate(_subscriber_fields(sub))
-
-
-def _subscriber_fields(sub: store.Subscriber) -> dict[str, Any]:
-    return {
-        "id": sub.id,
-        "url": sub.url,
-        "description": sub.description,
-        "event_types": sub.event_types,
-        "enabled": sub.enabled,
-        "disabled_reason": sub.disabled_reason,
-        "disabled_at": sub.disabled_at,
-        "max_in_flight": sub.max_in_flight,
-        "failing_since": sub.failing_since,
-        "last_success_at": sub.last_success_at,
-        "last_failure_at": sub.last_failure_at,
-        "last_error": sub.last_error,
-        "created_at": sub.created_at,
-        "previous_secret_expires_at": sub.previous_secret_expires_at,
-    }
+        return _from_row(cls, sub)
 
 
 class SubscriberCreated(Subscriber):
@@ -313,7 +251,7 @@ class SubscriberCreated(Subscriber):
     @classmethod
     def with_secret(cls, sub: store.Subscriber) -> SubscriberCreated:
         """The shape of ``sub`` with its (new) secret."""
-        return cls.model_validate({**_subscriber_fields(sub), "secret": sub.secret})
+        return _from_row(cls, sub)
 
 
 class SubscriberListed(Subscriber):
@@ -324,7 +262,7 @@ class SubscriberListed(Subscriber):
     @classmethod
     def with_stats(cls, sub: store.Subscriber, stats: Mapping[str, int]) -> SubscriberListed:
         """The shape of ``sub`` with ``stats`` (``{status: count}``)."""
-        return cls.model_validate({**_subscriber_fields(sub), "deliveries": dict(stats)})
+        return _from_row(cls, sub, deliveries=dict(stats))
 
 
 # -- refused callbacks and the subscriber test ---------------------------------------------
@@ -346,19 +284,7 @@ class Refused(Shape):
     @classmethod
     def of(cls, r: store.RefusedCallback) -> Refused:
         """The shape of the refused callback ``r``."""
-        return cls.model_validate(
-            {
-                "id": r.id,
-                "received_at": r.received_at,
-                "reason": r.reason,
-                "detail": r.detail,
-                "http_status": r.http_status,
-                "source_ip": r.source_ip,
-                "body_sha256": r.body_sha256,
-                "body_size": r.body_size,
-                "job_id": r.job_id,
-            }
-        )
+        return _from_row(cls, r)
 
 
 class WebhookTest(Shape):
