@@ -26,16 +26,7 @@ from sqlalchemy.exc import OperationalError
 from bench.procs import children
 from client.replyref import ReplyRefSigner
 from receiver.store.engine import make_engine
-from simulator.processes import (
-    LISTENING,
-    WORKER_RUNNING,
-    Process,
-    bin_path,
-    free_port,
-    procfile_argv,
-    simulator_argv,
-    start,
-)
+from simulator.processes import Process, bin_path, free_port, procfile_argv, simulator_argv, start
 
 ROOT = Path(__file__).resolve().parents[1]
 PROCFILE = ROOT / "Procfile"
@@ -209,7 +200,7 @@ class RelayStack:
             procfile_argv("worker", PROCFILE),
             env=self.env,
             cwd=self.dir,
-            ready_line=WORKER_RUNNING,
+            ready_line="relay worker",
             timeout=60,
             log_path=self.dir / f"{name}.log",
         )
@@ -280,7 +271,7 @@ def _start_listening(name: str, argv: list[str], log_dir: Path, env: Mapping[str
         argv,
         env=env,
         cwd=ROOT,
-        ready_line=LISTENING,
+        ready_line="listening on",
         timeout=30,
         log_path=log_dir / f"{name}.log",
     )

@@ -23,15 +23,7 @@ from pathlib import Path
 
 import requests
 
-from simulator.processes import (
-    LISTENING,
-    WORKER_RUNNING,
-    Process,
-    bin_path,
-    free_port,
-    procfile_argv,
-    simulator_argv,
-)
+from simulator.processes import Process, bin_path, free_port, procfile_argv, simulator_argv
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -156,10 +148,10 @@ def main() -> int:
         sub = child("subscriber", [*sub_argv, "--secret", added["secret"]], echo=True)
         web = child("web", procfile_argv("web", ROOT / "Procfile"))
         worker = child("worker", procfile_argv("worker", ROOT / "Procfile"))
-        sim.wait_for_line(LISTENING, 20)
-        sub.wait_for_line(LISTENING, 20)
+        sim.wait_for_line("listening on", 20)
+        sub.wait_for_line("listening on", 20)
         web.wait_http(f"http://127.0.0.1:{web_port}/readyz", 30)
-        worker.wait_for_line(WORKER_RUNNING, 30)
+        worker.wait_for_line("relay worker", 30)
         dashboard = f"http://127.0.0.1:{web_port}/dashboard"
         _step(f"dashboard: {dashboard}  (sign in with ADMIN_TOKEN {admin_token})")
 

@@ -35,10 +35,6 @@ from typing import IO
 
 import requests
 
-#: The line the vendor simulator (``python -m simulator``) and the subscribers print once they
-#: listen; the line ``relay worker`` logs once it runs.
-LISTENING = "listening on"
-WORKER_RUNNING = "relay worker"
 #: How many of its last output lines a :class:`Process` shows in its errors and ``output()``.
 OUTPUT_LINES = 400
 _POLL = 0.05  # seconds between two looks at a child's output or readiness URL
@@ -83,7 +79,7 @@ def procfile_argv(name: str, procfile: Path) -> list[str]:
 
 def simulator_argv(port: int, *options: str) -> list[str]:
     """``python -m simulator`` on ``127.0.0.1:port`` with ``options`` (e.g. ``--step-delay``,
-    ``--quiet``); it prints :data:`LISTENING` once it listens."""
+    ``--quiet``); it prints a line with ``listening on`` once it listens."""
     return [sys.executable, "-m", "simulator", "--host", "127.0.0.1", "--port", str(port), *options]
 
 

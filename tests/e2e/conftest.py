@@ -23,15 +23,7 @@ import pytest
 import requests
 
 from simulator.demo import tiny_png
-from simulator.processes import (
-    LISTENING,
-    WORKER_RUNNING,
-    Process,
-    bin_path,
-    free_port,
-    procfile_argv,
-    simulator_argv,
-)
+from simulator.processes import Process, bin_path, free_port, procfile_argv, simulator_argv
 from simulator.subscriber import SubscriberServer
 from tests.conftest import ADMIN_TOKEN, SECRET, fresh_postgres_database, require_postgres
 
@@ -109,7 +101,7 @@ class Stack:
         sim_argv = simulator_argv(self.sim_port, "--step-delay", "0.05", "--start-delay", "0.05")
         sim = self._process("simulator", sim_argv, ROOT)
         web = self._process("web", procfile_argv("web", PROCFILE), ROOT)
-        sim.wait_for_line(LISTENING, 20)
+        sim.wait_for_line("listening on", 20)
         web.wait_http(self.base + "/readyz", 30)
         self.start_worker()
         return self
@@ -127,7 +119,7 @@ class Stack:
         """
         name = f"worker{len(self.workers)}"
         worker = self._process(name, procfile_argv("worker", PROCFILE), self.tmp)
-        worker.wait_for_line(WORKER_RUNNING, 30)
+        worker.wait_for_line("relay worker", 30)
         self.workers.append(worker)
         return worker
 
