@@ -46,7 +46,7 @@ from sqlalchemy import Engine, create_engine, text
 from standardwebhooks.webhooks import Webhook
 
 from bench import data, loadgen, purge
-from bench.procs import Proc, cpu_seconds, log, vm_hwm_mb
+from bench.procs import cpu_seconds, log, vm_hwm_mb
 from bench.profile import Profiler, summary
 from bench.report import TARGETS, markdown, median, percentile
 from bench.stack import (
@@ -62,6 +62,7 @@ from bench.stack import (
 )
 from receiver.ingest.applier import BATCH_SIZE, apply_pending
 from receiver.services.callbacks import ApplyOptions
+from simulator.processes import Process
 
 ALL_EVENTS = ["task.progress", "task.succeeded", "task.failed"]
 #: The simulator's task timetable for the vendor section: 2.5 s to start, two progress steps
@@ -773,7 +774,7 @@ def polling_baseline(sim_url: str, tasks: int) -> dict[str, Any]:
 # -- 5. memory ----------------------------------------------------------------------------------
 
 
-def memory_of(web: WebServer | None, worker: Proc | None) -> dict[str, Any]:
+def memory_of(web: WebServer | None, worker: Process | None) -> dict[str, Any]:
     pids = web.worker_pids() if web else []
     web_mb = [m for m in (vm_hwm_mb(pid) for pid in pids) if m is not None]
     return {

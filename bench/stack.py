@@ -23,10 +23,10 @@ import requests
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.exc import OperationalError
 
-from bench.procs import Proc, children
+from bench.procs import children
 from client.replyref import ReplyRefSigner
 from receiver.store.engine import make_engine
-from simulator.processes import bin_path, free_port, procfile_command
+from simulator.processes import Process, bin_path, free_port, procfile_argv, simulator_argv, start
 
 ROOT = Path(__file__).resolve().parents[1]
 PROCFILE = ROOT / "Procfile"
@@ -62,12 +62,17 @@ class WebServer:
         self, name: str, env: Mapping[str, str], log_dir: Path, *, app: str = RELAY_APP
     ) -> None:
         self.port = int(env["PORT"]) if "PORT" in env else free_port()
-        argv = procfile_command("web", PROCFILE)
+        argv = procfile_argv("web", PROCFILE)
         if RELAY_APP not in argv:
             raise RuntimeError(f"the Procfile's web: line no longer names {RELAY_APP}: {argv}")
-        argv = [bin_path(argv[0]), *(app if a == RELAY_APP else a for a in argv[1:])]
-        self.argv = argv
-        self.proc = Proc(name, argv, env={**env, "PORT": str(self.port)}, cwd=ROOT, log_dir=log_dir)
+        self.argv = [app if a == RELAY_APP else a for a in argv]
+        self.proc = Process(
+            name,
+            self.argv,
+            env={**env, "PORT": str(self.port)},
+            cwd=ROOT,
+            log_path=log_dir / f"{name}.log",
+        )
 
     @property
     def url(self) -> str:
@@ -159,7 +164,7 @@ class RelayStack:
         self.signer = ReplyRefSigner([keys.secret_key])
         self.engine = make_engine(self.db.url)
         self.web: WebServer | None = None
-        self.worker: Proc | None = None
+        self.worker: Process | None = None
 
     @property
     def reply_url(self) -> str:
@@ -188,13 +193,17 @@ class RelayStack:
         self.web.wait_ready("/readyz")
         return self.web
 
-    def start_worker(self) -> Proc:
-        argv = procfile_command("worker", PROCFILE)
-        argv[0] = bin_path(argv[0])
-        self.worker = Proc(
-            f"worker-{self.kind}", argv, env=self.env, cwd=self.dir, log_dir=self.dir
+    def start_worker(self) -> Process:
+        name = f"worker-{self.kind}"
+        self.worker = start(
+            name,
+            procfile_argv("worker", PROCFILE),
+            env=self.env,
+            cwd=self.dir,
+            ready_line="relay worker",
+            timeout=60,
+            log_path=self.dir / f"{name}.log",
         )
-        self.worker.wait_line("relay worker", 60)
         return self.worker
 
     def api(self, method: str, path: str, **kwargs: Any) -> requests.Response:
@@ -225,46 +234,44 @@ class RelayStack:
         self.db.drop()
 
 
-def start_subscriber(log_dir: Path, env: Mapping[str, str]) -> tuple[Proc, str]:
-    """The sink (:mod:`bench.subscriber`); returns it and its base URL."""
+def start_subscriber(log_dir: Path, env: Mapping[str, str]) -> tuple[Process, str]:
+    """The sink (:mod:`bench.subscriber`); returns it and its base URL.
+
+    :raises TimeoutError: it did not listen within 30 s (it is stopped).
+    """
     port = free_port()
-    proc = Proc(
-        "subscriber",
-        [sys.executable, "-m", "bench.subscriber", "--port", str(port)],
-        env=env,
-        cwd=ROOT,
-        log_dir=log_dir,
-    )
-    proc.wait_line("listening on", 30)
-    return proc, f"http://127.0.0.1:{port}"
+    argv = [sys.executable, "-m", "bench.subscriber", "--port", str(port)]
+    return _start_listening("subscriber", argv, log_dir, env), f"http://127.0.0.1:{port}"
 
 
 def start_simulator(
     log_dir: Path, env: Mapping[str, str], timings: Mapping[str, float]
-) -> tuple[Proc, str]:
-    """The useapi.net simulator with ``timings`` (progress steps and delays, seconds)."""
+) -> tuple[Process, str]:
+    """The useapi.net simulator with ``timings`` (progress steps and delays, seconds).
+
+    :raises TimeoutError: it did not listen within 30 s (it is stopped).
+    """
     port = free_port()
-    proc = Proc(
-        "simulator",
-        [
-            sys.executable,
-            "-m",
-            "simulator",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--progress-steps",
-            str(int(timings["progress_steps"])),
-            "--start-delay",
-            str(timings["start_delay"]),
-            "--step-delay",
-            str(timings["step_delay"]),
-            "--quiet",
-        ],
+    argv = simulator_argv(
+        port,
+        "--progress-steps",
+        str(int(timings["progress_steps"])),
+        "--start-delay",
+        str(timings["start_delay"]),
+        "--step-delay",
+        str(timings["step_delay"]),
+        "--quiet",
+    )
+    return _start_listening("simulator", argv, log_dir, env), f"http://127.0.0.1:{port}"
+
+
+def _start_listening(name: str, argv: list[str], log_dir: Path, env: Mapping[str, str]) -> Process:
+    return start(
+        name,
+        argv,
         env=env,
         cwd=ROOT,
-        log_dir=log_dir,
+        ready_line="listening on",
+        timeout=30,
+        log_path=log_dir / f"{name}.log",
     )
-    proc.wait_line("listening on", 30)
-    return proc, f"http://127.0.0.1:{port}"

@@ -19,7 +19,7 @@ from typing import Any, NoReturn, TypeVar
 
 import click
 
-from receiver import presenters, services, times
+from receiver import services, times
 from receiver.clock import utcnow
 from receiver.logs import configure_logging
 from receiver.runtime import Runtime, build_runtime
@@ -252,7 +252,7 @@ def purge(ctx: Context, dry_run: bool) -> None:
         {
             "dry_run": dry_run,
             "retention_days": settings.retention_days,
-            "cutoff": presenters.iso(cutoff),
+            "cutoff": times.format_time(cutoff),
             "would_remove" if dry_run else "removed": counts,
         }
     )

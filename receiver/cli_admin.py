@@ -1,7 +1,8 @@
 """``relay subscribers`` and ``relay deliveries``: the operator's commands over webhook
 subscribers and their deliveries (list, inspect, retry, recover dead letters). Registered on
-:data:`receiver.cli.main`; they call the same functions of :mod:`receiver.services` as the API
-and the dashboard.
+:data:`receiver.cli.main`; they call the same functions of :mod:`receiver.services` (to change)
+and :mod:`receiver.views` (to read) as the API and the dashboard, and print the API's JSON
+shapes (:mod:`receiver.views.schemas`).
 """
 
 from __future__ import annotations
@@ -10,12 +11,13 @@ import sys
 from typing import Any
 
 import click
+from pydantic import BaseModel
 
-from receiver import presenters, services
+from receiver import services, times, views
 from receiver.cli import Context, _emit, _fail, limit_option, main, parse_since, pass_ctx
 from receiver.clock import utcnow
 from receiver.domain.statuses import DELIVERY_STATUSES
-from receiver.store.uow import UnitOfWork
+from receiver.views.schemas import Delivery, Subscriber, WebhookTest
 
 # -- subscribers ----------------------------------------------------------------------------
 
@@ -102,7 +104,7 @@ def subscribers_test(ctx: Context, subscriber_id: str) -> None:
         allow_private=rt.settings.allow_private_urls,
         now=utcnow(),
     )
-    _emit(result.to_json())
+    _emit_model(WebhookTest.model_validate(result.to_json()))
     if not result.ok:
         sys.exit(1)
 
@@ -111,10 +113,12 @@ def subscribers_test(ctx: Context, subscriber_id: str) -> None:
 @pass_ctx
 def subscribers_list(ctx: Context) -> None:
     """List subscribers with their delivery counts."""
-    with UnitOfWork(ctx.runtime.engine, read_only=True) as uow:
-        subs = uow.repo.list_subscribers()
-        stats = uow.repo.subscriber_stats()
-    _emit([presenters.subscriber_json(s, stats=stats.get(s.id, {})) for s in subs])
+    _emit([s.model_dump(mode="json") for s in views.subscribers(ctx.runtime.engine)])
+
+
+def _emit_model(model: BaseModel) -> None:
+    """Print ``model`` as the API answers it (indented JSON)."""
+    _emit(model.model_dump(mode="json"))
 
 
 def _service_call(fn: Any, *args: Any, **kwargs: Any) -> Any:
@@ -150,7 +154,7 @@ def subscribers_rotate(ctx: Context, subscriber_id: str) -> None:
         {
             "id": sub.id,
             "secret": sub.secret,
-            "previous_secret_expires_at": presenters.iso(sub.previous_secret_expires_at),
+            "previous_secret_expires_at": times.format_time(sub.previous_secret_expires_at),
         }
     )
 
@@ -160,7 +164,7 @@ def _set_enabled(ctx: Context, subscriber_id: str, enabled: bool) -> None:
     sub = _service_call(
         services.set_subscriber_enabled, ctx.runtime.engine, subscriber_id, enabled, utcnow()
     )
-    _emit(presenters.subscriber_json(sub))
+    _emit_model(Subscriber.of(sub))
 
 
 @subscribers.command("enable")
@@ -200,9 +204,9 @@ def deliveries_list(
     ctx: Context, status: str | None, subscriber_id: str | None, limit: int
 ) -> None:
     """List deliveries, newest first (--status failed: the dead letters)."""
-    with UnitOfWork(ctx.runtime.engine, read_only=True) as uow:
-        items = uow.repo.list_deliveries(status=status, subscriber_id=subscriber_id, limit=limit)
-    _emit([presenters.delivery_json(d) for d in items])
+    filters = views.DeliveryFilter(status=status, subscriber_id=subscriber_id)
+    page = views.deliveries(ctx.runtime.engine, filters, limit=limit)
+    _emit([Delivery.of(d).model_dump(mode="json") for d in page.items])
 
 
 @deliveries.command("show")
@@ -210,12 +214,7 @@ def deliveries_list(
 @pass_ctx
 def deliveries_show(ctx: Context, delivery_id: str) -> None:
     """One delivery with its attempt log."""
-    with UnitOfWork(ctx.runtime.engine, read_only=True) as uow:
-        delivery = uow.repo.get_delivery(delivery_id)
-        if delivery is None:
-            _fail(f"no delivery {delivery_id}")
-        attempts = uow.repo.list_attempts(delivery_id)
-    _emit(presenters.delivery_json(delivery, attempts=attempts))
+    _emit_model(_service_call(views.delivery, ctx.runtime.engine, delivery_id))
 
 
 @deliveries.command("retry")
@@ -224,7 +223,7 @@ def deliveries_show(ctx: Context, delivery_id: str) -> None:
 def deliveries_retry(ctx: Context, delivery_id: str) -> None:
     """Send one finished delivery again now, with the same webhook-id."""
     delivery = _service_call(services.retry_delivery, ctx.runtime.engine, delivery_id, utcnow())
-    _emit(presenters.delivery_json(delivery))
+    _emit_model(Delivery.of(delivery))
 
 
 @deliveries.command("recover")
@@ -238,4 +237,4 @@ def deliveries_recover(ctx: Context, since: str, subscriber_id: str | None) -> N
     now = utcnow()
     when = parse_since(since, now)
     count = services.recover_deliveries(ctx.runtime.engine, when, now, subscriber_id)
-    _emit({"requeued": count, "since": presenters.iso(when)})
+    _emit({"requeued": count, "since": times.format_time(when)})

@@ -8,6 +8,8 @@ CLI, ``since`` of the API and the dashboard.
   ``3d``, ``1w`` (case-insensitive, fractions allowed);
 - ``since``: either of them, a span counting back from ``now``.
 
+And the one way a time is written out (:func:`format_time`): ISO-8601 UTC with a ``Z``.
+
 Pure: no clock read (``now`` is an argument), no framework; callers turn :class:`BadTime`
 into their own refusal (a 400, a usage error).
 """
@@ -81,3 +83,9 @@ def parse_since(text: str, now: datetime) -> datetime:
         raise BadTime(
             f"{text[:40]!r} is not a time: use e.g. 2h, 7d or 2026-11-23T18:00Z"
         ) from None
+
+
+def format_time(value: datetime | None) -> str | None:
+    """``value`` as ISO-8601 with a ``Z`` for UTC (``2026-11-23T18:00:00Z``; microseconds when
+    it has any), or None for None. How the API, the CLI and the dashboard write a time."""
+    return value.isoformat().replace("+00:00", "Z") if value else None

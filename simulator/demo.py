@@ -2,10 +2,10 @@
 
 Starts the vendor simulator, a sample subscriber that verifies every webhook, the web process
 (the Procfile's ``web:`` line under gunicorn) and the worker (its ``worker:`` line) on free
-loopback ports with a SQLite file in ``.demo/``; submits one task with ``relay submit`` and the
-default model (Gen-4.5 on ``POST /videos/create``); says which model and endpoint it used; waits
-for its ``task.succeeded`` to arrive verified; prints what happened; stops what it started and
-exits 0 (1 if anything went wrong).
+loopback ports, with a SQLite file and their logs in ``.demo/``; submits one task with ``relay
+submit`` and the default model (Gen-4.5 on ``POST /videos/create``); says which model and
+endpoint it used; waits for its ``task.succeeded`` to arrive verified; prints what happened;
+stops what it started and exits 0 (1 if anything went wrong).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import requests
 
-from simulator.processes import Process, bin_path, free_port, procfile_command
+from simulator.processes import Process, bin_path, free_port, procfile_argv, simulator_argv
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -134,39 +134,20 @@ def main() -> int:
         print(f"    subscriber {added['id']} with secret {added['secret'][:12]}…", flush=True)
 
         _step("starting the vendor simulator, the subscriber, web (gunicorn) and worker")
-        sim = Process(
-            "simulator",
-            [sys.executable, "-m", "simulator", "--host", "127.0.0.1", "--port", str(sim_port)],
-            env=env,
-            cwd=ROOT,
-            echo=False,
-        )
-        started.append(sim)
-        sub = Process(
-            "subscriber",
-            [
-                sys.executable,
-                "-m",
-                "simulator.subscriber",
-                "--port",
-                str(sub_port),
-                "--secret",
-                added["secret"],
-            ],
-            env=env,
-            cwd=ROOT,
-            echo=True,
-        )
-        started.append(sub)
-        procfile = ROOT / "Procfile"
-        web_argv = procfile_command("web", procfile)
-        web_argv[0] = bin_path(web_argv[0])
-        web = Process("web", web_argv, env=env, cwd=ROOT)
-        started.append(web)
-        worker_argv = procfile_command("worker", procfile)
-        worker_argv[0] = bin_path(worker_argv[0])
-        worker = Process("worker", worker_argv, env=env, cwd=ROOT)
-        started.append(worker)
+
+        def child(name: str, argv: list[str], *, echo: bool = False) -> Process:
+            """Start ``argv`` with its output in ``.demo/<name>.log`` (stopped at the end)."""
+            proc = Process(
+                name, argv, env=env, cwd=ROOT, echo=echo, log_path=workdir / f"{name}.log"
+            )
+            started.append(proc)
+            return proc
+
+        sim = child("simulator", simulator_argv(sim_port))
+        sub_argv = [sys.executable, "-m", "simulator.subscriber", "--port", str(sub_port)]
+        sub = child("subscriber", [*sub_argv, "--secret", added["secret"]], echo=True)
+        web = child("web", procfile_argv("web", ROOT / "Procfile"))
+        worker = child("worker", procfile_argv("worker", ROOT / "Procfile"))
         sim.wait_for_line("listening on", 20)
         sub.wait_for_line("listening on", 20)
         web.wait_http(f"http://127.0.0.1:{web_port}/readyz", 30)
@@ -243,7 +224,7 @@ def main() -> int:
         for proc in reversed(started):
             proc.stop()
         time.sleep(0.1)
-    print("all demo processes stopped", flush=True)
+    print(f"all demo processes stopped (their output: {workdir}/*.log)", flush=True)
     return 0 if ok else 1
 
 

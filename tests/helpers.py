@@ -25,7 +25,7 @@ from receiver.services.callbacks import ApplyOptions
 from receiver.settings import Settings
 from receiver.store.repositories import Job
 from receiver.store.uow import UnitOfWork
-from simulator.processes import Process, bin_path, free_port, procfile_command
+from simulator.processes import Process, bin_path, free_port, procfile_argv, start
 
 ROOT = Path(__file__).resolve().parents[1]
 #: The admin token and the replyRef signing secret of every test configuration.
@@ -170,8 +170,8 @@ def start_web(name: str, sqlite_template: Path, database: Path, **env: str) -> t
         The process (the caller stops it: ``Process.stop``) and its port.
 
     Raises:
-        TimeoutError: (from ``Process.wait_http``) it exited or did not answer in time; it
-            is stopped first.
+        TimeoutError: (from ``simulator.processes.start``) it exited or did not answer in
+            time; it is stopped first.
     """
     shutil.copy(sqlite_template, database)
     port = free_port()
@@ -185,15 +185,9 @@ def start_web(name: str, sqlite_template: Path, database: Path, **env: str) -> t
         "LOG_FORMAT": "text",
         **env,
     }
-    argv = procfile_command("web", ROOT / "Procfile")
-    argv[0] = bin_path(argv[0])
-    proc = Process(name, argv, env=variables, cwd=ROOT)
-    try:
-        proc.wait_http(f"http://127.0.0.1:{port}/healthz", 30)
-    except BaseException:
-        proc.stop()
-        raise
-    return proc, port
+    argv = procfile_argv("web", ROOT / "Procfile")
+    ready = f"http://127.0.0.1:{port}/healthz"
+    return start(name, argv, env=variables, cwd=ROOT, ready_url=ready, timeout=30), port
 
 
 @contextmanager

@@ -12,9 +12,8 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 from flask.typing import ResponseReturnValue
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ValidationError
 
-from client.catalog import DEFAULT_MODEL, ENDPOINT_MODELS, VIDEO_MODELS, model_description
 from client.errors import (
     AccountBusy,
     BadRequest,
@@ -27,15 +26,22 @@ from client.errors import (
 )
 from client.images import DEFAULT_MAX_IMAGE_BYTES, ImageError
 from client.replyref import ReplyRefTooLong
-from receiver import presenters, services, submission
+from receiver import services, submission, views
 from receiver.clock import utcnow
 from receiver.delivery.operational import send_test_event
 from receiver.delivery.urls import ImageFetchFailed, UnsafeUrl, fetch_image
-from receiver.domain.events import EVENT_TYPES, EventType
+from receiver.domain.events import EVENT_TYPES
 from receiver.domain.statuses import DELIVERY_STATUSES
 from receiver.settings import ConfigError
-from receiver.store.uow import UnitOfWork
 from receiver.times import BadTime, parse_time
+from receiver.views.schemas import (
+    Delivery,
+    Job,
+    Refused,
+    Subscriber,
+    SubscriberCreated,
+    WebhookTest,
+)
 from receiver.web.auth import bearer_matches
 from receiver.web.body import BadBody, parse_json_object, read_body
 from receiver.web.context import runtime
@@ -43,6 +49,16 @@ from receiver.web.errors import ApiError, error_response, validation_message
 from receiver.web.idempotency import idempotent
 from receiver.web.openapi import openapi_document
 from receiver.web.ratelimit import client_address, limiter, refuse_too_many
+from receiver.web.schemas import (
+    DeliveryList,
+    JobList,
+    RecoverIn,
+    RefusedList,
+    Requeued,
+    SubscriberIn,
+    SubscriberList,
+    TaskSubmissionIn,
+)
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
@@ -91,6 +107,11 @@ def _json_body(model: type[BaseModel]) -> Any:
         raise ApiError(422, "validation_error", validation_message(exc)) from None
 
 
+def _answer(model: BaseModel) -> Response:
+    """``model`` as the JSON answer (its ``model_dump(mode="json")``, through Flask's JSON)."""
+    return jsonify(model.model_dump(mode="json"))
+
+
 def _limit() -> int:
     raw = request.args.get("limit", "50")
     if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE:
@@ -112,49 +133,6 @@ def _time_arg(value: str | None, name: str) -> datetime | None:
 
 
 # -- tasks ----------------------------------------------------------------------------------
-
-
-class TaskSubmissionIn(BaseModel):
-    """``POST /api/tasks`` body. Images are https URLs or ``data:`` URIs. ``model``'s
-    description and examples come from the table of models (:mod:`client.catalog`)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    model: str = Field(
-        DEFAULT_MODEL,
-        min_length=1,
-        max_length=submission.MAX_MODEL_NAME_LENGTH,
-        pattern=r"^\S+$",
-        description=model_description(),
-        examples=[*VIDEO_MODELS, *ENDPOINT_MODELS],
-    )
-    video_model: str | None = Field(
-        None, description="alias: with model videos, the vendor's model (same as model)"
-    )
-    account: str | None = Field(
-        None,
-        description="the useapi.net account (email) that uploads and generates; default "
-        "USEAPI_ACCOUNT_EMAIL; required by the vendor when several accounts are configured",
-    )
-    image: str | None = Field(None, description="first frame: https URL or data: URI")
-    middle_image: str | None = Field(None, description="gen3turbo only")
-    last_image: str | None = Field(
-        None, description="last frame: gen3turbo, kling-3.0-*, seedance-2 (end frame)"
-    )
-    reference_images: list[str] = Field(
-        default_factory=list,
-        max_length=11,
-        description="seedance-2 reference images (imageAssetId1..11)",
-    )
-    prompt: str | None = Field(None, description="text prompt")
-    options: dict[str, Any] = Field(
-        default_factory=dict,
-        description="the model's other request fields (e.g. duration, seed, aspect_ratio, "
-        "resolution; seconds for gen3turbo and gen4turbo)",
-    )
-    metadata: dict[str, Any] = Field(
-        default_factory=dict, description="your own data, echoed in every webhook"
-    )
 
 
 _VENDOR_STATUS: dict[type[UseapiError], tuple[int, str]] = {
@@ -259,57 +237,35 @@ def submit_task() -> tuple[Response, int]:
         )
         if isinstance(cause, OutcomeUnknown):
             status, code = 502, "outcome_unknown"
-        job_json = presenters.job_json(services.get_job(rt.engine, exc.job_id))
+        failed = views.job(rt.engine, exc.job_id)
         message = cause.message or str(cause)
         if exc.advice:
             message = f"{message} ({exc.advice})"
-        raise ApiError(status, code, message, extra={"job": job_json}) from None
-    return jsonify(presenters.job_json(job)), 201
+        extra = {"job": failed.model_dump(mode="json")}
+        raise ApiError(status, code, message, extra=extra) from None
+    return _answer(Job.of(job)), 201
 
 
 @bp.get("/tasks")
 def list_tasks() -> Response:
     """Jobs, newest first. Query: ``status``, ``model``, ``since`` (ISO-8601), ``before``
     (a job id, to page), ``limit`` (1..200)."""
-    with UnitOfWork(runtime().engine, read_only=True) as uow:
-        jobs = uow.repo.list_jobs(
-            status=request.args.get("status"),
-            model=request.args.get("model"),
-            since=_time_arg(request.args.get("since"), "since"),
-            before_id=request.args.get("before"),
-            limit=_limit(),
-        )
-    return jsonify(items=[presenters.job_json(j) for j in jobs])
+    filters = views.JobFilter(
+        status=request.args.get("status"),
+        model=request.args.get("model"),
+        since=_time_arg(request.args.get("since"), "since"),
+    )
+    page = views.jobs(runtime().engine, filters, before=request.args.get("before"), limit=_limit())
+    return _answer(JobList(items=[Job.of(j) for j in page.items]))
 
 
 @bp.get("/tasks/<job_id>")
 def get_task(job_id: str) -> Response:
     """One job with its state, progress, artifacts and events. :raise 404:"""
-    with UnitOfWork(runtime().engine, read_only=True) as uow:
-        job = uow.repo.get_job(job_id)
-        if job is None:
-            raise ApiError(404, "job_not_found", f"no job {job_id}")
-        events = uow.repo.list_events(job_id)
-        callbacks = uow.repo.list_callbacks(job_id)
-        deliveries = uow.repo.list_deliveries(job_id=job_id, limit=MAX_PAGE)
-    out = presenters.job_json(job, events=events)
-    out["callbacks"] = [presenters.callback_json(c) for c in callbacks]
-    out["deliveries"] = [presenters.delivery_json(d) for d in deliveries]
-    return jsonify(out)
+    return _answer(views.job_detail(runtime().engine, job_id))
 
 
 # -- subscribers ----------------------------------------------------------------------------
-
-
-class SubscriberIn(BaseModel):
-    """``POST /api/subscribers`` body."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    url: str = Field(..., max_length=2048)
-    event_types: list[EventType] | None = None
-    description: str | None = Field(None, max_length=500)
-    max_in_flight: int | None = Field(None, ge=1, le=256)
 
 
 @bp.post("/subscribers")
@@ -329,22 +285,19 @@ def create_subscriber() -> tuple[Response, int]:
         allow_private=rt.settings.allow_private_urls,
         now=utcnow(),
     )
-    return jsonify(presenters.subscriber_json(sub, include_secret=True)), 201
+    return _answer(SubscriberCreated.with_secret(sub)), 201
 
 
 @bp.get("/subscribers")
 def list_subscribers() -> Response:
-    with UnitOfWork(runtime().engine, read_only=True) as uow:
-        subs = uow.repo.list_subscribers()
-        stats = uow.repo.subscriber_stats()
-    return jsonify(items=[presenters.subscriber_json(s, stats=stats.get(s.id, {})) for s in subs])
+    """Subscribers (not removed) with their deliveries counted by status."""
+    return _answer(SubscriberList(items=views.subscribers(runtime().engine)))
 
 
 @bp.get("/subscribers/<subscriber_id>")
 def get_subscriber(subscriber_id: str) -> Response:
-    return jsonify(
-        presenters.subscriber_json(services.get_subscriber(runtime().engine, subscriber_id))
-    )
+    """One subscriber, without its secret. :raise 404:"""
+    return _answer(views.subscriber(runtime().engine, subscriber_id))
 
 
 @bp.delete("/subscribers/<subscriber_id>")
@@ -361,19 +314,21 @@ def rotate_secret(subscriber_id: str) -> Response:
     sub = services.rotate_secret(
         rt.engine, subscriber_id, rt.settings.secret_rotation_grace_seconds, utcnow()
     )
-    return jsonify(presenters.subscriber_json(sub, include_secret=True))
+    return _answer(SubscriberCreated.with_secret(sub))
 
 
 @bp.post("/subscribers/<subscriber_id>/enable")
 def enable_subscriber(subscriber_id: str) -> Response:
+    """Enable a subscriber and clear its failure streak. :raise 404:"""
     sub = services.set_subscriber_enabled(runtime().engine, subscriber_id, True, utcnow())
-    return jsonify(presenters.subscriber_json(sub))
+    return _answer(Subscriber.of(sub))
 
 
 @bp.post("/subscribers/<subscriber_id>/disable")
 def disable_subscriber(subscriber_id: str) -> Response:
+    """Disable a subscriber (its deliveries wait until it is enabled). :raise 404:"""
     sub = services.set_subscriber_enabled(runtime().engine, subscriber_id, False, utcnow())
-    return jsonify(presenters.subscriber_json(sub))
+    return _answer(Subscriber.of(sub))
 
 
 @bp.post("/subscribers/<subscriber_id>/test")
@@ -388,7 +343,7 @@ def test_subscriber(subscriber_id: str) -> Response:
         allow_private=rt.settings.allow_private_urls,
         now=utcnow(),
     )
-    return jsonify(result.to_json())
+    return _answer(WebhookTest.model_validate(result.to_json()))
 
 
 # -- deliveries -----------------------------------------------------------------------------
@@ -403,42 +358,28 @@ def list_deliveries() -> Response:
         raise ApiError(
             400, "invalid_status", f"status must be one of {', '.join(DELIVERY_STATUSES)}"
         )
-    with UnitOfWork(runtime().engine, read_only=True) as uow:
-        items = uow.repo.list_deliveries(
-            status=status,
-            subscriber_id=request.args.get("subscriber_id"),
-            event_id=request.args.get("event_id"),
-            before_id=request.args.get("before"),
-            limit=_limit(),
-        )
-    return jsonify(items=[presenters.delivery_json(d) for d in items])
+    filters = views.DeliveryFilter(
+        status=status,
+        subscriber_id=request.args.get("subscriber_id"),
+        event_id=request.args.get("event_id"),
+    )
+    page = views.deliveries(
+        runtime().engine, filters, before=request.args.get("before"), limit=_limit()
+    )
+    return _answer(DeliveryList(items=[Delivery.of(d) for d in page.items]))
 
 
 @bp.get("/deliveries/<delivery_id>")
 def get_delivery(delivery_id: str) -> Response:
     """One delivery with its attempt log. :raise 404:"""
-    with UnitOfWork(runtime().engine, read_only=True) as uow:
-        delivery = uow.repo.get_delivery(delivery_id)
-        if delivery is None:
-            raise ApiError(404, "delivery_not_found", f"no delivery {delivery_id}")
-        attempts = uow.repo.list_attempts(delivery_id)
-    return jsonify(presenters.delivery_json(delivery, attempts=attempts))
+    return _answer(views.delivery(runtime().engine, delivery_id))
 
 
 @bp.post("/deliveries/<delivery_id>/retry")
 def retry_delivery(delivery_id: str) -> Response:
     """Send a finished delivery again now (same ``webhook-id``). :raise 404: :raise 409:"""
     delivery = services.retry_delivery(runtime().engine, delivery_id, utcnow())
-    return jsonify(presenters.delivery_json(delivery))
-
-
-class RecoverIn(BaseModel):
-    """``POST /api/deliveries/recover`` body."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    since: datetime
-    subscriber_id: str | None = None
+    return _answer(Delivery.of(delivery))
 
 
 @bp.post("/deliveries/recover")
@@ -448,7 +389,7 @@ def recover() -> Response:
     if body.since.tzinfo is None:
         raise ApiError(422, "validation_error", "since: must carry a zone, e.g. Z")
     count = services.recover_deliveries(runtime().engine, body.since, utcnow(), body.subscriber_id)
-    return jsonify(requeued=count)
+    return _answer(Requeued(requeued=count))
 
 
 # -- refused callbacks ----------------------------------------------------------------------
@@ -457,9 +398,8 @@ def recover() -> Response:
 @bp.get("/refused-callbacks")
 def refused_callbacks() -> Response:
     """The bounded log of refused callbacks, newest first."""
-    with UnitOfWork(runtime().engine, read_only=True) as uow:
-        items = uow.repo.list_refused(limit=_limit())
-    return jsonify(items=[presenters.refused_json(r) for r in items])
+    page = views.refused_callbacks(runtime().engine, limit=_limit())
+    return _answer(RefusedList(items=[Refused.of(r) for r in page.items]))
 
 
 @bp.get("/openapi.json")

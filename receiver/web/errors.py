@@ -17,6 +17,7 @@ from werkzeug.exceptions import HTTPException
 
 from receiver.errors import ServiceError
 from receiver.logs import request_id_var
+from receiver.web.schemas import ErrorDetail
 
 log = logging.getLogger(__name__)
 
@@ -37,10 +38,10 @@ class ApiError(Exception):
 def error_response(
     status: int, code: str, message: str, extra: dict[str, Any] | None = None
 ) -> tuple[Response, int]:
-    """The JSON error body with the request id."""
-    body: dict[str, Any] = {
-        "error": {"code": code, "message": message, "request_id": g.get("request_id")}
-    }
+    """The JSON error body with the request id (:class:`receiver.web.schemas.Error`; ``extra``
+    adds keys beside ``error``, e.g. a failed submission's ``job``)."""
+    detail = ErrorDetail(code=code, message=message, request_id=g.get("request_id"))
+    body: dict[str, Any] = {"error": detail.model_dump(mode="json")}
     if extra:
         body.update(extra)
     log.log(

@@ -23,9 +23,8 @@ from typing import Any
 from flask import Response, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 
-from receiver import idempotency, presenters
+from receiver import idempotency, views
 from receiver.clock import utcnow
-from receiver.services import get_job
 from receiver.store.idempotency import StoredKey
 from receiver.web.body import read_body
 from receiver.web.context import runtime
@@ -53,8 +52,8 @@ def _request_fingerprint() -> str:
 def _replay(stored: StoredKey) -> Response:
     status = stored.response_status or 500
     if status < 300 and stored.job_id:
-        job = get_job(runtime().engine, stored.job_id)
-        response = jsonify(presenters.job_json(job))
+        job = views.job(runtime().engine, stored.job_id)
+        response = jsonify(job.model_dump(mode="json"))
     else:
         response = current_app.response_class(
             stored.response_body or "{}", mimetype="application/json"

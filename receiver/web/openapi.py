@@ -1,5 +1,7 @@
-"""The OpenAPI 3.1 document of ``/api/*``, built from the same pydantic models that validate
-the requests, so the two cannot drift apart."""
+"""The OpenAPI 3.1 document of ``/api/*``. Its ``components/schemas`` are generated from the
+pydantic models that validate the requests (:mod:`receiver.web.schemas`) and that serialise
+the responses (:mod:`receiver.views.schemas`), so neither can drift from the document; the
+paths (which route answers which model) are written here."""
 
 from __future__ import annotations
 
@@ -7,192 +9,69 @@ from collections.abc import Sequence
 from typing import Any
 
 from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
 
 from client.catalog import DEFAULT_MODEL, ENDPOINT_MODELS, SOURCE, UNLISTED_MODELS, VIDEO_MODELS
 from receiver.domain.statuses import DELIVERY_STATUSES
-from receiver.domain.tasks import TaskStatus
-
-_ERROR = {
-    "type": "object",
-    "required": ["error"],
-    "properties": {
-        "error": {
-            "type": "object",
-            "required": ["code", "message", "request_id"],
-            "additionalProperties": False,
-            "properties": {
-                "code": {"type": "string"},
-                "message": {"type": "string"},
-                "request_id": {"type": ["string", "null"]},
-            },
-        },
-        "job": {"$ref": "#/components/schemas/Job", "description": "a failed submission's job"},
-    },
-    "additionalProperties": False,
-}
-
-_NULLABLE_STR = {"type": ["string", "null"]}
-_TIME = {"type": "string", "format": "date-time"}
-_NULLABLE_TIME = {"type": ["string", "null"], "format": "date-time"}
-_NULLABLE_OBJECT = {"type": ["object", "null"]}
-
-
-def _strict(properties: dict[str, Any], *optional: str) -> dict[str, Any]:
-    """An object with exactly these properties: all required but ``optional``, no others."""
-    return {
-        "type": "object",
-        "required": [name for name in properties if name not in optional],
-        "properties": properties,
-        "additionalProperties": False,
-    }
-
-
-_JOB = _strict(
-    {
-        "job_id": {"type": "string"},
-        "task_id": _NULLABLE_STR,
-        "model": {"type": "string"},
-        "status": {"enum": [s.value for s in TaskStatus]},
-        "progress": {"type": ["number", "null"], "minimum": 0, "maximum": 1},
-        "progress_text": _NULLABLE_STR,
-        "artifacts": {"type": "array", "items": {"type": "object"}},
-        "error": _NULLABLE_OBJECT,
-        "submit_error": _NULLABLE_OBJECT,
-        "metadata": {"type": "object"},
-        "request": {"type": "object"},
-        "created_at": _TIME,
-        "updated_at": _TIME,
-        "last_callback_at": _NULLABLE_TIME,
-        "finished_at": _NULLABLE_TIME,
-        "events": {"type": "array", "items": {"$ref": "#/components/schemas/Event"}},
-        "callbacks": {"type": "array", "items": {"$ref": "#/components/schemas/Callback"}},
-        "deliveries": {"type": "array", "items": {"$ref": "#/components/schemas/Delivery"}},
-    },
-    "events",
-    "callbacks",
-    "deliveries",
+from receiver.views.schemas import (
+    Attempt,
+    Callback,
+    Delivery,
+    DeliveryDetail,
+    Event,
+    Job,
+    JobDetail,
+    Refused,
+    Subscriber,
+    SubscriberCreated,
+    SubscriberListed,
+    WebhookTest,
 )
-_EVENT = _strict(
-    {
-        "id": {"type": "string"},
-        "type": {"type": "string"},
-        "sequence": {"type": "integer", "minimum": 1},
-        "created_at": _TIME,
-        "data": {"type": "object", "description": "the webhook body's data"},
-    }
-)
-_CALLBACK = _strict(
-    {
-        "received_at": _TIME,
-        "status": _NULLABLE_STR,
-        "progress": {"type": ["number", "null"]},
-        "outcome": {"type": "string"},
-        "body_sha256": {"type": "string"},
-        "unsafe_urls": {"type": "integer", "minimum": 0},
-    }
-)
-_SUBSCRIBER = _strict(
-    {
-        "id": {"type": "string"},
-        "url": {"type": "string"},
-        "description": _NULLABLE_STR,
-        "event_types": {"type": "array", "items": {"type": "string"}},
-        "enabled": {"type": "boolean"},
-        "disabled_reason": _NULLABLE_STR,
-        "disabled_at": _NULLABLE_TIME,
-        "max_in_flight": {"type": "integer"},
-        "failing_since": _NULLABLE_TIME,
-        "last_success_at": _NULLABLE_TIME,
-        "last_failure_at": _NULLABLE_TIME,
-        "last_error": _NULLABLE_STR,
-        "created_at": _TIME,
-        "previous_secret_expires_at": _NULLABLE_TIME,
-        "secret": {
-            "type": "string",
-            "pattern": "^whsec_",
-            "description": "only when created or rotated",
-        },
-        "deliveries": {
-            "type": "object",
-            "additionalProperties": {"type": "integer"},
-            "description": "in lists: this subscriber's deliveries counted by status",
-        },
-    },
-    "secret",
-    "deliveries",
-)
-_DELIVERY_STATUSES = list(DELIVERY_STATUSES)
-_ATTEMPT = _strict(
-    {
-        "number": {"type": "integer"},
-        "started_at": _TIME,
-        "duration_ms": {"type": "number"},
-        "status_code": {"type": ["integer", "null"]},
-        "outcome": {"type": "string"},
-        "error": _NULLABLE_STR,
-        "response_body": _NULLABLE_STR,
-    }
-)
-_DELIVERY = _strict(
-    {
-        "id": {"type": "string"},
-        "event_id": {"type": "string"},
-        "subscriber_id": {"type": "string"},
-        "status": {"enum": _DELIVERY_STATUSES},
-        "attempts": {"type": "integer"},
-        "next_attempt_at": _NULLABLE_TIME,
-        "leased": {"type": "boolean"},
-        "last_status_code": {"type": ["integer", "null"]},
-        "last_error": _NULLABLE_STR,
-        "created_at": _TIME,
-        "updated_at": _TIME,
-        "completed_at": _NULLABLE_TIME,
-        "attempt_log": {"type": "array", "items": {"$ref": "#/components/schemas/Attempt"}},
-    },
-    "attempt_log",
-)
-_REFUSED = _strict(
-    {
-        "id": {"type": "integer"},
-        "received_at": _TIME,
-        "reason": {"type": "string"},
-        "detail": _NULLABLE_STR,
-        "http_status": {"type": "integer"},
-        "source_ip": _NULLABLE_STR,
-        "body_sha256": _NULLABLE_STR,
-        "body_size": {"type": "integer"},
-        "job_id": _NULLABLE_STR,
-    }
+from receiver.web.schemas import (
+    DeliveryList,
+    Error,
+    JobList,
+    RefusedList,
+    Requeued,
+    SubscriberList,
 )
 
-_WEBHOOK_TEST = _strict(
-    {
-        "subscriber_id": {"type": "string"},
-        "url": {"type": "string"},
-        "enabled": {"type": "boolean"},
-        "webhook_id": {"type": "string", "description": "the test event's webhook-id"},
-        "type": {"const": "webhook.test"},
-        "ok": {"type": "boolean", "description": "true when the subscriber answered a 2xx"},
-        "outcome": {
-            "enum": [
-                "success",
-                "http_error",
-                "redirect",
-                "gone",
-                "timeout",
-                "connection_error",
-                "blocked",
-            ]
-        },
-        "status_code": {"type": ["integer", "null"]},
-        "duration_ms": {"type": "number", "minimum": 0},
-        "response_body": {
-            "type": ["string", "null"],
-            "description": "the first 1024 characters of the answer",
-        },
-        "error": _NULLABLE_STR,
-    }
+#: The models whose schemas are the document's ``components/schemas`` (each under its class
+#: name), besides the request bodies given to :func:`openapi_document`.
+RESPONSE_MODELS: tuple[type[BaseModel], ...] = (
+    Error,
+    Job,
+    JobDetail,
+    JobList,
+    Event,
+    Callback,
+    Subscriber,
+    SubscriberCreated,
+    SubscriberListed,
+    SubscriberList,
+    Delivery,
+    DeliveryDetail,
+    DeliveryList,
+    Attempt,
+    Refused,
+    RefusedList,
+    WebhookTest,
+    Requeued,
 )
+REF_TEMPLATE = "#/components/schemas/{model}"
+
+
+def component_schemas(models: Sequence[type[BaseModel]]) -> dict[str, Any]:
+    """The JSON schemas of ``models`` and of every model they use, by class name, with their
+    references as ``#/components/schemas/<name>`` (pydantic's
+    :func:`~pydantic.json_schema.models_json_schema`). Raises nothing for these models."""
+    _, top = models_json_schema([(m, "validation") for m in models], ref_template=REF_TEMPLATE)
+    return dict(top.get("$defs", {}))
+
+
+def _ref(model: type[BaseModel]) -> dict[str, str]:
+    return {"$ref": REF_TEMPLATE.format(model=model.__name__)}
+
 
 _IDEMPOTENCY_KEY = {
     "name": "Idempotency-Key",
@@ -204,10 +83,6 @@ _IDEMPOTENCY_KEY = {
     "runs, a 409 idempotency_key_in_flight",
     "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[ -~]+$"},
 }
-
-
-def _items(ref: str) -> dict[str, Any]:
-    return _strict({"items": {"type": "array", "items": {"$ref": ref}}})
 
 
 def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
@@ -237,8 +112,7 @@ def _errors(*codes: int, meaning: dict[int, str] | None = None) -> dict[str, Any
     description of some of them for this route."""
     meanings = {**_ERROR_MEANING, **(meaning or {})}
     return {
-        str(code): _json({"$ref": "#/components/schemas/Error"}, meanings[code])
-        for code in sorted({401, 429, 503, *codes})
+        str(code): _json(_ref(Error), meanings[code]) for code in sorted({401, 429, 503, *codes})
     }
 
 
@@ -254,9 +128,7 @@ def _param(name: str, where: str = "query", schema: dict[str, Any] | None = None
 def _body(model: type[BaseModel]) -> dict[str, Any]:
     return {
         "required": True,
-        "content": {
-            "application/json": {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}
-        },
+        "content": {"application/json": {"schema": _ref(model)}},
     }
 
 
@@ -273,32 +145,15 @@ def openapi_document(
     :param subscriber_in: the model of ``POST /api/subscribers``'s body.
     :param recover_in: the model of ``POST /api/deliveries/recover``'s body.
     :param event_types: the subscribable webhook event types
-        (:data:`receiver.domain.events.EVENT_TYPES`), the enum of ``Event.type``.
+        (:data:`receiver.domain.events.EVENT_TYPES`), listed in the document's description
+        (``Event.type``'s enum is the same list, from its model).
     :returns: ``{"openapi", "info", "components", "paths", "security"}``; raises nothing.
     """
-    schemas: dict[str, Any] = {
-        "Error": _ERROR,
-        "Job": _JOB,
-        "Event": {
-            **_EVENT,
-            "properties": {**_EVENT["properties"], "type": {"enum": list(event_types)}},
-        },
-        "Callback": _CALLBACK,
-        "Subscriber": _SUBSCRIBER,
-        "Delivery": _DELIVERY,
-        "Attempt": _ATTEMPT,
-        "Refused": _REFUSED,
-        "WebhookTest": _WEBHOOK_TEST,
-    }
-    for model in (task_in, subscriber_in, recover_in):
-        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
-        schemas.update(schema.pop("$defs", {}))
-        schemas[model.__name__] = schema
+    schemas = component_schemas([*RESPONSE_MODELS, task_in, subscriber_in, recover_in])
     limit = _param("limit", schema={"type": "integer", "minimum": 1, "maximum": 200})
     job_id = _param("job_id", "path")
     sub_id = _param("subscriber_id", "path")
     dlv_id = _param("delivery_id", "path")
-    ref = "#/components/schemas/"
     paths: dict[str, Any] = {
         "/api/tasks": {
             "post": {
@@ -307,7 +162,7 @@ def openapi_document(
                 "requestBody": _body(task_in),
                 "responses": {
                     "201": {
-                        **_json({"$ref": ref + "Job"}, "the job"),
+                        **_json(_ref(Job), "the job"),
                         "headers": {
                             "Idempotent-Replayed": {
                                 "description": "true when this is the first answer to a "
@@ -344,14 +199,17 @@ def openapi_document(
                     _param("before"),
                     limit,
                 ],
-                "responses": {"200": _json(_items(ref + "Job"), "jobs"), **_errors(400)},
+                "responses": {"200": _json(_ref(JobList), "jobs"), **_errors(400)},
             },
         },
         "/api/tasks/{job_id}": {
             "get": {
                 "summary": "A job with its events, callbacks and deliveries",
                 "parameters": [job_id],
-                "responses": {"200": _json({"$ref": ref + "Job"}, "the job"), **_errors(404)},
+                "responses": {
+                    "200": _json(_ref(JobDetail), "the job with its history"),
+                    **_errors(404),
+                },
             }
         },
         "/api/subscribers": {
@@ -359,13 +217,13 @@ def openapi_document(
                 "summary": "Register a subscriber (its secret is shown once)",
                 "requestBody": _body(subscriber_in),
                 "responses": {
-                    "201": _json({"$ref": ref + "Subscriber"}, "the subscriber with its secret"),
+                    "201": _json(_ref(SubscriberCreated), "the subscriber with its secret"),
                     **_errors(400, 408, 413, 422),
                 },
             },
             "get": {
                 "summary": "List subscribers",
-                "responses": {"200": _json(_items(ref + "Subscriber"), "subscribers"), **_errors()},
+                "responses": {"200": _json(_ref(SubscriberList), "subscribers"), **_errors()},
             },
         },
         "/api/subscribers/{subscriber_id}": {
@@ -373,7 +231,7 @@ def openapi_document(
                 "summary": "One subscriber",
                 "parameters": [sub_id],
                 "responses": {
-                    "200": _json({"$ref": ref + "Subscriber"}, "subscriber"),
+                    "200": _json(_ref(Subscriber), "subscriber"),
                     **_errors(404),
                 },
             },
@@ -389,15 +247,19 @@ def openapi_document(
                     "summary": summary,
                     "parameters": [sub_id],
                     "responses": {
-                        "200": _json({"$ref": ref + "Subscriber"}, "subscriber"),
+                        "200": _json(_ref(answer), "subscriber"),
                         **_errors(404),
                     },
                 }
             }
-            for action, summary in (
-                ("rotate-secret", "New secret; the old one keeps signing during the grace period"),
-                ("enable", "Enable a subscriber and clear its failure streak"),
-                ("disable", "Disable a subscriber"),
+            for action, summary, answer in (
+                (
+                    "rotate-secret",
+                    "New secret; the old one keeps signing during the grace period",
+                    SubscriberCreated,
+                ),
+                ("enable", "Enable a subscriber and clear its failure streak", Subscriber),
+                ("disable", "Disable a subscriber", Subscriber),
             )
         },
         "/api/subscribers/{subscriber_id}/test": {
@@ -405,7 +267,7 @@ def openapi_document(
                 "summary": "Send one signed webhook.test now and return the subscriber's answer",
                 "parameters": [sub_id],
                 "responses": {
-                    "200": _json({"$ref": ref + "WebhookTest"}, "the subscriber's answer"),
+                    "200": _json(_ref(WebhookTest), "the subscriber's answer"),
                     **_errors(404),
                 },
             }
@@ -414,20 +276,23 @@ def openapi_document(
             "get": {
                 "summary": "List deliveries, newest first",
                 "parameters": [
-                    _param("status", schema={"enum": _DELIVERY_STATUSES}),
+                    _param("status", schema={"enum": list(DELIVERY_STATUSES)}),
                     _param("subscriber_id"),
                     _param("event_id"),
                     _param("before"),
                     limit,
                 ],
-                "responses": {"200": _json(_items(ref + "Delivery"), "deliveries"), **_errors(400)},
+                "responses": {"200": _json(_ref(DeliveryList), "deliveries"), **_errors(400)},
             }
         },
         "/api/deliveries/{delivery_id}": {
             "get": {
                 "summary": "A delivery with its attempt log",
                 "parameters": [dlv_id],
-                "responses": {"200": _json({"$ref": ref + "Delivery"}, "delivery"), **_errors(404)},
+                "responses": {
+                    "200": _json(_ref(DeliveryDetail), "delivery with its attempts"),
+                    **_errors(404),
+                },
             }
         },
         "/api/deliveries/{delivery_id}/retry": {
@@ -435,7 +300,7 @@ def openapi_document(
                 "summary": "Send a finished delivery again now (same webhook-id)",
                 "parameters": [dlv_id],
                 "responses": {
-                    "200": _json({"$ref": ref + "Delivery"}, "delivery"),
+                    "200": _json(_ref(Delivery), "delivery"),
                     **_errors(404, 409),
                 },
             }
@@ -445,10 +310,7 @@ def openapi_document(
                 "summary": "Send again every delivery that failed since a time",
                 "requestBody": _body(recover_in),
                 "responses": {
-                    "200": _json(
-                        _strict({"requeued": {"type": "integer", "minimum": 0}}),
-                        "how many were queued again",
-                    ),
+                    "200": _json(_ref(Requeued), "how many were queued again"),
                     **_errors(400, 408, 413, 422),
                 },
             }
@@ -458,7 +320,7 @@ def openapi_document(
                 "summary": "The bounded log of refused callbacks",
                 "parameters": [limit],
                 "responses": {
-                    "200": _json(_items("#/components/schemas/Refused"), "refusals"),
+                    "200": _json(_ref(RefusedList), "refusals"),
                     **_errors(400),
                 },
             }

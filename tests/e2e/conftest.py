@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ import pytest
 import requests
 
 from simulator.demo import tiny_png
-from simulator.processes import Process, bin_path, free_port, procfile_command
+from simulator.processes import Process, bin_path, free_port, procfile_argv, simulator_argv
 from simulator.subscriber import SubscriberServer
 from tests.conftest import ADMIN_TOKEN, SECRET, fresh_postgres_database, require_postgres
 
@@ -99,41 +98,29 @@ class Stack:
 
     def start(self) -> Stack:
         self.relay("db", "upgrade")
-        sim = Process(
-            "simulator",
-            [
-                sys.executable,
-                "-m",
-                "simulator",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.sim_port),
-                "--step-delay",
-                "0.05",
-                "--start-delay",
-                "0.05",
-            ],
-            env=self.env,
-            cwd=ROOT,
-        )
-        self.processes.append(sim)
-        web_argv = procfile_command("web", PROCFILE)
-        web_argv[0] = bin_path(web_argv[0])
-        web = Process("web", web_argv, env=self.env, cwd=ROOT)
-        self.processes.append(web)
+        sim_argv = simulator_argv(self.sim_port, "--step-delay", "0.05", "--start-delay", "0.05")
+        sim = self._process("simulator", sim_argv, ROOT)
+        web = self._process("web", procfile_argv("web", PROCFILE), ROOT)
         sim.wait_for_line("listening on", 20)
         web.wait_http(self.base + "/readyz", 30)
         self.start_worker()
         return self
 
+    def _process(self, name: str, argv: list[str], cwd: Path) -> Process:
+        """Start ``argv`` (output in ``tmp/<name>.log``); :meth:`stop` stops it."""
+        proc = Process(name, argv, env=self.env, cwd=cwd, log_path=self.tmp / f"{name}.log")
+        self.processes.append(proc)
+        return proc
+
     def start_worker(self) -> Process:
-        argv = procfile_command("worker", PROCFILE)
-        argv[0] = bin_path(argv[0])
-        worker = Process(f"worker{len(self.workers)}", argv, env=self.env, cwd=self.tmp)
+        """One more ``relay worker`` (the Procfile's ``worker:`` line), once it runs.
+
+        :raises TimeoutError: it did not log that it runs within 30 s.
+        """
+        name = f"worker{len(self.workers)}"
+        worker = self._process(name, procfile_argv("worker", PROCFILE), self.tmp)
         worker.wait_for_line("relay worker", 30)
         self.workers.append(worker)
-        self.processes.append(worker)
         return worker
 
     def stop(self) -> None:

@@ -15,7 +15,7 @@ from receiver.domain.events import (
 )
 from receiver.domain.statuses import DELIVERY_STATUSES, DeliveryStatus
 from receiver.domain.tasks import LIVE_STATUSES, Outcome, TaskStatus
-from receiver.web.api import SubscriberIn
+from receiver.web.schemas import SubscriberIn
 
 
 def test_event_types_are_the_task_events_then_the_operational_one() -> None:

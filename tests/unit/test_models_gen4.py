@@ -166,8 +166,8 @@ def test_submit_help_is_made_from_the_table() -> None:
 def test_openapi_document_is_made_from_the_table() -> None:
     from client.catalog import SOURCE, VIDEO_MODELS
     from receiver.domain.events import EVENT_TYPES
-    from receiver.web.api import RecoverIn, SubscriberIn, TaskSubmissionIn
     from receiver.web.openapi import openapi_document
+    from receiver.web.schemas import RecoverIn, SubscriberIn, TaskSubmissionIn
 
     doc = openapi_document(
         task_in=TaskSubmissionIn,

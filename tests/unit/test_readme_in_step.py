@@ -71,7 +71,7 @@ def test_event_types_agree_everywhere() -> None:
     from typing import get_args
 
     from receiver.domain.events import EVENT_TYPES, WEBHOOK_TEST
-    from receiver.web.api import SubscriberIn
+    from receiver.web.schemas import SubscriberIn
 
     (listed,) = get_args(SubscriberIn.model_fields["event_types"].annotation)[:1]
     assert set(get_args(get_args(listed)[0])) == set(EVENT_TYPES)

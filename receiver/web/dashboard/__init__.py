@@ -13,8 +13,8 @@ came over https, 12 hours). The cookie holds an HMAC of the token, never the tok
 cookie. Every state-changing form carries a CSRF token bound to the session; a POST without it
 (or from another origin) is refused with 400/403 and changes nothing.
 
-Views parse the form, call one function of :mod:`receiver.services` (the same ones as the API
-and the CLI) and render; the counting queries are the repository's.
+Views parse the form, call one function of :mod:`receiver.services` to change something or
+of :mod:`receiver.views` to read (the same ones as the API and the CLI), and render.
 
 The parts: :mod:`.blueprint` (the blueprint, its settings, the error pages), :mod:`.auth`
 (sign-in, CSRF, the guard and the headers), :mod:`.forms` (reading queries and forms),

@@ -3,16 +3,13 @@ refused callbacks."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 from flask import render_template, request, url_for
 from flask.typing import ResponseReturnValue
 
-from receiver import presenters, services
+from receiver import services, times, views
 from receiver.clock import utcnow
 from receiver.domain.events import DEFAULT_EVENT_TYPES, EVENT_TYPES
-from receiver.store.repositories import Attempt, Subscriber
-from receiver.store.uow import UnitOfWork
+from receiver.store.repositories import Subscriber
 from receiver.web.context import runtime
 from receiver.web.dashboard.blueprint import (
     DELIVERY_STATUSES,
@@ -21,23 +18,18 @@ from receiver.web.dashboard.blueprint import (
     bp,
     log,
 )
-from receiver.web.dashboard.forms import choice, done, one_page, parse_since
+from receiver.web.dashboard.forms import choice, done, parse_since
 
 # -- subscribers ----------------------------------------------------------------------------
-
-
-def _success_rate(stats: Mapping[str, int]) -> float | None:
-    finished = stats.get("succeeded", 0) + stats.get("failed", 0)
-    return stats.get("succeeded", 0) / finished if finished else None
 
 
 def _subscribers_page(
     *, status: int = 200, shown: Subscriber | None = None, error: str | None = None
 ) -> tuple[str, int]:
-    with UnitOfWork(runtime().engine, read_only=True) as uow:
-        subscribers = uow.repo.list_subscribers()
-        stats = uow.repo.subscriber_stats()
-    rows = [(s, stats.get(s.id, {}), _success_rate(stats.get(s.id, {}))) for s in subscribers]
+    rows = [
+        (row.subscriber, row.deliveries, row.success_rate)
+        for row in views.subscriber_stats(runtime().engine)
+    ]
     page = render_template(
         "dashboard/subscribers.html",
         page="subscribers",
@@ -122,31 +114,25 @@ def deliveries() -> str:
     """Deliveries by status (failed ones first), each with its last attempt."""
     status = choice("status", (*DELIVERY_STATUSES, "all")) or "failed"
     before = request.args.get("before") or None
-    with UnitOfWork(runtime().engine, read_only=True) as uow:
-        repo = uow.repo
-        items = repo.list_deliveries(
-            status=None if status == "all" else status, before_id=before, limit=PAGE_SIZE + 1
-        )
-        items, next_before = one_page(items)
-        attempts = repo.attempts_by_delivery([d.id for d in items])
-        events = repo.events_by_id(sorted({d.event_id for d in items}))
-        subscribers = repo.subscribers_by_id(sorted({d.subscriber_id for d in items}))
-        counts = repo.count_deliveries_by_status()
-        active = repo.list_subscribers()
-    last: dict[str, Attempt] = {k: v[-1] for k, v in attempts.items() if v}
+    board = views.delivery_board(
+        runtime().engine,
+        views.DeliveryFilter(status=None if status == "all" else status),
+        before=before,
+        limit=PAGE_SIZE,
+    )
     return render_template(
         "dashboard/deliveries.html",
         page="deliveries",
         status=status,
         statuses=DELIVERY_STATUSES,
-        counts=counts,
-        items=items,
-        last=last,
-        events=events,
-        subscribers=subscribers,
-        active=active,
+        counts=board.counts,
+        items=board.page.items,
+        last=board.last,
+        events=board.events,
+        subscribers=board.subscribers,
+        active=board.active,
         before=before,
-        next_before=next_before,
+        next_before=board.page.next_before,
     )
 
 
@@ -172,7 +158,7 @@ def recover_deliveries() -> ResponseReturnValue:
     log.info("deliveries recovered from the dashboard", extra={"requeued": count})
     noun = "delivery" if count == 1 else "deliveries"
     return done(
-        f"{count} failed {noun} since {presenters.iso(since)} queued again.",
+        f"{count} failed {noun} since {times.format_time(since)} queued again.",
         url_for("dashboard.deliveries", status="pending"),
     )
 
@@ -185,14 +171,12 @@ def refused() -> str:
     """The bounded log of refused callbacks, newest first (``before`` pages by id)."""
     raw = request.args.get("before", "")
     before = int(raw) if raw.isdigit() else None
-    with UnitOfWork(runtime().engine, read_only=True) as uow:
-        items = uow.repo.list_refused(limit=PAGE_SIZE + 1, before_id=before)
-    items, next_before = one_page(items)
+    page = views.refused_callbacks(runtime().engine, before=before, limit=PAGE_SIZE)
     return render_template(
         "dashboard/refused.html",
         page="refused",
-        items=items,
+        items=page.items,
         before=before,
-        next_before=next_before,
+        next_before=page.next_before,
         keep=runtime().settings.refused_log_size,
     )

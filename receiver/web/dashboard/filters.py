@@ -8,7 +8,7 @@ from typing import Any
 
 from markupsafe import Markup, escape
 
-from receiver import presenters
+from receiver import times
 from receiver.web.dashboard.blueprint import bp
 
 
@@ -19,7 +19,7 @@ def utc_time(value: datetime | None) -> Markup:
     if value is None:
         return Markup("&mdash;")
     value = value.astimezone(UTC)
-    iso = presenters.iso(value) or ""
+    iso = times.format_time(value) or ""
     text = value.strftime("%Y-%m-%d %H:%M:%S UTC")
     return Markup('<time datetime="{0}" title="{1}" data-local>{1}</time>').format(
         escape(iso), escape(text)

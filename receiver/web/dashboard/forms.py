@@ -3,15 +3,15 @@ page shares."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from datetime import datetime
-from typing import Any, NoReturn, Protocol, TypeVar
+from typing import NoReturn
 
 from flask import flash, redirect, request
 from flask.typing import ResponseReturnValue
 
 from receiver import times
-from receiver.web.dashboard.blueprint import PAGE_SIZE, DashboardError
+from receiver.web.dashboard.blueprint import DashboardError
 
 
 def safe_next(target: str | None) -> str | None:
@@ -63,18 +63,3 @@ def done(message: str, default: str) -> ResponseReturnValue:
 def not_found(what: str) -> NoReturn:
     """:raise DashboardError 404: "No ``what`` here." (always)."""
     raise DashboardError(404, f"No {what} here.")
-
-
-class _Row(Protocol):
-    @property
-    def id(self) -> Any: ...
-
-
-R = TypeVar("R", bound=_Row)
-
-
-def one_page(rows: Sequence[R]) -> tuple[list[R], Any]:
-    """The first :data:`PAGE_SIZE` of ``rows`` (read with one more, to know whether another page
-    follows) and the ``before`` id of the next page (None on the last page)."""
-    page = list(rows[:PAGE_SIZE])
-    return page, page[-1].id if len(rows) > PAGE_SIZE and page else None
