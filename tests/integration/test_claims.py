@@ -93,13 +93,18 @@ def test_postgresql_claims_in_two_statements_and_records_in_one(
     engine = make_engine(postgres_database_url)
     try:
         sub = _subscriber(engine, 3)
-        ids = _backlog(engine, sub, 5, utcnow() - timedelta(seconds=1))
+        due = utcnow() - timedelta(seconds=1)
+        ids = _backlog(engine, sub, 5, due)
         now = utcnow()
         with UnitOfWork(engine) as uow:
             uow.repo.conn.execute(text("SELECT 1"))  # the transaction has begun
             with _statements(engine) as sent:
-                claimed = uow.repo.claim_due(worker="w1", now=now, lease_seconds=LEASE, limit=4)
+                claimed, next_due = uow.repo.claim(
+                    worker="w1", now=now, lease_seconds=LEASE, limit=4
+                )
             uow.commit()
+        # short of 4 (the cap is 3): the next due time came with the claim, not on its own
+        assert next_due == due
         assert len(sent) == 2, sent
         assert sent[0].startswith("SELECT subscribers.id FROM subscribers")
         assert sent[0].endswith("FOR NO KEY UPDATE SKIP LOCKED")

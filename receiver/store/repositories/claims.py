@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import fields
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import (
     Boolean,
@@ -233,11 +233,23 @@ def _pg_claim() -> Any:
             lease_expires_at=bindparam("expires_", type_=UTCDateTime()),
             updated_at=_NOW,
         )
-        .returning(*deliveries.c, *events.c, *subscribers.c)
+        .returning(
+            *deliveries.c,
+            *events.c,
+            *subscribers.c,
+            # for when the claim comes back short (the worker then sleeps until then)
+            _next_due(deliveries.alias("pending")).limit(1).scalar_subquery().label("next_due"),
+        )
     )
 
 
+def _next_due(d: Any) -> Any:
+    """The earliest ``next_attempt_at`` of a pending delivery (``d``: the table or an alias)."""
+    return select(d.c.next_attempt_at).where(d.c.status == _PENDING).order_by(d.c.next_attempt_at)
+
+
 _PG_CLAIM = _pg_claim()
+_NEXT_DUE = _next_due(deliveries).limit(1)
 
 #: The arrays that carry a batch of finished attempts into :data:`_PG_RECORD` (``unnest``).
 _RECORD_ARRAYS: tuple[tuple[str, Any], ...] = (
@@ -332,14 +344,23 @@ def _claimed_from(row: Any) -> ClaimedDelivery:
     """A :class:`ClaimedDelivery` from a row of every column of ``deliveries``, ``events`` and
     ``subscribers``, in this order."""
     values = tuple(row)
-    nd, ne, _ = _WIDTHS
+    nd, ne, ns = _WIDTHS
     return ClaimedDelivery(
         delivery=Delivery(**dict(zip(deliveries.columns.keys(), values[:nd], strict=True))),
         event=Event(**dict(zip(events.columns.keys(), values[nd : nd + ne], strict=True))),
         subscriber=Subscriber(
-            **dict(zip(subscribers.columns.keys(), values[nd + ne :], strict=True))
+            **dict(zip(subscribers.columns.keys(), values[nd + ne : nd + ne + ns], strict=True))
         ),
     )
+
+
+class Claim(NamedTuple):
+    """What :meth:`ClaimQueries.claim` gives: the leased deliveries, oldest due first, and, when
+    they are fewer than asked for, the earliest ``next_attempt_at`` of a pending delivery (aware
+    UTC; None when nothing is pending, or when the claim was not short)."""
+
+    claimed: list[ClaimedDelivery]
+    next_due: datetime | None
 
 
 class ClaimQueries(RepositoryBase):
@@ -348,7 +369,12 @@ class ClaimQueries(RepositoryBase):
     def claim_due(
         self, *, worker: str, now: datetime, lease_seconds: float, limit: int
     ) -> list[ClaimedDelivery]:
-        """Lease up to ``limit`` due deliveries to ``worker`` until ``now + lease_seconds``.
+        """The deliveries that :meth:`claim` leases (see there)."""
+        return self.claim(worker=worker, now=now, lease_seconds=lease_seconds, limit=limit)[0]
+
+    def claim(self, *, worker: str, now: datetime, lease_seconds: float, limit: int) -> Claim:
+        """Lease up to ``limit`` due deliveries to ``worker`` until ``now + lease_seconds``; when
+        fewer came, also read when the next pending delivery is due (for the worker's sleep).
 
         A delivery is due when pending, its ``next_attempt_at`` has come, no live lease holds it,
         and its subscriber is enabled and below its ``max_in_flight`` cap (live leases count as
@@ -364,19 +390,32 @@ class ClaimQueries(RepositoryBase):
         subscriber at once and each sees every lease committed before it took it, concurrent
         workers take disjoint sets and never exceed a cap together. SQLite: ``BEGIN IMMEDIATE``
         makes the whole claim one writer at a time; it reads the rooms, the candidates, leases
-        and reads the chosen rows back (four statements, in-process).
+        and reads the chosen rows back (four statements, in-process), then ``next_due_at``
+        when short. PostgreSQL reads the next due time in the claim's own statement when that
+        leased anything, else with ``next_due_at``.
 
         :param now: aware UTC time of the claim.
         :param lease_seconds: how long the lease lasts, seconds.
         :returns: the leased deliveries with their events and subscribers, oldest due first
-            (empty when ``limit`` is 0 or less).
+            (empty when ``limit`` is 0 or less), and the next due time (see :class:`Claim`).
         """
         if limit <= 0:
-            return []
+            return Claim([], None)
         expires = now + timedelta(seconds=lease_seconds)
         scan = max(limit * 4, 50)  # over-fetch: a subscriber's candidates beyond its room skip
         if self.dialect == "postgresql":
-            return self._claim_postgresql(worker, now, expires, limit, scan)
+            claimed, next_due = self._claim_postgresql(worker, now, expires, limit, scan)
+        else:
+            claimed = self._claim_sqlite(worker, now, expires, limit, scan)
+            next_due = None
+        if len(claimed) >= limit:
+            return Claim(claimed, None)
+        return Claim(claimed, next_due if next_due is not None else self.next_due_at())
+
+    def _claim_sqlite(
+        self, worker: str, now: datetime, expires: datetime, limit: int, scan: int
+    ) -> list[ClaimedDelivery]:
+        """:meth:`claim` on SQLite: rooms, candidates, lease, read back."""
         rooms = {sid: room for sid, room in self.conn.execute(_ROOMS, {"now_": now}) if room > 0}
         if not rooms:
             return []
@@ -398,12 +437,12 @@ class ClaimQueries(RepositoryBase):
 
     def _claim_postgresql(
         self, worker: str, now: datetime, expires: datetime, limit: int, scan: int
-    ) -> list[ClaimedDelivery]:
-        """:meth:`claim_due` on PostgreSQL: lock the subscribers, then one ``UPDATE …
-        RETURNING``."""
+    ) -> tuple[list[ClaimedDelivery], datetime | None]:
+        """:meth:`claim` on PostgreSQL: lock the subscribers, then one ``UPDATE … RETURNING``
+        (which also returns the next due time: None when it leased nothing)."""
         subs = list(self.conn.execute(_PG_LOCK_SUBSCRIBERS, {"now_": now}).scalars())
         if not subs:
-            return []
+            return [], None
         params = {
             "subs_": subs,
             "now_": now,
@@ -412,9 +451,18 @@ class ClaimQueries(RepositoryBase):
             "scan_": scan,
             "limit_": limit,
         }
-        claimed = [_claimed_from(row) for row in self.conn.execute(_PG_CLAIM, params)]
-        claimed.sort(key=lambda c: (c.delivery.next_attempt_at, c.delivery.id))
-        return claimed
+        rows = self.conn.execute(_PG_CLAIM, params).all()
+        claimed = sorted(
+            (_claimed_from(row) for row in rows),
+            key=lambda c: (c.delivery.next_attempt_at, c.delivery.id),
+        )
+        return claimed, (rows[0].next_due if rows else None)
+
+    def next_due_at(self) -> datetime | None:
+        """The earliest ``next_attempt_at`` of a pending delivery, aware UTC (None when nothing is
+        pending): when the worker looks again."""
+        row = self.conn.execute(_NEXT_DUE).first()
+        return row[0] if row else None
 
     def _load_claimed(self, ids: Sequence[str]) -> list[ClaimedDelivery]:
         d, e, s = deliveries, events, subscribers
