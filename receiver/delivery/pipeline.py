@@ -169,11 +169,9 @@ class Pipeline:
         kept = repo.record_attempts(worker=self.name, now=now, records=records)
         self._record_health(repo, [f for f in finished if f.result is not None], now)
         if limit > 0:
-            step.claimed = repo.claim_due(
+            step.claimed, step.next_due = repo.claim(
                 worker=self.name, now=now, lease_seconds=self.lease_seconds, limit=limit
             )
-            if len(step.claimed) < limit:
-                step.next_due = repo.next_due_at()
         # The counters that the web's /metrics shows (receiver/metrics.py), in this transaction
         # so that they count exactly the attempts recorded; last, as their rows stay locked
         # until commit.

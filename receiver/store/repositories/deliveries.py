@@ -130,13 +130,6 @@ class DeliveryQueries(RepositoryBase):
             value = value.replace(tzinfo=UTC)
         return value
 
-    def next_due_at(self) -> datetime | None:
-        """The earliest ``next_attempt_at`` of a pending delivery (for the worker's sleep)."""
-        stmt = select(deliveries.c.next_attempt_at).where(deliveries.c.status == PENDING)
-        stmt = stmt.order_by(deliveries.c.next_attempt_at).limit(1)
-        row = self.conn.execute(stmt).first()
-        return row[0] if row else None
-
     def requeue_delivery(self, delivery_id: str, now: datetime) -> bool:
         """Put a finished delivery (failed, succeeded or cancelled) back to pending, due now.
 
