@@ -8,8 +8,9 @@ The flow, top to bottom:
    :data:`receiver.store.wakeup.CALLBACKS_CHANNEL` (PostgreSQL) or changes the SQLite file.
 2. The :class:`Applier` (a thread of ``relay worker``) wakes, and :func:`apply_batch` takes
    the oldest queued callbacks (up to :data:`BATCH_SIZE`) and applies them in ONE transaction,
-   in arrival order, under the applier's lock: each moves its task forward and writes its
-   outcome, events and deliveries (:func:`receiver.services.callbacks.apply_callback`).
+   each job's in arrival order (jobs in id order: the lock order), under the applier's lock:
+   each moves its task forward and writes its outcome, events and deliveries
+   (:func:`receiver.services.callbacks.apply_callback`).
 3. If one callback of the batch fails, the batch is rolled back and each callback is applied
    alone; one that fails alone stays queued, with its error, and is tried again after a
    backoff (:data:`RETRY_DELAYS`). No stored callback is dropped, not even to a bug of ours.
@@ -103,6 +104,10 @@ def apply_batch(
         report.full = len(queued) >= limit
         if not queued:
             return report
+        # Each job's callbacks in arrival order, the jobs in id order: the order in which the
+        # web's group commit takes its key-share locks on the same job rows (its pieces run in
+        # job id order), so that the two never wait for each other in a cycle (PostgreSQL).
+        queued.sort(key=lambda stored: (stored.job_id, stored.id))
         try:
             results = [_apply(uow.repo, stored, options) for stored in queued]
             _add_counts(uow.repo, results)
