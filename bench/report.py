@@ -69,6 +69,18 @@ def markdown(result: dict[str, Any]) -> str:
                 _verdict(item["ratio"] >= floor),
             )
         )
+        applied = item.get("apply")
+        if applied:
+            rows.append(
+                (
+                    f"Apply, {name}: stored callbacks applied/s (one applier)",
+                    _fmt(applied["rate"]),
+                    "",
+                    "",
+                    "",
+                    "",
+                )
+            )
         rows.append(
             (
                 f"Ingest, {name}: p50 / p99 latency, ms",

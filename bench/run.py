@@ -60,6 +60,8 @@ from bench.stack import (
     start_simulator,
     start_subscriber,
 )
+from receiver.ingest.applier import BATCH_SIZE, apply_pending
+from receiver.services.callbacks import ApplyOptions
 from simulator.processes import Process
 
 ALL_EVENTS = ["task.progress", "task.succeeded", "task.failed"]
@@ -239,6 +241,9 @@ def ingest(
     out: dict[str, Any] = {}
     bare_summary = _wrk_summary(runs["bare"])
     for name, stack in stacks.items():
+        stored = _callback_outcomes(stack.engine)
+        applied = _apply_stored(stack.engine)
+        log(f"apply {name}: {applied['callbacks']} stored callbacks at {applied['rate']:.0f}/s")
         check = _callback_outcomes(stack.engine)
         out[name] = {
             "connections": plan.connections,
@@ -248,6 +253,8 @@ def ingest(
             "bare": bare_summary,
             "ratio": round(median(pairs[name]), 3),
             "ratio_per_round": [round(x, 3) for x in pairs[name]],
+            "stored_outcomes": stored,
+            "apply": applied,
             "callback_outcomes": check,
             "all_state_changing": set(check) <= {"applied"},
         }
@@ -281,6 +288,23 @@ def _wrk_summary(runs: Sequence[loadgen.WrkResult]) -> dict[str, Any]:
         "errors": sum(r.errors for r in runs),
         "non_2xx": sum(r.non_2xx for r in runs),
         "runs": [r.as_json() for r in runs],
+    }
+
+
+def _apply_stored(engine: Engine) -> dict[str, Any]:
+    """Apply every callback the ingest rounds stored (no worker runs during them), as one
+    ``relay worker``'s applier does, here in the bench process: how many, how fast (per
+    second of wall time), in how many transactions."""
+    started = time.perf_counter()
+    report = apply_pending(engine, ApplyOptions(), max_batches=100_000)
+    seconds = time.perf_counter() - started
+    done = len(report.applied)
+    return {
+        "callbacks": done,
+        "deferred": len(report.deferred),
+        "seconds": round(seconds, 2),
+        "rate": round(done / seconds, 1) if seconds > 0 else 0.0,
+        "batch_size": BATCH_SIZE,
     }
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from receiver import metrics
 from receiver.logs import configure_logging
 from receiver.runtime import Runtime, build_runtime
 from receiver.settings import Settings, load_settings
 from receiver.web import api, artifacts, callbacks, dashboard, health
+from receiver.web import metrics as metrics_endpoint
 from receiver.web.errors import register_error_handlers
 from receiver.web.ratelimit import FailureLimiter
 from receiver.web.slowbody import BodyDeadline
@@ -51,7 +51,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.register_blueprint(health.bp)
     app.register_blueprint(callbacks.bp)
     app.register_blueprint(api.bp)
-    app.register_blueprint(metrics.bp)
+    app.register_blueprint(metrics_endpoint.bp)
     app.register_blueprint(artifacts.bp)  # ARTIFACT_STORE's durable copies
     dashboard.init_app(app)
     return app

@@ -196,7 +196,7 @@ def worker(ctx: Context, concurrency: int | None) -> None:
     rt = ctx.runtime
     the_worker = Worker(rt.engine, config)
     if settings.worker_metrics_port:
-        from receiver.metrics import WorkerMetricsServer
+        from receiver.delivery.metrics_server import WorkerMetricsServer
 
         if not settings.admin_token:
             _fail("WORKER_METRICS_PORT needs ADMIN_TOKEN (the scrape's bearer token)")

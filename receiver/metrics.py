@@ -3,20 +3,23 @@
 Three kinds of numbers, each chosen so that it is right however many processes run, and
 wherever they run:
 
-* **The web's counters** (callbacks, task transitions, events) are counted in the web process.
-  Several gunicorn workers add theirs up through prometheus_client's multiprocess mode:
-  ``gunicorn.conf.py`` makes a fresh ``PROMETHEUS_MULTIPROC_DIR`` for its own workers when
-  none is set, and a scrape adds up their files.
-* **The delivery worker's counters** (attempts by outcome, the end-to-end latency histogram)
-  are kept in the database: ``relay worker`` adds to the ``worker_metrics`` table in the very
-  transaction that records the attempts (:func:`worker_increments`), and the web's
+* **The web's counters** (callbacks received: stored or refused) are counted in the web
+  process. Several gunicorn workers add theirs up through prometheus_client's multiprocess
+  mode: ``gunicorn.conf.py`` makes a fresh ``PROMETHEUS_MULTIPROC_DIR`` for its own workers
+  when none is set, and a scrape adds up their files.
+* **The worker's counters** (callbacks applied by outcome, task transitions, events; delivery
+  attempts by outcome, the end-to-end latency histogram) are kept in the database: ``relay
+  worker`` adds to the ``worker_metrics`` table in the very transaction that applies the
+  callbacks (:func:`applier_increments`) or records the attempts (:func:`worker_increments`),
+  and the web's
   ``/metrics`` reads it at scrape time (:class:`DatabaseCollector`). So one scrape of the web
   shows what every worker did, on another dyno or machine too, with no shared directory (on a
   PaaS the web is the only process that can be reached). They are monotonic: retention pruning
   of attempts never touches them. A worker also counts in its own process, served on
   ``WORKER_METRICS_PORT`` where a host can scrape it.
-* **Gauges** (deliveries pending, the oldest one's age, disabled subscribers, tasks in flight)
-  are read from the database at scrape time by :class:`DatabaseCollector` as well.
+* **Gauges** (callbacks stored and not applied yet, the oldest one's age, those whose
+  application failed; deliveries pending, the oldest one's age, disabled subscribers, tasks in
+  flight) are read from the database at scrape time by :class:`DatabaseCollector` as well.
 
 The metric objects are process-wide on purpose: in multiprocess mode each process's values
 live in files named after its pid, so there must be exactly one object per metric per process.
@@ -28,7 +31,6 @@ callback path.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
@@ -37,9 +39,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import get_args
 
-from flask import Blueprint, Response, request
 from prometheus_client import (
-    CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
     Histogram,
@@ -56,23 +56,20 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.utils import floatToGoString
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
-from werkzeug.serving import BaseWSGIServer, make_server
-from werkzeug.wrappers import Request as WsgiRequest
-from werkzeug.wrappers import Response as WsgiResponse
 
 from receiver.clock import utcnow
 from receiver.domain.delivery import AttemptOutcome
 from receiver.domain.events import TASK_EVENT_TYPES
 from receiver.domain.tasks import LIVE_STATUSES, Outcome
 from receiver.store.uow import UnitOfWork
-from receiver.web.auth import bearer_matches as bearer_matches  # the dashboard imports it here
 
 log = logging.getLogger(__name__)
 
 PREFIX = "runway_relay"
 
-#: Callback outcomes when accepted (``receiver.domain.tasks.Outcome``) and refusal reasons.
-ACCEPTED_OUTCOMES = tuple(outcome.value for outcome in Outcome)
+#: Callback outcomes once applied (``receiver.domain.tasks.Outcome``; ``queued`` is the web's
+#: outcome of every accepted callback) and refusal reasons.
+APPLIED_OUTCOMES = tuple(o.value for o in Outcome if o is not Outcome.QUEUED)
 REFUSED_REASONS = (
     "request_entity_too_large",
     "invalid_body",
@@ -119,6 +116,12 @@ ATTEMPTS_NAME = f"{PREFIX}_delivery_attempts"
 ATTEMPTS_HELP = "Delivery attempts made by relay worker, by outcome."
 LATENCY_NAME = f"{PREFIX}_delivery_latency_seconds"
 LATENCY_HELP = "End to end: from the callback that caused an event to a subscriber's 2xx for it."
+APPLIED_NAME = f"{PREFIX}_callbacks_applied"
+APPLIED_HELP = "Stored callbacks applied by relay worker, by outcome (what each did to its task)."
+TRANSITIONS_NAME = f"{PREFIX}_task_transitions"
+TRANSITIONS_HELP = "Task status changes applied from callbacks, by the state entered."
+EVENTS_NAME = f"{PREFIX}_events_emitted"
+EVENTS_HELP = "Task webhook events written to the outbox by callbacks, by type."
 
 
 @dataclass(frozen=True)
@@ -127,6 +130,7 @@ class _Metrics:
     each process's values in files named after its pid)."""
 
     callbacks: Counter
+    applied: Counter
     transitions: Counter
     events: Counter
     attempts: Counter
@@ -155,29 +159,21 @@ def _metrics() -> _Metrics:
             callbacks=Counter(
                 f"{PREFIX}_callbacks_received",
                 "Vendor callbacks received, by result (accepted or refused) and outcome "
-                "(what an accepted one did to its task, or why one was refused).",
+                "(queued: stored, to be applied; or why one was refused).",
                 ["result", "outcome"],
                 registry=REGISTRY,
             ),
-            transitions=Counter(
-                f"{PREFIX}_task_transitions",
-                "Task status changes applied from callbacks, by the state entered.",
-                ["state"],
-                registry=REGISTRY,
-            ),
-            events=Counter(
-                f"{PREFIX}_events_emitted",
-                "Task webhook events written to the outbox by callbacks, by type.",
-                ["type"],
-                registry=REGISTRY,
-            ),
+            applied=Counter(APPLIED_NAME, APPLIED_HELP, ["outcome"], registry=REGISTRY),
+            transitions=Counter(TRANSITIONS_NAME, TRANSITIONS_HELP, ["state"], registry=REGISTRY),
+            events=Counter(EVENTS_NAME, EVENTS_HELP, ["type"], registry=REGISTRY),
             attempts=Counter(ATTEMPTS_NAME, ATTEMPTS_HELP, ["outcome"], registry=REGISTRY),
             latency=Histogram(
                 LATENCY_NAME, LATENCY_HELP, buckets=LATENCY_BUCKETS, registry=REGISTRY
             ),
         )
-        for outcome in ACCEPTED_OUTCOMES:
-            built.callbacks.labels("accepted", outcome)
+        built.callbacks.labels("accepted", Outcome.QUEUED.value)
+        for outcome in APPLIED_OUTCOMES:
+            built.applied.labels(outcome)
         for reason in REFUSED_REASONS:
             built.callbacks.labels("refused", reason)
         for outcome in ATTEMPT_OUTCOMES:
@@ -188,10 +184,17 @@ def _metrics() -> _Metrics:
     return built
 
 
-def callback_accepted(outcome: str, new_status: str | None, event_types: Iterable[str]) -> None:
-    """Count one accepted callback, the status it moved its task to (if any), its events."""
+def callback_stored() -> None:
+    """Count one accepted callback (stored, to be applied: outcome ``queued``)."""
+    _metrics().callbacks.labels("accepted", Outcome.QUEUED.value).inc()
+
+
+def callback_applied(outcome: str, new_status: str | None, event_types: Iterable[str]) -> None:
+    """Count one applied callback (this process's own counters; the web shows every
+    worker's from the database: :func:`applier_increments`), the status it moved its task to
+    (if any), its events."""
     m = _metrics()
-    m.callbacks.labels("accepted", outcome).inc()
+    m.applied.labels(outcome).inc()
     if new_status:
         m.transitions.labels(new_status).inc()
     for event_type in event_types:
@@ -217,6 +220,11 @@ ATTEMPTS_ROW = "attempts"
 BUCKET_ROW = "latency_bucket"
 SUM_ROW = "latency_sum"
 COUNT_ROW = "latency_count"
+#: ``worker_metrics`` rows of the applier: callbacks applied by outcome, transitions by the
+#: state entered, events by type.
+APPLIED_ROW = "callback_applied"
+TRANSITION_ROW = "transition"
+EVENT_ROW = "event"
 _BUCKET_LABELS = [floatToGoString(b) for b in LATENCY_BUCKETS]  # type: ignore[no-untyped-call]
 _BUCKET_LABELS.append("+Inf")
 
@@ -246,15 +254,67 @@ def worker_increments(
     return out
 
 
+def applier_increments(
+    applied: Iterable[tuple[str, str | None, Iterable[str]]],
+) -> dict[tuple[str, str], float]:
+    """What applied callbacks add to the ``worker_metrics`` table, ``(name, label)`` → amount.
+
+    :param applied: ``(outcome, new status or None, event types)`` per applied callback.
+    """
+    out: dict[tuple[str, str], float] = {}
+    for outcome, new_status, event_types in applied:
+        for key in (
+            [(APPLIED_ROW, outcome)]
+            + ([(TRANSITION_ROW, new_status)] if new_status else [])
+            + [(EVENT_ROW, t) for t in event_types]
+        ):
+            out[key] = out.get(key, 0.0) + 1
+    return out
+
+
+def _labelled(
+    rows: dict[tuple[str, str], float],
+    row: str,
+    family: CounterMetricFamily,
+    known: Iterable[str],
+) -> CounterMetricFamily:
+    """``family`` with one sample per label of ``row`` (``known`` ones shown at zero)."""
+    known = list(known)
+    extra = sorted({label for name, label in rows if name == row} - set(known))
+    for label in known + extra:
+        family.add_metric([label], rows.get((row, label), 0.0))
+    return family
+
+
 def worker_families(rows: dict[tuple[str, str], float]) -> list[Metric]:
-    """The worker's counter and histogram, from ``worker_metrics`` rows (every outcome and
-    bucket shown, zero when absent), under the names the worker's own registry uses."""
-    attempts = CounterMetricFamily(ATTEMPTS_NAME, ATTEMPTS_HELP, labels=["outcome"])
-    outcomes = list(ATTEMPT_OUTCOMES) + sorted(
-        {label for name, label in rows if name == ATTEMPTS_ROW} - set(ATTEMPT_OUTCOMES)
+    """The worker's counters and histogram, from ``worker_metrics`` rows (every known label
+    and bucket shown, zero when absent), under the names the worker's own registry uses."""
+    applier: list[Metric] = [
+        _labelled(
+            rows,
+            APPLIED_ROW,
+            CounterMetricFamily(APPLIED_NAME, APPLIED_HELP, labels=["outcome"]),
+            APPLIED_OUTCOMES,
+        ),
+        _labelled(
+            rows,
+            TRANSITION_ROW,
+            CounterMetricFamily(TRANSITIONS_NAME, TRANSITIONS_HELP, labels=["state"]),
+            (),
+        ),
+        _labelled(
+            rows,
+            EVENT_ROW,
+            CounterMetricFamily(EVENTS_NAME, EVENTS_HELP, labels=["type"]),
+            TASK_EVENT_TYPES,
+        ),
+    ]
+    attempts = _labelled(
+        rows,
+        ATTEMPTS_ROW,
+        CounterMetricFamily(ATTEMPTS_NAME, ATTEMPTS_HELP, labels=["outcome"]),
+        ATTEMPT_OUTCOMES,
     )
-    for outcome in outcomes:
-        attempts.add_metric([outcome], rows.get((ATTEMPTS_ROW, outcome), 0.0))
     cumulative, buckets = 0.0, []
     for label in _BUCKET_LABELS:
         cumulative += rows.get((BUCKET_ROW, label), 0.0)
@@ -265,7 +325,7 @@ def worker_families(rows: dict[tuple[str, str], float]) -> list[Metric]:
         buckets=buckets,
         sum_value=rows.get((SUM_ROW, ""), 0.0),
     )
-    return [attempts, latency]
+    return [*applier, attempts, latency]
 
 
 # -- exposition -----------------------------------------------------------------------------
@@ -308,6 +368,7 @@ class DatabaseCollector:
         )
         try:
             with UnitOfWork(self.engine, read_only=True) as uow:
+                queued, oldest_queued, failing = uow.repo.queued_stats()
                 pending = uow.repo.count_pending_deliveries()
                 oldest = uow.repo.oldest_pending_delivery()
                 disabled = uow.repo.count_disabled_subscribers()
@@ -320,6 +381,22 @@ class DatabaseCollector:
             return
         up.add_metric([], 1)
         yield up
+        yield GaugeMetricFamily(
+            f"{PREFIX}_callbacks_queued",
+            "Callbacks stored and not applied yet (relay worker applies them).",
+            value=queued,
+        )
+        queued_age = max(0.0, (now - oldest_queued).total_seconds()) if oldest_queued else 0.0
+        yield GaugeMetricFamily(
+            f"{PREFIX}_callback_oldest_queued_age_seconds",
+            "Age of the oldest callback not applied yet, seconds (0 when none).",
+            value=queued_age,
+        )
+        yield GaugeMetricFamily(
+            f"{PREFIX}_callbacks_failing",
+            "Stored callbacks whose application failed at least once (kept, tried again).",
+            value=failing,
+        )
         yield GaugeMetricFamily(
             f"{PREFIX}_deliveries_pending",
             "Deliveries waiting for a first or next attempt (or in flight).",
@@ -380,7 +457,9 @@ def process_registry() -> CollectorRegistry:
 
 #: Families the web serves from the database, never from process files (a worker sharing the
 #: web's PROMETHEUS_MULTIPROC_DIR would otherwise show them twice).
-_WORKER_FAMILIES = frozenset({ATTEMPTS_NAME, LATENCY_NAME})
+_WORKER_FAMILIES = frozenset(
+    {ATTEMPTS_NAME, LATENCY_NAME, APPLIED_NAME, TRANSITIONS_NAME, EVENTS_NAME}
+)
 
 
 def render(engine: Engine | None) -> bytes:
@@ -396,85 +475,3 @@ def render(engine: Engine | None) -> bytes:
         own = _Chain(process_registry(), skip=_WORKER_FAMILIES)
         registry.register(_Chain(own, DatabaseCollector(engine)))
     return _generate_latest(registry)
-
-
-_UNAUTHORIZED = json.dumps(
-    {
-        "error": {
-            "code": "unauthorized",
-            "message": "a valid 'Authorization: Bearer <ADMIN_TOKEN>' is required",
-        }
-    }
-).encode()
-
-bp = Blueprint("metrics", __name__)
-
-
-@bp.get("/metrics")
-def metrics_endpoint() -> Response:
-    """Prometheus text format. :raise 401: without ``Authorization: Bearer $ADMIN_TOKEN``.
-    :raise 503: when ``ADMIN_TOKEN`` is not set (nothing is exposed without it)."""
-    from receiver.web.context import runtime
-    from receiver.web.errors import ApiError
-
-    rt = runtime()
-    if not rt.settings.admin_token:
-        raise ApiError(503, "admin_disabled", "metrics are off: set ADMIN_TOKEN to scrape them")
-    from receiver.web.ratelimit import client_address, limiter, refuse_too_many
-
-    client = client_address()
-    refused = refuse_too_many(client)
-    if refused is not None:
-        return refused[0]
-    header = request.headers.get("Authorization")
-    if not bearer_matches(header, rt.settings.admin_token):
-        if header:  # a wrong token presented (no header guesses nothing)
-            limiter().failed(client)
-        raise ApiError(
-            401, "unauthorized", "a valid 'Authorization: Bearer <ADMIN_TOKEN>' is required"
-        )
-    response = Response(render(rt.engine), mimetype=None, content_type=CONTENT_TYPE_LATEST)
-    response.headers["Cache-Control"] = "no-store"
-    return response
-
-
-# -- the worker's own endpoint --------------------------------------------------------------
-
-
-class WorkerMetricsServer:
-    """``GET /metrics`` of ``relay worker`` on its own port (``WORKER_METRICS_PORT``).
-
-    For hosts that can reach the worker (a VM, a container with a published port): this
-    process's own counters since it started, bound to ``WORKER_METRICS_HOST``. Same bearer
-    ``ADMIN_TOKEN``. The web's ``/metrics`` shows every worker's counters (from the database)
-    and the gauges; this endpoint is optional.
-    """
-
-    def __init__(self, host: str, port: int, admin_token: str) -> None:
-        self.admin_token = admin_token
-        self._server: BaseWSGIServer = make_server(host, port, self._wsgi, threaded=True)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="worker-metrics", daemon=True
-        )
-
-    @property
-    def port(self) -> int:
-        return int(self._server.server_port)
-
-    def start(self) -> WorkerMetricsServer:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-    def _wsgi(self, environ: dict[str, object], start_response: object) -> Iterable[bytes]:
-        req = WsgiRequest(environ)
-        if req.path != "/metrics":
-            resp = WsgiResponse(b"not found", status=404)
-        elif not bearer_matches(req.headers.get("Authorization"), self.admin_token):
-            resp = WsgiResponse(_UNAUTHORIZED, status=401, content_type="application/json")
-        else:
-            resp = WsgiResponse(render(None), status=200, content_type=CONTENT_TYPE_LATEST)
-        return resp(environ, start_response)  # type: ignore[arg-type]

@@ -9,6 +9,7 @@ import subprocess
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from socketserver import BaseServer
@@ -19,6 +20,9 @@ from sqlalchemy import Engine
 
 from receiver.delivery.worker import WorkerConfig
 from receiver.ids import new_id
+from receiver.ingest.applier import apply_pending
+from receiver.services.callbacks import ApplyOptions
+from receiver.settings import Settings
 from receiver.store.repositories import Job
 from receiver.store.uow import UnitOfWork
 from simulator.processes import Process, bin_path, free_port, procfile_argv, start
@@ -91,6 +95,56 @@ def post_callback(client: FlaskClient, body: Any, **kw: Any) -> Any:
     data = body if isinstance(body, bytes | str) else json.dumps(body)
     kw.setdefault("content_type", "application/json")
     return client.post("/callbacks/useapi", data=data, **kw)
+
+
+@dataclass(frozen=True)
+class Posted:
+    """A callback posted through the test client, then applied by the real applier.
+
+    ``response`` is the door's answer (202 once stored); ``outcome`` what applying it did to
+    its task (``applied``, ``duplicate``, …), None when the door refused it (nothing stored).
+    """
+
+    response: Any
+    outcome: str | None
+
+    @property
+    def status_code(self) -> int:
+        return int(self.response.status_code)
+
+    @property
+    def json(self) -> Any:
+        return self.response.json
+
+    def get_data(self, as_text: bool = False) -> Any:
+        return self.response.get_data(as_text=as_text)
+
+
+def apply_stored(engine: Engine, settings: Settings) -> dict[int, str]:
+    """Run the worker's applier (:func:`receiver.ingest.applier.apply_pending`) here, on this
+    thread, over every stored callback; ``{callback_id: outcome}`` of those it applied."""
+    report = apply_pending(engine, ApplyOptions.from_settings(settings))
+    assert not report.deferred, f"stored callbacks failed to apply: {report.deferred}"
+    return {item.callback_id: item.result.outcome.value for item in report.applied}
+
+
+def apply_for(client: FlaskClient) -> dict[int, str]:
+    """:func:`apply_stored` over the database of ``client``'s app, with its settings."""
+    rt = client.application.extensions["relay"]
+    return apply_stored(rt.engine, rt.settings)
+
+
+def post_and_apply(client: FlaskClient, body: Any, **kw: Any) -> Posted:
+    """POST ``body`` to ``/callbacks/useapi`` (:func:`post_callback`), then apply what is
+    stored, as ``relay worker`` does right after (:func:`apply_stored`).
+
+    Returns:
+        The answer and, for a stored callback, its outcome once applied.
+    """
+    response = post_callback(client, body, **kw)
+    if response.status_code != 202:
+        return Posted(response, None)
+    return Posted(response, apply_for(client).get(response.json["callback_id"]))
 
 
 #: Variables of the caller's environment that :func:`start_web` does not pass on.

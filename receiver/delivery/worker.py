@@ -1,4 +1,8 @@
-"""The delivery worker behind ``relay worker``: threads, flow control and waking.
+"""The worker behind ``relay worker``: threads, flow control and waking.
+
+It runs both halves of the work that follows a callback: the applier thread
+(:class:`receiver.ingest.applier.Applier`) applies stored callbacks as they arrive, which
+writes events and deliveries (the outbox); the delivery loop below sends those.
 
 Loop: claim due deliveries under a lease, send each on a thread pool, and record the attempts in
 batches; what each of those steps does is :mod:`receiver.delivery.pipeline`'s. Delivery threads
@@ -28,6 +32,8 @@ from receiver.clock import utcnow
 from receiver.delivery.pipeline import Finished, Pipeline, Step
 from receiver.delivery.sender import Sender
 from receiver.domain.delivery import RetryPolicy
+from receiver.ingest.applier import Applier, apply_pending
+from receiver.services.callbacks import ApplyOptions
 from receiver.store import retention
 from receiver.store.repositories import ClaimedDelivery
 from receiver.store.wakeup import Kick, waker_for
@@ -71,6 +77,14 @@ class WorkerConfig:
     @property
     def lease_seconds(self) -> float:
         return self.timeout * 2 + LEASE_MARGIN_SECONDS
+
+    @property
+    def apply_options(self) -> ApplyOptions:
+        """How the applier applies stored callbacks (``ARTIFACT_STORE``: a succeeded task's
+        video is copied first; ``ALLOW_PRIVATE_URLS``: http artifact URLs pass)."""
+        return ApplyOptions(
+            hold_succeeded=bool(self.artifact_store), allow_http_artifacts=self.allow_private
+        )
 
 
 class Worker:
@@ -131,6 +145,13 @@ class Worker:
         expire.
         """
         log.info("worker started", extra={"worker": self.name})
+        applier = Applier(
+            self.engine,
+            self.config.apply_options,
+            self._stop,
+            applied=self._kick.set,  # new deliveries: the loop looks at once
+            idle_poll=self.config.idle_poll,
+        ).start()
         purger = retention.start_scheduled(  # its own thread: batches between pauses
             self.engine,
             self.config.retention_days,
@@ -195,7 +216,9 @@ class Worker:
                     continue  # more may be due right away
                 waker.wait(self._idle_timeout(step.next_due if step else None))
         finally:
+            applier.stop()
             pool.shutdown(wait=True)
+            applier.join(timeout=10)
             if purger is not None:
                 purger.join(timeout=10)
             self.pipeline.close()
@@ -204,12 +227,15 @@ class Worker:
             log.info("worker stopped", extra={"worker": self.name, "sent": self.sent})
 
     def run_until_idle(self, max_rounds: int = 1000) -> int:
-        """Deliver everything due now, on this thread; returns the number of attempts.
+        """Apply every stored callback and deliver everything due now, on this thread;
+        returns the number of attempts.
 
-        Each round claims up to ``config.concurrency`` deliveries, sends them one after the
+        Stored callbacks are applied first (:func:`receiver.ingest.applier.apply_pending`).
+        Then each round claims up to ``config.concurrency`` deliveries, sends them one after the
         other, and records them in the transaction that claims the next round. For tests and
         one-shot use; ``max_rounds`` bounds the loop.
         """
+        apply_pending(self.engine, self.config.apply_options)
         done = 0
         finished: list[Finished] = []
         rounds = 0

@@ -65,11 +65,19 @@ def check_bound(job: JobFacts, callback_task_id: str | None) -> None:
 
     :raises TaskBoundElsewhere: the job is bound and ``callback_task_id`` is absent or differs.
     """
-    if not job.task_id:
+    check_task_id(job.task_id, callback_task_id)
+
+
+def check_task_id(bound_task_id: str | None, callback_task_id: str | None) -> None:
+    """:func:`check_bound` from the taskId the job is bound to (None: not bound).
+
+    :raises TaskBoundElsewhere: bound, and ``callback_task_id`` is absent or differs.
+    """
+    if not bound_task_id:
         return
     if not callback_task_id:
         raise TaskBoundElsewhere("this job is bound to a task; a callback must carry its taskId")
-    if callback_task_id != job.task_id:
+    if callback_task_id != bound_task_id:
         raise TaskBoundElsewhere("this replyRef belongs to another task")
 
 

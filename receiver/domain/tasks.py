@@ -109,14 +109,18 @@ class TaskUpdate:
 
 
 class Outcome(StrEnum):
-    """What a callback did to the task."""
+    """What a callback did to the task (``queued``: stored, not applied yet)."""
 
+    QUEUED = "queued"
     APPLIED = "applied"
     DUPLICATE = "duplicate"
     STALE = "stale"
     ALREADY_TERMINAL = "already_terminal"
     UNKNOWN_STATUS = "unknown_status"
     UNCONFIRMED = "unconfirmed"
+    #: Applied to nothing: its taskId was bound to another job between its storing and its
+    #: application (the door refuses that case with 403 when it can see it).
+    TASK_ID_MISMATCH = "task_id_mismatch"
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """Use cases: each one parses nothing and renders nothing, and runs in one unit of work.
 
-- :mod:`receiver.services.callbacks`: a verified callback moves its task forward and writes
-  the callback record, the events and their deliveries in one transaction (the outbox).
+- :mod:`receiver.services.callbacks`: a verified callback is stored; applied (by
+  :mod:`receiver.ingest.applier`), it moves its task forward and writes its outcome, the
+  events and their deliveries in one transaction (the outbox).
 - :mod:`receiver.services.subscribers`, :mod:`receiver.services.deliveries`: administration
   for the API, the dashboard and the CLI.
 - :mod:`receiver.services.reconcile`: the safety net for a lost callback.
@@ -25,10 +26,13 @@ from receiver.errors import (
 from receiver.services.callbacks import (
     MAX_CALLBACKS_PER_JOB,
     MAX_PROGRESS_TEXT,
+    ApplyOptions,
     CallbackResult,
-    accept_callback,
+    StoredCallback,
+    apply_callback,
     confirm_terminal,
     get_job,
+    store_callback,
     task_update_from_vendor,
 )
 from receiver.services.deliveries import recover_deliveries, retry_delivery
@@ -46,6 +50,7 @@ from receiver.store.repositories import Delivery, Subscriber
 __all__ = [
     "MAX_CALLBACKS_PER_JOB",
     "MAX_PROGRESS_TEXT",
+    "ApplyOptions",
     "CallbackResult",
     "Conflict",
     "Delivery",
@@ -58,7 +63,8 @@ __all__ = [
     "Subscriber",
     "SubscriberNotFound",
     "TaskIdMismatch",
-    "accept_callback",
+    "StoredCallback",
+    "apply_callback",
     "confirm_terminal",
     "create_subscriber",
     "get_job",
@@ -68,6 +74,7 @@ __all__ = [
     "recover_deliveries",
     "remove_subscriber",
     "retry_delivery",
+    "store_callback",
     "rotate_secret",
     "set_subscriber_enabled",
     "task_update_from_vendor",

@@ -1,11 +1,14 @@
-"""Callbacks: a verified vendor callback moves its task forward and, in the SAME transaction,
-writes the callback record, the events and one delivery per matching subscriber (the
-transactional outbox, SPEC invariant 3).
+"""Callbacks, in two steps (SPEC invariant 3, issue 18):
 
-What the callback causes is decided by the pure planner (:mod:`receiver.domain.callbacks`);
-how concurrent callbacks of one job are serialised is the store's business
-(:mod:`receiver.store.locking`). This module turns the vendor's task object into a domain
-update and writes the plan.
+1. :func:`store_callback` (the web process, in the request): the verified callback is stored
+   as received, ``outcome = 'queued'``, in a transaction shared with the other callbacks of the
+   moment (group commit); the vendor gets its 2xx once that commits.
+2. :func:`apply_callback` (the worker's applier, :mod:`receiver.ingest.applier`, in batches):
+   the stored callback moves its task forward and, in the SAME transaction, gets its outcome
+   and writes the events and one delivery per matching subscriber (the transactional outbox).
+
+What a callback causes is decided by the pure planner (:mod:`receiver.domain.callbacks`). This
+module turns the vendor's task object into a domain update and writes the plan.
 """
 
 from __future__ import annotations
@@ -15,21 +18,28 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy import Engine
-from sqlalchemy.exc import IntegrityError
 
 from client import ReplyRefClaims, UseapiClient, UseapiError, VendorTask
 from client.models import VendorError
 from receiver.artifacts import hold_for_copy
 from receiver.delivery.urls import is_safe_artifact_url
-from receiver.domain.callbacks import CallbackPlan, TaskBoundElsewhere, check_bound, plan_callback
+from receiver.domain.callbacks import (
+    CallbackPlan,
+    TaskBoundElsewhere,
+    check_bound,
+    check_task_id,
+    plan_callback,
+)
 from receiver.domain.events import TaskSucceeded
 from receiver.domain.tasks import Outcome, TaskStatus, TaskUpdate, parse_status
 from receiver.errors import JobNotFound, TaskIdMismatch
 from receiver.ids import new_id
 from receiver.services.reads import read_one
-from receiver.store.locking import plan_and_write_job
-from receiver.store.repositories import Delivery, Event, Job, Repository
+from receiver.settings import Settings
+from receiver.store.batch import group_commit
+from receiver.store.repositories import Delivery, Event, Job, QueuedCallback, Repository
 from receiver.store.uow import UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -37,14 +47,22 @@ log = logging.getLogger(__name__)
 #: Longest ``progressText`` kept, in characters (a longer one is cut): the vendor sends a short
 #: phrase, and every event carries it to every subscriber.
 MAX_PROGRESS_TEXT = 500
-#: Most callbacks stored per job. Past it, a callback that changes nothing is answered (and
-#: counted in the metrics) but not stored; one that moves the task is still stored.
+#: Most callbacks kept per job. Past it, a callback that changes nothing is dropped once
+#: applied (and counted in the metrics); one that moves the task is still kept.
 MAX_CALLBACKS_PER_JOB = 500
 
 
 @dataclass(frozen=True)
+class StoredCallback:
+    """A callback stored by :func:`store_callback`: its row id and its job's id."""
+
+    callback_id: int
+    job_id: str
+
+
+@dataclass(frozen=True)
 class CallbackResult:
-    """What :func:`accept_callback` did: ``outcome`` (see :class:`Outcome`), the job, and the
+    """What :func:`apply_callback` did: ``outcome`` (see :class:`Outcome`), the job, and the
     ids of the events written (empty for a no-op); ``new_status`` is the status the task moved
     to when its status changed (else None) and ``event_types`` the types of those events."""
 
@@ -53,6 +71,27 @@ class CallbackResult:
     event_ids: list[str]
     new_status: str | None = None
     event_types: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ApplyOptions:
+    """How stored callbacks are applied (from :class:`receiver.settings.Settings`).
+
+    ``hold_succeeded``: ``ARTIFACT_STORE`` is set, so a ``task.succeeded`` waits for the copy of
+    its video (:func:`receiver.artifacts.hold_for_copy`). ``allow_http_artifacts``:
+    ``ALLOW_PRIVATE_URLS``, plain http artifact URLs pass too.
+    """
+
+    hold_succeeded: bool = False
+    allow_http_artifacts: bool = False
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ApplyOptions:
+        """The options that ``settings`` (``ARTIFACT_STORE``, ``ALLOW_PRIVATE_URLS``) give."""
+        return cls(
+            hold_succeeded=bool(settings.artifact_store),
+            allow_http_artifacts=settings.allow_private_urls,
+        )
 
 
 def _error_dict(error: str | VendorError | None, code: Any = None) -> dict[str, Any] | None:
@@ -112,15 +151,13 @@ def task_update_from_vendor(
 
 @dataclass(frozen=True)
 class _Callback:
-    """A verified callback on its way to the database."""
+    """A stored callback on its way to its job."""
 
-    claims: ReplyRefClaims
+    claims_job_id: str
     task: VendorTask
     update: TaskUpdate
     unsafe_urls: int
-    body: dict[str, Any]
-    body_sha256: str
-    source_ip: str | None
+    body: dict[str, Any] | None
     now: datetime
     confirmed: bool
     hold_succeeded: bool = False
@@ -142,7 +179,7 @@ def _plan(job: Job | None, callback: _Callback) -> _Plan:
     :raises TaskIdMismatch: the job is bound to another vendor taskId.
     """
     if job is None:
-        raise JobNotFound(f"no job {callback.claims.job_id}")
+        raise JobNotFound(f"no job {callback.claims_job_id}")
     now = callback.now
     try:
         plan = plan_callback(
@@ -174,7 +211,7 @@ def _plan(job: Job | None, callback: _Callback) -> _Plan:
     return _Plan(job, plan, values)
 
 
-def accept_callback(
+def store_callback(
     engine: Engine,
     *,
     claims: ReplyRefClaims,
@@ -184,108 +221,141 @@ def accept_callback(
     source_ip: str | None,
     now: datetime,
     confirmed: bool = True,
-    hold_succeeded: bool = False,
-    allow_http_artifacts: bool = False,
-) -> CallbackResult:
-    """Apply one verified callback, forward only, in ONE transaction.
+    apply_task: dict[str, Any] | None = None,
+) -> StoredCallback:
+    """Store one verified callback, not applied yet, and wake the appliers.
 
-    The callback record, the job's new state, its events and their deliveries commit together
-    (SPEC invariant 3), in a transaction shared with the callbacks that other request threads
-    of this process are writing at the same moment (group commit: :mod:`receiver.store.batch`).
-    Concurrent callbacks of one job give the same result as if they ran one at a time
-    (:func:`receiver.store.locking.plan_and_write_job`).
+    Runs in a transaction shared with the callbacks that other request threads of this process
+    store at the same moment (group commit: :mod:`receiver.store.batch`); returns once it has
+    committed (a 2xx may then be given: SPEC invariant 3). The job's binding is checked here
+    so that the vendor-facing door keeps its refusals (404, 403); applying it
+    (:func:`apply_callback`) checks again.
 
     :param claims: the verified replyRef (names our job).
     :param task: the callback body, validated leniently.
     :param body: the callback body as received (kept, unknown fields included).
     :param body_sha256: hex SHA-256 of the raw body.
     :param source_ip: the sender's address (after the trusted proxy hops), or None.
-    :param now: the time of receipt (UTC).
+    :param now: the time of receipt (UTC): the events' timestamp when applied.
     :param confirmed: False when ``VERIFY_WITH_VENDOR`` could not confirm a terminal status:
-        the callback is kept (outcome ``unconfirmed``) and changes nothing.
-    :param hold_succeeded: ``ARTIFACT_STORE`` is set: a ``task.succeeded`` waits for the copy
-        of its video (:func:`receiver.artifacts.hold_for_copy`).
-    :param allow_http_artifacts: ``ALLOW_PRIVATE_URLS``: plain http artifact URLs pass too
-        (see :func:`task_update_from_vendor`; unsafe ones are dropped and counted in the
-        callback's record).
-
-    Only a callback that moves the task (or an unconfirmed one) keeps its body; a duplicate,
-    stale, unknown-status or post-terminal one keeps its hash and metadata. Past
-    :data:`MAX_CALLBACKS_PER_JOB` stored callbacks, one that changes nothing is not stored.
+        the callback is kept and applied to nothing (outcome ``unconfirmed``).
+    :param apply_task: the task object to apply instead of ``body`` (the vendor's own, from
+        ``VERIFY_WITH_VENDOR``), or None.
     :raises JobNotFound: the replyRef names a job that this database does not have.
-    :raises TaskIdMismatch: the job is bound to another vendor taskId, or the callback's taskId
-        to another job.
+    :raises TaskIdMismatch: the job is bound to another vendor taskId, or the callback's
+        taskId to another job.
     :raises sqlalchemy.exc.SQLAlchemyError: the database failed; nothing was kept.
     """
-    update, unsafe_urls = task_update_from_vendor(task, allow_http=allow_http_artifacts)
+    job_id = claims.job_id
+
+    def store(repo: Repository) -> StoredCallback:
+        exists, bound = repo.job_binding(job_id)
+        if not exists:
+            raise JobNotFound(f"no job {job_id}")
+        try:
+            check_task_id(bound, task.taskId)
+        except TaskBoundElsewhere as exc:
+            raise TaskIdMismatch(str(exc)) from exc
+        if not bound and task.taskId:
+            other = repo.find_job_by_task_id(task.taskId)
+            if other is not None and other.id != job_id:
+                raise TaskIdMismatch("this taskId belongs to another job")
+        callback_id = repo.queue_callback(
+            job_id=job_id,
+            received_at=now,
+            status=task.status,
+            progress=task.progressRatio,
+            body=body,
+            body_sha256=body_sha256,
+            source_ip=source_ip,
+            apply_task=apply_task,
+            confirmed=confirmed,
+        )
+        repo.notify_callbacks()
+        return StoredCallback(callback_id, job_id)
+
+    return group_commit(engine).run(store, key=job_id)
+
+
+def apply_callback(
+    repo: Repository, stored: QueuedCallback, options: ApplyOptions
+) -> CallbackResult:
+    """Apply one stored callback, forward only, in the caller's transaction: the job update,
+    the callback's outcome, the events and one delivery per matching enabled subscriber (and
+    wake the delivery loops). The caller holds the applier's lock
+    (:func:`receiver.store.locking.lock_applier`), so callbacks apply in arrival order.
+
+    Only a callback that moves the task (or an unconfirmed one) keeps its body; a duplicate,
+    stale, unknown-status or post-terminal one keeps its hash and metadata, and past
+    :data:`MAX_CALLBACKS_PER_JOB` kept callbacks of its job it is dropped. A callback whose
+    taskId was bound to another job meanwhile is applied to nothing (outcome
+    ``task_id_mismatch``).
+
+    :raises JobNotFound: the job is gone (the callback's row would be gone with it).
+    :raises ValueError: the stored body is not a task object (the door validated it: a bug).
+    :raises sqlalchemy.exc.SQLAlchemyError: the database failed.
+    """
+    raw = stored.apply_task if stored.apply_task is not None else stored.body
+    try:
+        task = VendorTask.model_validate(raw or {})
+    except ValidationError as exc:
+        raise ValueError(f"stored callback {stored.id} is not a task object: {exc}") from exc
+    update, unsafe_urls = task_update_from_vendor(task, allow_http=options.allow_http_artifacts)
     if unsafe_urls:
         log.warning(
             "callback carries unsafe artifact URLs (dropped)",
-            extra={"job_id": claims.job_id, "unsafe_urls": unsafe_urls},
+            extra={"job_id": stored.job_id, "unsafe_urls": unsafe_urls},
         )
     callback = _Callback(
-        claims=claims,
+        claims_job_id=stored.job_id,
         task=task,
         update=update,
         unsafe_urls=unsafe_urls,
-        body=body,
-        body_sha256=body_sha256,
-        source_ip=source_ip,
-        now=now,
-        confirmed=confirmed,
-        hold_succeeded=hold_succeeded,
+        body=stored.body,
+        now=stored.received_at,
+        confirmed=stored.confirmed,
+        hold_succeeded=options.hold_succeeded,
     )
-    return plan_and_write_job(
-        engine,
-        claims.job_id,
-        lambda job: _plan(job, callback),
-        lambda repo, planned, locked: _write(repo, planned, callback, locked=locked),
-    )
+    job = repo.get_job(stored.job_id, for_update=True)
+    try:
+        planned = _plan(job, callback)
+        if planned.plan.bind_task_id:
+            other = repo.find_job_by_task_id(planned.plan.bind_task_id)
+            if other is not None and other.id != stored.job_id:
+                raise TaskIdMismatch("this taskId belongs to another job")
+    except TaskIdMismatch as exc:
+        log.warning(
+            "stored callback applied to nothing: its taskId is bound elsewhere",
+            extra={"job_id": stored.job_id, "callback_id": stored.id, "error": str(exc)},
+        )
+        repo.settle_callback(
+            stored.id,
+            outcome=Outcome.TASK_ID_MISMATCH.value,
+            keep_body=True,
+            unsafe_urls=unsafe_urls,
+        )
+        return CallbackResult(Outcome.TASK_ID_MISMATCH, stored.job_id, [])
+    return _write(repo, planned, callback, stored)
 
 
 def _write(
-    repo: Repository, planned: _Plan, callback: _Callback, *, locked: bool
+    repo: Repository, planned: _Plan, callback: _Callback, stored: QueuedCallback
 ) -> CallbackResult:
-    """Write ``planned`` in the caller's transaction: the job update, the callback record, the
-    events and one delivery per matching enabled subscriber (and wake the workers).
-
-    :param locked: the job was read in this transaction with its row locked, so it cannot have
-        changed; otherwise the update is guarded and, if the job changed since ``planned`` was
-        worked out, it is worked out again from the job as it is now.
-    :raises JobNotFound: the job is gone.
-    :raises TaskIdMismatch: see :func:`accept_callback`.
-    """
+    """Write ``planned`` in the caller's transaction (see :func:`apply_callback`)."""
     job = planned.job
-    try:
-        if locked:
-            repo.update_job(job.id, **planned.values)
-        elif not repo.update_job_if_unchanged(
-            job.id,
-            expect_status=job.status,
-            expect_sequence=job.sequence,
-            expect_task_id=job.task_id,
-            **planned.values,
-        ):
-            planned = _plan(repo.get_job(job.id), callback)
-            job = planned.job
-            repo.update_job(job.id, **planned.values)
-    except IntegrityError as exc:  # the taskId is bound to another job already
-        raise TaskIdMismatch("this taskId belongs to another job") from exc
+    repo.update_job(job.id, **planned.values)
     plan = planned.plan
     transition = plan.transition
     keep_body = plan.keeps_body
-    if keep_body or repo.count_callbacks(job.id) < MAX_CALLBACKS_PER_JOB:
-        repo.add_callback(
-            job_id=job.id,
-            received_at=callback.now,
-            status=callback.task.status,
-            progress=callback.task.progressRatio,
+    if keep_body or repo.count_callbacks(job.id) <= MAX_CALLBACKS_PER_JOB:
+        repo.settle_callback(
+            stored.id,
             outcome=transition.outcome.value,
-            body=callback.body if keep_body else None,
-            body_sha256=callback.body_sha256,
-            source_ip=callback.source_ip,
+            keep_body=keep_body,
             unsafe_urls=callback.unsafe_urls,
         )
+    else:
+        repo.drop_callback(stored.id)
     if plan.events:
         rows = [
             (

@@ -11,8 +11,10 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import DataError
 
 from client import ReplyRefClaims, UseapiClient, UseapiError
+from receiver.domain.tasks import Outcome
 from receiver.errors import ServiceError
-from receiver.services.callbacks import accept_callback, job_account
+from receiver.ingest.applier import store_and_apply
+from receiver.services.callbacks import ApplyOptions, job_account
 from receiver.store.uow import UnitOfWork
 
 
@@ -27,16 +29,17 @@ def reconcile(
     allow_http_artifacts: bool = False,
 ) -> list[dict[str, Any]]:
     """One ``GET /tasks/{taskId}`` per live job whose last callback (or creation) is older
-    than ``cutoff``, applied exactly like a callback
-    (:func:`receiver.services.callbacks.accept_callback`).
+    than ``cutoff``, stored and applied exactly like a callback, at once
+    (:func:`receiver.ingest.applier.store_and_apply`).
 
     :param clock: a callable returning the current aware UTC time.
     :param limit: the most jobs looked at in one pass.
-    :param hold_succeeded: ``ARTIFACT_STORE`` is set (see ``accept_callback``).
-    :param allow_http_artifacts: ``ALLOW_PRIVATE_URLS`` (see ``accept_callback``).
+    :param hold_succeeded: ``ARTIFACT_STORE`` is set (see :class:`ApplyOptions`).
+    :param allow_http_artifacts: ``ALLOW_PRIVATE_URLS`` (see :class:`ApplyOptions`).
     :returns: one ``{"job_id", "task_id", "outcome" | "error"}`` per job looked at; a vendor
         or database refusal costs that job, not the pass.
     """
+    options = ApplyOptions(hold_succeeded=hold_succeeded, allow_http_artifacts=allow_http_artifacts)
     with UnitOfWork(engine, read_only=True) as uow:
         stale = uow.repo.jobs_without_recent_callback(cutoff, limit=limit)
     results: list[dict[str, Any]] = []
@@ -57,20 +60,21 @@ def reconcile(
         body = task.model_dump(mode="json", exclude_none=True)
         body["reconciled"] = True
         try:
-            result = accept_callback(
+            _, result = store_and_apply(
                 engine,
+                options,
                 claims=claims,
                 task=task,
                 body=body,
                 body_sha256="",
                 source_ip="reconcile",
                 now=clock(),
-                hold_succeeded=hold_succeeded,
-                allow_http_artifacts=allow_http_artifacts,
             )
         except (ServiceError, DataError) as exc:  # one bad answer costs this job, not the pass
             error = str(exc) if isinstance(exc, ServiceError) else "the database refused the answer"
             results.append({"job_id": job.id, "task_id": job.task_id, "error": error})
             continue
-        results.append({"job_id": job.id, "task_id": job.task_id, "outcome": result.outcome.value})
+        # None: applied by a worker's applier first, or held back after a failure
+        outcome = result.outcome.value if result is not None else Outcome.QUEUED.value
+        results.append({"job_id": job.id, "task_id": job.task_id, "outcome": outcome})
     return results

@@ -1,58 +1,30 @@
-"""One job read, worked on and written by many request threads and processes at once, with
-the result the same as if they ran one at a time: the dialect decides how.
+"""How stored callbacks are applied one applier at a time, across processes: the dialect
+decides how (:func:`lock_applier`).
 
-- PostgreSQL: the job's row is read with ``FOR UPDATE`` inside the write transaction, so the
-  plan is made from the job as it is and cannot go stale.
-- SQLite: one writer at a time holds the whole database, so a read inside the write
-  transaction would lengthen every writer's turn; the job is read first, outside it, and the
-  write must be guarded (update only if unchanged, else plan again inside the transaction).
-
-Either way the write runs in the transaction of the moment (group commit:
-:mod:`receiver.store.batch`).
+- PostgreSQL: a transaction-scoped advisory lock; the applier also reads each job with
+  ``FOR UPDATE``, so admin paths that change a job wait for it, and it for them.
+- SQLite: one writer at a time holds the whole database (``BEGIN IMMEDIATE`` through the
+  writer queue of :mod:`receiver.store.engine`), which is already exclusive.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TypeVar
+from sqlalchemy import text
 
-from sqlalchemy import Engine
+from receiver.store.repositories import Repository
 
-from receiver.store.batch import group_commit
-from receiver.store.engine import is_sqlite
-from receiver.store.repositories import Job, Repository
-from receiver.store.uow import UnitOfWork
-
-P = TypeVar("P")
-R = TypeVar("R")
+#: The PostgreSQL advisory lock key that one applier at a time holds (any fixed bigint; this
+#: one is "relay-ap" in ASCII).
+APPLIER_LOCK_KEY = 0x72656C61792D6170
 
 
-def plan_and_write_job(
-    engine: Engine,
-    job_id: str,
-    plan: Callable[[Job | None], P],
-    write: Callable[[Repository, P, bool], R],
-) -> R:
-    """Run ``write(repo, plan(job), locked)`` for the job ``job_id`` in a group-commit
-    transaction.
+def lock_applier(repo: Repository) -> None:
+    """Make the caller's transaction the only applier of stored callbacks until it ends, so
+    that callbacks apply once each, in arrival order, across worker processes.
 
-    :param plan: works out what to write from the job as read (None: no such job); pure, may
-        raise (nothing is written then).
-    :param write: writes the plan through the repository. Its ``locked`` argument is True when
-        the job was read in this transaction with its row locked (it cannot have changed);
-        False when it was read before: ``write`` must then update guarded and plan again if the
-        job changed meanwhile. It may run twice (a batch rolled back and run again alone).
-    :returns: what ``write`` returns.
-    :raises: whatever ``plan`` or ``write`` raise; :class:`sqlalchemy.exc.SQLAlchemyError`
-        when the database fails (nothing was kept).
+    PostgreSQL: a transaction-scoped advisory lock (waits for the applier holding it).
+    SQLite: nothing to do; the write transaction (``BEGIN IMMEDIATE`` through the writer
+    queue) already excludes every other writer.
     """
-    if is_sqlite(engine):
-        with UnitOfWork(engine, read_only=True) as uow:
-            seen = uow.repo.get_job(job_id)
-        planned = plan(seen)
-        return group_commit(engine).run(lambda repo: write(repo, planned, False), key=job_id)
-
-    def locked(repo: Repository) -> R:
-        return write(repo, plan(repo.get_job(job_id, for_update=True)), True)
-
-    return group_commit(engine).run(locked, key=job_id)
+    if repo.dialect == "postgresql":
+        repo.conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": APPLIER_LOCK_KEY})

@@ -72,7 +72,7 @@ from sqlalchemy import (
 from receiver.artifacts import open_store
 from receiver.clock import utcnow
 from receiver.domain.statuses import DeliveryStatus
-from receiver.domain.tasks import TaskStatus
+from receiver.domain.tasks import Outcome, TaskStatus
 from receiver.store import artifacts as copies_sql
 from receiver.store.tables import (
     artifact_copies,
@@ -86,6 +86,9 @@ from receiver.store.tables import (
     sessions,
 )
 from receiver.store.uow import UnitOfWork
+
+#: A stored callback not applied yet (never purged).
+QUEUED = Outcome.QUEUED.value
 
 log = logging.getLogger(__name__)
 
@@ -175,8 +178,10 @@ def _copies_gone(cutoff: datetime, *, dry_run: bool) -> ColumnElement[bool]:
 
 
 def _callbacks_gone(cutoff: datetime) -> ColumnElement[bool]:
+    """Callbacks to remove: received before the cutoff, for a job finished before it, and
+    applied (a queued one is live work, however old: it stays until applied)."""
     c = callbacks.c
-    return and_(c.received_at < cutoff, _job_finished(c.job_id, cutoff))
+    return and_(c.received_at < cutoff, c.outcome != QUEUED, _job_finished(c.job_id, cutoff))
 
 
 def _jobs_gone(cutoff: datetime, *, dry_run: bool) -> ColumnElement[bool]:
@@ -192,7 +197,7 @@ def _jobs_gone(cutoff: datetime, *, dry_run: bool) -> ColumnElement[bool]:
                 exists().where(d.event_id == e.id, _delivery_kept(cutoff)),
             )
         )
-        callbacks_left = callbacks_left.where(c.received_at >= cutoff)
+        callbacks_left = callbacks_left.where(or_(c.received_at >= cutoff, c.outcome == QUEUED))
     return and_(
         j.status.in_(_TERMINAL),
         func.coalesce(j.finished_at, j.updated_at) < cutoff,

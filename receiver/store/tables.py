@@ -25,6 +25,8 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
+    true,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
@@ -105,6 +107,21 @@ callbacks = Table(
     Column("source_ip", String(64)),
     # How many artifact or preview URLs were dropped as unsafe (not https); None when none.
     Column("unsafe_urls", Integer),
+    # The inbox (migration 0005): a callback is stored with outcome "queued" and its body, and
+    # applied after (receiver/ingest/applier.py). ``apply_task``: the task object to apply when
+    # it is not the body (VERIFY_WITH_VENDOR's); ``confirmed`` False: applied to nothing.
+    Column("apply_task", JSONType),
+    Column("confirmed", Boolean, nullable=False, default=True, server_default=true()),
+    # A failed application: tried again after ``apply_after``; the last error kept.
+    Column("apply_attempts", Integer, nullable=False, default=0, server_default="0"),
+    Column("apply_error", Text),
+    Column("apply_after", UTCDateTime),
+    Index(
+        "ix_callbacks_queued",
+        "id",
+        sqlite_where=text("outcome = 'queued'"),
+        postgresql_where=text("outcome = 'queued'"),
+    ),
 )
 
 #: Signed-in dashboard sessions, keyed by the SHA-256 of the random id the cookie carries.

@@ -1,9 +1,11 @@
-"""Waking idle delivery workers when new deliveries commit: the dialect's half of the outbox.
+"""Waking idle workers when new work commits: the dialect's half of the inbox and the outbox.
 
-One interface, :class:`Waker`, chosen by dialect in :func:`waker_for`:
+Two kinds of work wake a worker: callbacks stored by the web (:data:`CALLBACKS_CHANNEL`, for
+the applier) and deliveries written by the applier (:data:`DELIVERIES_CHANNEL`, for the
+delivery loop). One interface, :class:`Waker`, chosen by dialect in :func:`waker_for`:
 
-- PostgreSQL: a connection of its own ``LISTEN``\\ s on :data:`DELIVERIES_CHANNEL`; the
-  transaction that adds deliveries sends ``NOTIFY`` on it when it commits.
+- PostgreSQL: a connection of its own ``LISTEN``\\ s on its channel; the transaction that
+  adds the work sends ``NOTIFY`` on it when it commits.
 - SQLite: no notifications exist, so the waker reads ``PRAGMA data_version`` every few
   milliseconds; it changes when another connection commits to the file.
 
@@ -29,6 +31,8 @@ log = logging.getLogger(__name__)
 
 #: The PostgreSQL ``NOTIFY`` channel that new deliveries are announced on.
 DELIVERIES_CHANNEL = "relay_deliveries"
+#: The PostgreSQL ``NOTIFY`` channel that newly stored callbacks are announced on.
+CALLBACKS_CHANNEL = "relay_callbacks"
 
 
 class Waker(Protocol):
@@ -93,12 +97,16 @@ class Kick(threading.Event):
             pair[1].close()
 
 
-def waker_for(engine: Engine, kick: Kick) -> Waker:
+def waker_for(engine: Engine, kick: Kick, channel: str = DELIVERIES_CHANNEL) -> Waker:
     """The waker for ``engine``'s dialect; it opens one connection of its own (outside the
-    engine's pool on PostgreSQL, taken from it on SQLite)."""
+    engine's pool on PostgreSQL, taken from it on SQLite).
+
+    :param channel: what to wake for on PostgreSQL (:data:`DELIVERIES_CHANNEL` or
+        :data:`CALLBACKS_CHANNEL`); SQLite wakes on any commit to the file.
+    """
     if is_sqlite(engine):
         return SqliteWaker(engine, kick)
-    return PostgresWaker(engine, kick)
+    return PostgresWaker(engine, kick, channel)
 
 
 class SqliteWaker:
@@ -139,14 +147,17 @@ class SqliteWaker:
 
 
 class PostgresWaker:
-    """Returns from :meth:`wait` when a ``NOTIFY`` on :data:`DELIVERIES_CHANNEL` arrives, or at
-    once when ``kick`` is set (a delivery finished, or the worker is stopping).
+    """Returns from :meth:`wait` when a ``NOTIFY`` on ``channel`` arrives, or at once when
+    ``kick`` is set (a delivery finished, or the worker is stopping).
 
     A lost LISTEN connection is replaced on the next wait; until then the worker falls back to
     its idle poll, so a database restart costs latency, never deliveries.
     """
 
-    def __init__(self, engine: Engine, kick: Kick) -> None:
+    def __init__(self, engine: Engine, kick: Kick, channel: str = DELIVERIES_CHANNEL) -> None:
+        if channel not in (DELIVERIES_CHANNEL, CALLBACKS_CHANNEL):
+            raise ValueError(f"unknown channel {channel!r}")
+        self._channel = channel
         url = engine.url.set(drivername="postgresql")
         self._dsn = url.render_as_string(hide_password=False)
         self._application_name = application_name(self._dsn)
@@ -164,7 +175,7 @@ class PostgresWaker:
                 connect_timeout=5,
                 application_name=self._application_name,
             )
-            self._conn.execute(f"LISTEN {DELIVERIES_CHANNEL}")
+            self._conn.execute(f"LISTEN {self._channel}")
         except psycopg.Error:
             log.warning("LISTEN connection failed; polling until it is back")
             self._conn = None
@@ -202,4 +213,12 @@ class PostgresWaker:
                 self._conn = None
 
 
-__all__ = ["DELIVERIES_CHANNEL", "Kick", "PostgresWaker", "SqliteWaker", "Waker", "waker_for"]
+__all__ = [
+    "CALLBACKS_CHANNEL",
+    "DELIVERIES_CHANNEL",
+    "Kick",
+    "PostgresWaker",
+    "SqliteWaker",
+    "Waker",
+    "waker_for",
+]

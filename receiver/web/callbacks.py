@@ -1,10 +1,12 @@
 """``POST /callbacks/useapi``: the vendor's callbacks.
 
-Order of trust (SPEC §1, invariants 1–3): read the raw body and decode JSON
-(:mod:`receiver.web.body`), verify the signed ``replyRef`` (absent or bad: 401, nothing
-stored), validate the task object leniently, then one transaction in
-:func:`receiver.services.callbacks.accept_callback`; the 2xx goes out only after commit.
-Every refusal is counted in the bounded ``refused_callbacks`` log (reason, source, body hash).
+The ingest pipeline's first half (its second is :mod:`receiver.ingest.applier`). Order of
+trust (SPEC §1, invariants 1–3): read the raw body and decode JSON (:mod:`receiver.web.body`),
+verify the signed ``replyRef`` (absent or bad: 401, nothing stored), validate the task object
+leniently, check the job and its binding, and store the callback as received
+(:func:`receiver.services.callbacks.store_callback`, group commit); the 2xx (202) goes out only
+after that commit, and ``relay worker`` applies it right after. Every refusal is counted in the
+bounded ``refused_callbacks`` log (reason, source, body hash).
 """
 
 from __future__ import annotations
@@ -21,10 +23,9 @@ from client.models import VendorTask
 from client.replyref import ReplyRefExpired, ReplyRefInvalid
 from receiver import metrics
 from receiver.clock import utcnow
-from receiver.domain.tasks import Outcome
 from receiver.errors import JobNotFound, TaskIdMismatch
 from receiver.logs import LogSampler
-from receiver.services.callbacks import accept_callback, confirm_terminal
+from receiver.services.callbacks import confirm_terminal, store_callback
 from receiver.store.batch import group_commit
 from receiver.web.body import BadBody, parse_json_object, read_body
 from receiver.web.context import runtime
@@ -149,13 +150,14 @@ def _refuse(
 
 @bp.post("/callbacks/useapi")
 def useapi_callback() -> tuple[Response, int]:
-    """Accept one vendor callback.
+    """Accept one vendor callback: store it, answer, and let ``relay worker`` apply it.
 
-    :returns 200: ``{"accepted": true, "outcome", "job_id"}`` once durably stored (also for a
-        duplicate or late callback: it is recorded and emits nothing).
+    :returns 202: ``{"accepted": true, "outcome": "queued", "job_id", "callback_id"}`` once
+        durably stored (also for a duplicate or late callback: applying it changes nothing).
+        What it did to its task is its ``outcome`` once applied (``GET /api/tasks/{job_id}``).
     :raise 400: the body is not a JSON object or not a task object.
     :raise 401: the replyRef is missing, malformed, expired, or signed by no key of ours.
-    :raise 403: a valid replyRef with another task's taskId.
+    :raise 403: a valid replyRef with another task's taskId, or a taskId bound to another job.
     :raise 404: a valid replyRef for a job this database does not have.
     :raise 413: the body is larger than ``MAX_CONTENT_LENGTH``.
     :raise 503: the database cannot be reached (nothing half-stored; the 2xx was not given).
@@ -200,12 +202,14 @@ def useapi_callback() -> tuple[Response, int]:
         _refuse(
             400, "invalid_task", validation_message(exc), sha=sha, size=size, job_id=claims.job_id
         )
-    confirmed = True
+    confirmed, apply_task = True, None
     try:
         if rt.settings.verify_with_vendor:
             with rt.vendor_client(**CONFIRM_CLIENT_OPTIONS) as vendor:
-                task, confirmed = confirm_terminal(rt.engine, vendor, claims, task)
-        result = accept_callback(
+                confirmed_task, confirmed = confirm_terminal(rt.engine, vendor, claims, task)
+            if confirmed_task is not task:
+                apply_task = confirmed_task.model_dump(mode="json", exclude_none=True)
+        stored = store_callback(
             rt.engine,
             claims=claims,
             task=task,
@@ -214,8 +218,7 @@ def useapi_callback() -> tuple[Response, int]:
             source_ip=_source_ip(),
             now=utcnow(),
             confirmed=confirmed,
-            hold_succeeded=bool(rt.settings.artifact_store),
-            allow_http_artifacts=rt.settings.allow_private_urls,
+            apply_task=apply_task,
         )
     except JobNotFound:
         _refuse(
@@ -228,16 +231,23 @@ def useapi_callback() -> tuple[Response, int]:
         )
     except TaskIdMismatch as exc:
         _refuse(403, "task_id_mismatch", str(exc), sha=sha, size=size, job_id=claims.job_id)
-    metrics.callback_accepted(result.outcome.value, result.new_status, result.event_types)
+    metrics.callback_stored()
     log.info(
-        "callback accepted",
+        "callback stored",
         extra={
-            "job_id": result.job_id,
+            "job_id": stored.job_id,
+            "callback_id": stored.callback_id,
             "task_id": task.taskId,
             "status": task.status,
-            "outcome": result.outcome.value,
-            "events": len(result.event_ids),
+            "confirmed": confirmed,
         },
     )
-    status = 202 if result.outcome is Outcome.UNCONFIRMED else 200
-    return jsonify(accepted=True, outcome=result.outcome.value, job_id=result.job_id), status
+    return (
+        jsonify(
+            accepted=True,
+            outcome="queued",
+            job_id=stored.job_id,
+            callback_id=stored.callback_id,
+        ),
+        202,
+    )

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 import requests
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, text
 from standardwebhooks.webhooks import Webhook
 
 from receiver import services
@@ -322,3 +322,45 @@ def test_kill_9_mid_delivery_loses_nothing(stack: Stack) -> None:
         # one webhook-id.
         assert len(mine) == len(got) == len(attempts) + 1
         assert len({r.webhook_id for r in mine}) == 1 and all(r.verified for r in mine)
+
+
+def test_callbacks_stored_while_no_worker_runs_are_applied_and_delivered_once_one_starts(
+    stack: Stack,
+) -> None:
+    """The web answers a callback once it is stored; applying it is the worker's. With every
+    worker stopped, the simulator's callbacks are stored (and nothing else happens); a worker
+    started later applies them in order and delivers the terminal event, once."""
+    for worker in list(stack.workers):
+        worker.proc.send_signal(signal.SIGTERM)
+        assert worker.proc.wait(20) == 0
+        stack.workers.remove(worker)
+        worker.stop()
+    engine = create_engine(stack.database_url)
+    try:
+        with SubscriberServer() as server:
+            sub_id = add(stack, server)
+            job_id = submit(stack)
+            stored = "SELECT status, outcome FROM callbacks WHERE job_id = :j ORDER BY id"
+            deadline = time.monotonic() + 20
+            while True:  # until the simulator's terminal callback is stored
+                with engine.connect() as conn:
+                    rows = [tuple(r) for r in conn.execute(text(stored), {"j": job_id})]
+                if ("SUCCEEDED", "queued") in rows or time.monotonic() > deadline:
+                    break
+                time.sleep(0.05)
+            assert ("SUCCEEDED", "queued") in rows
+            assert {outcome for _, outcome in rows} == {"queued"}  # stored, none applied
+            assert stack.api("GET", f"/api/tasks/{job_id}").json()["status"] != "SUCCEEDED"
+            assert deliveries_of(stack, sub_id) == []
+
+            stack.start_worker()
+
+            got = server.wait_for(terminal_for(job_id), timeout=20)
+            assert [r.body["type"] for r in got if r.body] == ["task.succeeded"]
+            assert all(r.verified for r in got)
+            assert stack.api("GET", f"/api/tasks/{job_id}").json()["status"] == "SUCCEEDED"
+            with engine.connect() as conn:
+                outcomes = [r[1] for r in conn.execute(text(stored), {"j": job_id})]
+            assert "queued" not in outcomes and outcomes.count("applied") >= 2
+    finally:
+        engine.dispose()

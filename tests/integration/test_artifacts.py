@@ -27,6 +27,7 @@ from receiver.runtime import Runtime, build_runtime
 from receiver.settings import Settings
 from simulator.subscriber import SubscriberServer
 from tests.conftest import JobFactory, make_settings, task_body
+from tests.helpers import post_and_apply
 from tests.integration.test_delivery import register, worker_for
 
 VIDEO = b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 40  # about 10 kB
@@ -108,7 +109,7 @@ def succeed(client: FlaskClient, make_job: JobFactory, url: str) -> None:
         artifacts=[{"url": url, "filename": "boat.mp4", "fileSize": "10"}],
         task_uuid=ref[-12:],
     )
-    assert client.post("/callbacks/useapi", json=body).status_code == 200
+    assert post_and_apply(client, body).status_code == 202
 
 
 def copy_row(engine: Engine) -> dict[str, Any]:

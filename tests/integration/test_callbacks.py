@@ -11,7 +11,7 @@ from sqlalchemy import Engine, text
 
 from client import ReplyRefSigner
 from tests.conftest import JobFactory, subscribe, table_counts, task_body
-from tests.helpers import post_callback as post
+from tests.helpers import post_and_apply as post
 
 
 def events_of(engine: Engine, job_id: str) -> list[dict[str, Any]]:
@@ -30,8 +30,8 @@ def test_progress_then_success_writes_state_events_and_deliveries(
     job, ref = make_job(metadata={"order": 42})
 
     r1 = post(client, task_body(ref, "RUNNING", progressRatio="0.4"))
-    assert r1.status_code == 200, r1.json
-    assert r1.json["outcome"] == "applied"
+    assert r1.status_code == 202, r1.json
+    assert r1.outcome == "applied"
     done = task_body(
         ref,
         "SUCCEEDED",
@@ -39,7 +39,7 @@ def test_progress_then_success_writes_state_events_and_deliveries(
         artifacts=[{"url": "https://cdn.example/v.mp4", "fileSize": "123", "extra": 1}],
     )
     r2 = post(client, done)
-    assert r2.status_code == 200 and r2.json["outcome"] == "applied"
+    assert r2.status_code == 202 and r2.outcome == "applied"
 
     events = events_of(engine, job.id)
     assert [e["type"] for e in events] == ["task.progress", "task.succeeded"]
@@ -69,7 +69,7 @@ def test_duplicate_and_late_callbacks_are_no_ops(
         post(
             client, task_body(ref, "SUCCEEDED", artifacts=[{"url": "https://x/v.mp4"}])
         ).status_code
-        == 200
+        == 202
     )
     before = table_counts(engine)
     for late in (
@@ -78,8 +78,8 @@ def test_duplicate_and_late_callbacks_are_no_ops(
         task_body(ref, "FAILED", error="late failure"),
     ):
         r = post(client, late)
-        assert r.status_code == 200
-        assert r.json["outcome"] == "already_terminal"
+        assert r.status_code == 202
+        assert r.outcome == "already_terminal"
     after = table_counts(engine)
     assert after["events"] == before["events"] and after["deliveries"] == before["deliveries"]
     assert after["callbacks"] == before["callbacks"] + 3  # recorded, nothing emitted
@@ -91,7 +91,7 @@ def test_progress_only_moves_forward(
     subscribe(engine, ["task.progress"])
     job, ref = make_job()
     outcomes = [
-        post(client, task_body(ref, status, progressRatio=ratio)).json["outcome"]
+        post(client, task_body(ref, status, progressRatio=ratio)).outcome
         for status, ratio in [
             ("RUNNING", 0.5),
             ("RUNNING", "0.5"),  # same progress as a string: duplicate
@@ -150,7 +150,7 @@ def test_first_callback_binds_the_task_id(
     client: FlaskClient, engine: Engine, make_job: JobFactory
 ) -> None:
     job, ref = make_job()
-    assert post(client, task_body(ref, "RUNNING", task_uuid="first")).status_code == 200
+    assert post(client, task_body(ref, "RUNNING", task_uuid="first")).status_code == 202
     r = post(client, task_body(ref, "SUCCEEDED", task_uuid="second"))
     assert r.status_code == 403
     with engine.connect() as conn:
@@ -192,7 +192,7 @@ def test_too_large_body_gets_413(client: FlaskClient, engine: Engine, make_job: 
 def test_missing_content_type_is_accepted(client: FlaskClient, make_job: JobFactory) -> None:
     job, ref = make_job()
     r = client.post("/callbacks/useapi", data=json.dumps(task_body(ref, "RUNNING")))
-    assert r.status_code == 200
+    assert r.status_code == 202
 
 
 def test_health_and_readiness(client: FlaskClient) -> None:

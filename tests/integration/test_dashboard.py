@@ -21,7 +21,7 @@ from receiver.runtime import Runtime
 from receiver.store.uow import UnitOfWork
 from simulator.subscriber import SubscriberServer
 from tests.conftest import ADMIN_TOKEN, JobFactory, task_body
-from tests.helpers import worker_config
+from tests.helpers import post_and_apply, worker_config
 
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
@@ -241,14 +241,14 @@ def delivered(client: FlaskClient, engine: Engine, make_job: JobFactory) -> tupl
         server.secrets.append(subscriber_row(engine, sub).secret)
         job, ref = make_job(metadata={"order": "A-17"})
         running = task_body(ref, "RUNNING", progressRatio="0.4", task_uuid="dash-1")
-        assert client.post("/callbacks/useapi", json=running).status_code == 200
+        assert post_and_apply(client, running).status_code == 202
         done = task_body(
             ref,
             "SUCCEEDED",
             task_uuid="dash-1",
             artifacts=[{"url": "https://cdn.example/video.mp4"}, {"url": "javascript:alert(1)"}],
         )
-        assert client.post("/callbacks/useapi", json=done).status_code == 200
+        assert post_and_apply(client, done).status_code == 202
         deliver(engine)
         assert len(server.verified_events()) == 2
     assert client.post("/callbacks/useapi", json={"replyRef": "forged"}).status_code == 401
@@ -302,7 +302,7 @@ def test_tasks_filter_and_pages(
 ) -> None:
     jobs = [make_job() for _ in range(27)]
     ref = jobs[0][1]
-    assert client.post("/callbacks/useapi", json=task_body(ref, "RUNNING")).status_code == 200
+    assert post_and_apply(client, task_body(ref, "RUNNING")).status_code == 202
     first = operator.page("/dashboard/tasks")
     assert 'data-testid="task-total">27<' in first
     assert first.count("/dashboard/tasks/job_") == 25
@@ -388,7 +388,7 @@ def test_retry_and_recover_failed_deliveries(
             body = task_body(
                 ref, "SUCCEEDED", task_uuid=f"r-{i}", artifacts=[{"url": "https://x/v"}]
             )
-            assert client.post("/callbacks/useapi", json=body).status_code == 200
+            assert post_and_apply(client, body).status_code == 202
         deliver(engine)
         with UnitOfWork(engine) as uow:
             failed = uow.repo.list_deliveries(status="failed")

@@ -113,7 +113,7 @@ def test_lost_postgres_connections_are_replaced(pg_runtime: Runtime) -> None:
                     artifacts=[{"url": "https://x/v.mp4"}],
                 )
                 r = client.post("/callbacks/useapi", data=json.dumps(body))
-                assert r.status_code == 200, r.json
+                assert r.status_code == 202, r.json
                 got = server.wait_for(
                     lambda rs, j=job.id: any(x.body and x.body["data"]["job_id"] == j for x in rs),
                     timeout=10,

@@ -20,6 +20,7 @@ from receiver.clock import utcnow
 from receiver.delivery.worker import Worker, WorkerConfig
 from simulator.subscriber import SubscriberServer
 from tests.conftest import JobFactory, task_body
+from tests.helpers import apply_for
 
 
 def worker_for(engine: Engine, **kw: Any) -> Worker:
@@ -57,6 +58,8 @@ def register(
 
 
 def finish(client: FlaskClient, ref: str, status: str = "SUCCEEDED") -> None:
+    """Post the task's terminal callback and apply it (``relay worker``'s applier, here): its
+    event and deliveries are then written."""
     body = task_body(
         ref,
         status,
@@ -64,7 +67,8 @@ def finish(client: FlaskClient, ref: str, status: str = "SUCCEEDED") -> None:
         error=None,
         task_uuid=ref[-12:],
     )
-    assert client.post("/callbacks/useapi", json=body).status_code == 200
+    assert client.post("/callbacks/useapi", json=body).status_code == 202
+    assert list(apply_for(client).values()) == ["applied"]
 
 
 def drain(worker: Worker, until: Any, timeout: float = 10.0) -> None:

@@ -1,9 +1,9 @@
-"""Group commit (receiver/store/batch.py) and the optimistic job update of callbacks on SQLite.
+"""Group commit (receiver/store/batch.py), which stores the callbacks of the moment together.
 
-Real threads on a real SQLite file: pieces of work that arrive while a transaction is open are
-committed together in the next one, one piece's exception rolls back only that piece, and a
-callback worked out from a job that another callback changed meanwhile is worked out again, so
-that the result is the same as one at a time.
+Real threads on a real SQLite file (and PostgreSQL): pieces of work that arrive while a
+transaction is open are committed together in the next one, one piece's exception rolls back
+only that piece, and callbacks stored together by many threads, applied by appliers running at
+the same time, end as if they had come one at a time.
 """
 
 from __future__ import annotations
@@ -20,8 +20,9 @@ from sqlalchemy import Engine, text
 from client import ReplyRefClaims, ReplyRefSigner, VendorTask
 from receiver import create_app, services
 from receiver.clock import utcnow
+from receiver.ingest.applier import apply_batch, apply_pending
 from receiver.runtime import Runtime, build_runtime
-from receiver.services import CallbackResult
+from receiver.services import ApplyOptions, StoredCallback
 from receiver.store.batch import GroupCommit, group_commit
 from receiver.store.repositories import Repository
 from tests.conftest import ADMIN_TOKEN, JobFactory, make_settings, subscribe, task_body
@@ -56,9 +57,9 @@ def _refusal(reason: str) -> Callable[[Repository], str]:
     return write
 
 
-def _accept(engine: Engine, claims: ReplyRefClaims, body: dict[str, Any]) -> CallbackResult:
+def _store(engine: Engine, claims: ReplyRefClaims, body: dict[str, Any]) -> StoredCallback:
     """What the callback route does once the body is verified and validated."""
-    return services.accept_callback(
+    return services.store_callback(
         engine,
         claims=claims,
         task=VendorTask.model_validate(body),
@@ -138,37 +139,38 @@ def test_a_failing_piece_fails_alone_and_the_others_are_kept(sqlite_runtime: Run
     assert gc.pieces == 3  # the shared transaction was rolled back; each ran alone
 
 
-def test_callbacks_worked_out_from_a_job_changed_meanwhile_are_worked_out_again(
-    sqlite_runtime: Runtime,
-) -> None:
+def test_callbacks_stored_together_apply_in_arrival_order(sqlite_runtime: Runtime) -> None:
     engine = sqlite_runtime.engine
     subscribe(engine, ["task.progress", "task.succeeded", "task.failed"])
     job, ref = JobFactory(sqlite_runtime)(task_id="user:1-runwayml:sim@example.com-task:t-1")
     claims = ReplyRefSigner(sqlite_runtime.settings.signing_keys).verify(ref, max_age=3600)
     gc = group_commit(engine)
     first, release = _hold_the_transaction(gc)
-    outcomes: dict[str, Any] = {}
+    stored: dict[str, StoredCallback] = {}
 
-    def accept(status: str, ratio: str) -> None:
-        outcomes[status] = _accept(engine, claims, task_body(ref, status, progressRatio=ratio))
+    def store(status: str, ratio: str) -> None:
+        stored[status] = _store(engine, claims, task_body(ref, status, progressRatio=ratio))
 
-    # Both read the job as PENDING (sequence 0) while the write lock is held, then queue, in
-    # this order: the second one's plan (sequence 1) is stale once the first has run.
+    # Both queue behind the held transaction, in this order, and commit in one transaction.
     callers = [
-        threading.Thread(target=accept, args=("RUNNING", "0.5")),
-        threading.Thread(target=accept, args=("SUCCEEDED", "1")),
+        threading.Thread(target=store, args=("RUNNING", "0.5")),
+        threading.Thread(target=store, args=("SUCCEEDED", "1")),
     ]
     for queued, thread in enumerate(callers, start=1):
         thread.start()
         _wait_until(lambda n=queued: gc.queued == n)  # type: ignore[misc]
+    batches = gc.batches
     release.set()
     for thread in [first, *callers]:
         thread.join(10)
+    assert gc.batches == batches + 2  # the held one, then the two callbacks together
+    assert stored["RUNNING"].callback_id < stored["SUCCEEDED"].callback_id
 
-    assert {s: r.outcome.value for s, r in outcomes.items()} == {
-        "RUNNING": "applied",
-        "SUCCEEDED": "applied",
-    }
+    applied = apply_pending(engine, ApplyOptions(allow_http_artifacts=True)).applied
+    assert [(a.callback_id, a.result.outcome.value) for a in applied] == [
+        (stored["RUNNING"].callback_id, "applied"),
+        (stored["SUCCEEDED"].callback_id, "applied"),
+    ]
     with engine.connect() as conn:
         status, sequence = conn.execute(
             text("SELECT status, sequence FROM jobs WHERE id = :j"), {"j": job.id}
@@ -181,7 +183,6 @@ def test_callbacks_worked_out_from_a_job_changed_meanwhile_are_worked_out_again(
             )
         ]
         deliveries = conn.execute(text("SELECT count(*) FROM deliveries")).scalar_one()
-    # The second saw the first's change: one event each, sequences 1 and 2.
     assert (status, sequence) == ("SUCCEEDED", 2)
     assert [seq for seq, _ in events] == [1, 2]
     assert events[-1][1] == "SUCCEEDED"
@@ -191,9 +192,9 @@ def test_callbacks_worked_out_from_a_job_changed_meanwhile_are_worked_out_again(
 def test_many_threads_many_jobs_end_in_the_same_state_as_one_at_a_time(
     database_url: str,
 ) -> None:
-    """Every stage of every job from several threads at once, on SQLite (group commit and
-    optimistic updates) and PostgreSQL (row locks): each job ends SUCCEEDED with contiguous
-    sequences, one terminal event last, and one callback record per request."""
+    """Every stage of every job stored from several threads at once (group commit) while two
+    appliers apply them, on SQLite and PostgreSQL: each job ends SUCCEEDED with contiguous
+    sequences, one terminal event last, and one callback record per request, none queued."""
     rt = build_runtime(make_settings(database_url))
     try:
         engine = rt.engine
@@ -210,19 +211,36 @@ def test_many_threads_many_jobs_end_in_the_same_state_as_one_at_a_time(
             for s, p in stages
         ]
         errors: list[BaseException] = []
+        storing = threading.Event()
+        storing.set()
 
         def run(items: list[tuple[Any, dict[str, Any]]]) -> None:
             try:
                 for claims, body in items:
-                    _accept(engine, claims, body)
+                    _store(engine, claims, body)
             except BaseException as exc:  # reported below
                 errors.append(exc)
 
+        def applier() -> None:
+            try:
+                while True:  # until the storers are done and nothing is left
+                    done = not storing.is_set()
+                    report = apply_batch(engine, ApplyOptions(), limit=8)
+                    if done and not report.applied:
+                        return
+            except BaseException as exc:  # reported below
+                errors.append(exc)
+
+        appliers = [threading.Thread(target=applier) for _ in range(2)]
         threads = [threading.Thread(target=run, args=(work[i::6],)) for i in range(6)]
-        for thread in threads:
+        for thread in [*appliers, *threads]:
             thread.start()
         for thread in threads:
             thread.join(60)
+        storing.clear()
+        for thread in appliers:
+            thread.join(60)
+        assert not any(t.is_alive() for t in [*appliers, *threads])
         assert errors == []
         with engine.connect() as conn:
             for job, _ in jobs:
@@ -242,6 +260,8 @@ def test_many_threads_many_jobs_end_in_the_same_state_as_one_at_a_time(
                 assert [r[1] for r in rows].count("task.succeeded") == 1
                 assert rows[-1][1] == "task.succeeded"
             assert conn.execute(text("SELECT count(*) FROM callbacks")).scalar_one() == len(work)
+            queued = "SELECT count(*) FROM callbacks WHERE outcome = 'queued'"
+            assert conn.execute(text(queued)).scalar_one() == 0
     finally:
         rt.engine.dispose()
 

@@ -29,7 +29,8 @@ from receiver import create_app
 from receiver.clock import utcnow
 from receiver.runtime import Runtime, build_runtime
 from tests.conftest import SECRET, JobFactory, make_settings, subscribe, table_counts, task_body
-from tests.helpers import post_callback as post
+from tests.helpers import apply_for
+from tests.helpers import post_and_apply as post
 
 WRONG_KEY = "an-attackers-guess-at-the-key-0000"
 #: The salt ReplyRefSigner signs with by default (read from its signature, not copied).
@@ -161,7 +162,7 @@ def test_sign_at_makes_tokens_the_receiver_accepts(
     job, _ = make_job()
     token = sign_at([SECRET], job.id, utcnow())
     r = post(client, task_body(token, "RUNNING", progressRatio=0.2))
-    assert r.status_code == 200, r.json
+    assert r.status_code == 202, r.json
     assert r.json["job_id"] == job.id
 
 
@@ -174,7 +175,7 @@ def test_forged_succeeded_for_a_live_task_is_refused_and_emits_nothing(
     subscribe(engine, ["task.progress", "task.succeeded", "task.failed"])
     live, ref = make_job()
     other, other_ref = make_job()
-    assert post(client, task_body(ref, "RUNNING", progressRatio=0.3)).status_code == 200
+    assert post(client, task_body(ref, "RUNNING", progressRatio=0.3)).status_code == 202
     before_row = job_row(engine, live.id)
     before = table_counts(engine)
     token = {
@@ -204,7 +205,7 @@ def test_forged_succeeded_for_a_live_task_is_refused_and_emits_nothing(
 
     # the genuine completion still goes through, once
     real = task_body(ref, "SUCCEEDED", progressRatio="1", artifacts=[{"url": "https://cdn/v.mp4"}])
-    assert post(client, real).json["outcome"] == "applied"
+    assert post(client, real).outcome == "applied"
     assert job_row(engine, live.id)["artifacts"] == [{"url": "https://cdn/v.mp4"}]
     assert job_row(engine, other.id)["status"] == "SUBMITTING"
 
@@ -267,7 +268,7 @@ def test_expired_reply_ref_default_max_age_is_7_days(
     assert snapshot(engine) == before
     assert [e["reason"] for e in refused(engine)] == ["reply_ref_expired"]
 
-    assert post(client, task_body(young, "RUNNING", progressRatio=0.5)).status_code == 200
+    assert post(client, task_body(young, "RUNNING", progressRatio=0.5)).status_code == 202
     assert job_row(engine, job.id)["status"] == "RUNNING"
 
 
@@ -281,7 +282,7 @@ def test_reply_ref_max_age_is_configurable(database_url: str, make_job: JobFacto
         fresh = sign_at([SECRET], job.id, now - timedelta(minutes=50))
         r = post(client, task_body(stale, "RUNNING"))
         assert (r.status_code, r.json["error"]["code"]) == (401, "reply_ref_expired")
-        assert post(client, task_body(fresh, "RUNNING")).status_code == 200
+        assert post(client, task_body(fresh, "RUNNING")).status_code == 202
     finally:
         rt.engine.dispose()
 
@@ -310,7 +311,7 @@ def test_key_rotation_keeps_in_flight_tasks_until_the_old_key_is_removed(
     try:
         # in flight across the restart: progress under the rotated list
         r = post(rotated.test_client(), task_body(old_token, "RUNNING", progressRatio=0.5))
-        assert r.status_code == 200 and r.json["outcome"] == "applied"
+        assert r.status_code == 202 and r.outcome == "applied"
 
         # the first key signs: a new task's token verifies with NEW alone, not with OLD
         fresh = rotated_rt.signer.sign("job_new")
@@ -327,7 +328,7 @@ def test_key_rotation_keeps_in_flight_tasks_until_the_old_key_is_removed(
         new_job, _ = make_job()
         token = sign_at([new_key], new_job.id, utcnow())
         r = post(removed.test_client(), task_body(token, "RUNNING", task_uuid="new"))
-        assert r.status_code == 200, r.json
+        assert r.status_code == 202, r.json
     finally:
         rotated_rt.engine.dispose()
         removed_rt.engine.dispose()
@@ -479,7 +480,7 @@ def test_nesting_up_to_the_limit_is_accepted(
     deep = '{"a":' * 31 + "1" + "}" * 31  # 32 levels with the callback's own object
     body = '{"replyRef": "' + ref + '", "status": "RUNNING", "deep": ' + deep + "}"
     r = post(sqlite_client, body)
-    assert r.status_code == 200, r.json
+    assert r.status_code == 202, r.json
 
 
 def test_unknown_fields_and_lenient_values_are_kept(
@@ -496,7 +497,7 @@ def test_unknown_fields_and_lenient_values_are_kept(
         unicode="vidéo ✓ 🎬",
     )
     r = post(client, body)
-    assert r.status_code == 200 and r.json["outcome"] == "applied"
+    assert r.status_code == 202 and r.outcome == "applied"
     with engine.connect() as conn:
         kept = conn.execute(text("SELECT body FROM callbacks")).scalar_one()
     kept = kept if isinstance(kept, dict) else json.loads(kept)
@@ -527,7 +528,8 @@ def test_json_body_with_missing_or_odd_content_type_is_accepted(
     data = json.dumps(task_body(ref, "RUNNING", progressRatio=0.5, text="é"))
     headers = {} if content_type is None else {"Content-Type": content_type}
     r = sqlite_client.post("/callbacks/useapi", data=data.encode(), headers=headers)
-    assert r.status_code == 200, r.json
+    assert r.status_code == 202, r.json
+    assert apply_for(sqlite_client) == {r.json["callback_id"]: "applied"}
     assert job_row(sqlite_engine, job.id)["status"] == "RUNNING"
 
 
@@ -551,7 +553,7 @@ def test_body_size_limit_is_configurable_and_exact(database_url: str, make_job: 
         assert [(e["reason"], e["body_size"], e["body_sha256"]) for e in log] == [
             ("request_entity_too_large", 2049, None)
         ]
-        assert post(client, at_limit).status_code == 200
+        assert post(client, at_limit).status_code == 202
     finally:
         rt.engine.dispose()
 
@@ -561,7 +563,7 @@ def test_default_body_limit_is_256_kib(sqlite_client: FlaskClient, sqlite_job: J
     body = task_body(ref, "RUNNING")
     base = len(json.dumps({**body, "pad": ""}))
     at_limit = json.dumps({**body, "pad": "x" * (262144 - base)})
-    assert post(sqlite_client, at_limit).status_code == 200
+    assert post(sqlite_client, at_limit).status_code == 202
     assert post(sqlite_client, at_limit + " ").status_code == 413
 
 
@@ -586,7 +588,7 @@ def test_input_postgres_cannot_store_is_400(
         r = post(client, '{"replyRef": "' + ref + '", ' + raw + "}")
         assert r.status_code == 400, (name, r.json)
     assert snapshot(engine) == before
-    assert post(client, task_body(ref, "RUNNING")).status_code == 200
+    assert post(client, task_body(ref, "RUNNING")).status_code == 202
 
 
 def test_forwarded_for_junk_never_breaks_a_genuine_callback(
@@ -598,7 +600,7 @@ def test_forwarded_for_junk_never_breaks_a_genuine_callback(
     junk = {"X-Forwarded-For": "A" * 300}
     assert post(client, b"{}", headers=junk).status_code == 401
     r = post(client, task_body(ref, "RUNNING"), headers=junk)
-    assert r.status_code == 200, r.json
+    assert r.status_code == 202, r.json
     assert [e["source_ip"] for e in refused(engine)] == ["A" * 64]
 
 
@@ -767,8 +769,9 @@ def test_fuzz_raw_bytes_never_5xx_and_change_nothing(
 def test_fuzz_valid_reply_ref_with_junk_fields_never_5xx(
     sqlite_client: FlaskClient, sqlite_runtime: Runtime
 ) -> None:
-    """A genuine replyRef with hypothesis-made task fields (any types, any statuses): 200 or
-    400, never a 5xx; state only moves forward and every applied change has its event."""
+    """A genuine replyRef with hypothesis-made task fields (any types, any statuses): 202 or
+    400, never a 5xx, and every stored one applies; state only moves forward and every
+    applied change has its event."""
     engine = sqlite_runtime.engine
     make_job = JobFactory(sqlite_runtime)
     subscribe(engine)
@@ -797,7 +800,9 @@ def test_fuzz_valid_reply_ref_with_junk_fields_never_5xx(
         for fields in steps:
             data = json.dumps({**fields, "replyRef": ref}).encode("utf-8", "surrogatepass")
             status = _send(sqlite_client, data, "application/json")
-            assert status in (200, 400, 403), (status, data[:300])
+            assert status in (202, 400, 403), (status, data[:300])
+            if status == 202:  # stored: the applier must apply it, never fail on it
+                assert len(apply_for(sqlite_client)) == 1
             row = job_row(engine, job.id)
             now_rank = rank.get(row["status"], 9)
             assert now_rank >= last_rank, (row["status"], fields)

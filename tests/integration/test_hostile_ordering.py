@@ -19,6 +19,7 @@ from sqlalchemy import Engine, text
 from receiver import create_app
 from receiver.runtime import Runtime
 from tests.conftest import JobFactory, subscribe, task_body
+from tests.helpers import apply_for
 
 VIDEO = {"url": "https://cdn.example/v.mp4", "assetId": "asset-1", "fileSize": "1234567"}
 TERMINAL = ("task.succeeded", "task.failed")
@@ -158,7 +159,8 @@ def test_any_interleaving_ends_the_same_with_one_terminal_event_per_subscriber(
             bodies[name] = lifecycle(ref, f"{name}-{next(counter)}", steps, ending)
         for name, index in schedule["order"]:
             r = client.post("/callbacks/useapi", data=json.dumps(bodies[name][index]))
-            assert r.status_code == 200, r.json
+            assert r.status_code == 202, r.json
+        assert len(apply_for(client)) == len(schedule["order"])  # each stored one applies
 
         for name, (steps, ending) in schedule["shapes"].items():
             job_id = jobs[name].id

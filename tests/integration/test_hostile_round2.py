@@ -35,7 +35,7 @@ from tests.conftest import (
     table_counts,
     task_body,
 )
-from tests.helpers import post_callback as post
+from tests.helpers import post_and_apply as post
 
 TASK = "user:1-runwayml:sim@example.com-task:t-1"
 
@@ -66,7 +66,7 @@ def test_callback_without_task_id_for_a_bound_job_is_refused_and_changes_nothing
 ) -> None:
     subscribe(engine, ["task.progress", "task.succeeded", "task.failed"])
     job, ref = make_job()
-    assert post(client, task_body(ref, "RUNNING", progressRatio=0.2)).status_code == 200
+    assert post(client, task_body(ref, "RUNNING", progressRatio=0.2)).status_code == 202
     assert job_state(engine, job.id)[1] == TASK  # bound by its first callback
     before, counts = job_state(engine, job.id), table_counts(engine)
 
@@ -83,7 +83,7 @@ def test_callback_without_task_id_for_a_bound_job_is_refused_and_changes_nothing
     assert table_counts(engine) == counts
     assert refusals(engine) == [("task_id_mismatch", job.id)] * 3
     # the genuine callback, with its taskId, still goes through
-    assert post(client, task_body(ref, "SUCCEEDED")).json["outcome"] == "applied"
+    assert post(client, task_body(ref, "SUCCEEDED")).outcome == "applied"
 
 
 def test_unbound_job_is_still_bound_by_a_callback_without_task_id_later(
@@ -93,9 +93,9 @@ def test_unbound_job_is_still_bound_by_a_callback_without_task_id_later(
     come before the create's answer); the first taskId seen binds the job."""
     job, ref = make_job()
     r = post(client, task_body(ref, "PENDING", taskId=None))
-    assert r.status_code == 200, r.json
+    assert r.status_code == 202, r.json
     assert job_state(engine, job.id)[:2] == ("PENDING", None)
-    assert post(client, task_body(ref, "RUNNING")).status_code == 200
+    assert post(client, task_body(ref, "RUNNING")).status_code == 202
     assert job_state(engine, job.id)[1] == TASK
 
 
@@ -132,8 +132,8 @@ def test_unsafe_artifact_urls_are_dropped_and_the_callback_records_them(
         subscribe(rt.engine, ["task.succeeded"])
         job, ref = JobFactory(rt)()
         r = post(client, task_body(ref, "SUCCEEDED", artifacts=HOSTILE_ARTIFACTS))
-        assert r.status_code == 200, r.json
-        assert r.json["outcome"] == "applied"
+        assert r.status_code == 202, r.json
+        assert r.outcome == "applied"
         safe = [{"url": "https://cdn.example/v.mp4", "previewUrls": ["https://cdn.example/p.jpg"]}]
 
         task = client.get(f"/api/tasks/{job.id}", headers=admin).json
@@ -194,10 +194,10 @@ def test_replays_and_late_callbacks_keep_hash_and_metadata_not_the_body(
     padding = "x" * 100_000  # what makes 60 replays cost 12 MB when every body is kept
     running = task_body(ref, "RUNNING", progressRatio=0.5, padding=padding)
     for _ in range(5):
-        assert post(client, running).status_code == 200
-    assert post(client, task_body(ref, "PENDING", padding=padding)).json["outcome"] == "stale"
-    assert post(client, task_body(ref, "SUCCEEDED")).json["outcome"] == "applied"
-    assert post(client, running).json["outcome"] == "already_terminal"
+        assert post(client, running).status_code == 202
+    assert post(client, task_body(ref, "PENDING", padding=padding)).outcome == "stale"
+    assert post(client, task_body(ref, "SUCCEEDED")).outcome == "applied"
+    assert post(client, running).outcome == "already_terminal"
 
     stored = callbacks_of(engine, job.id)
     assert [(outcome, kept) for outcome, kept, _ in stored] == [
@@ -217,12 +217,12 @@ def test_tiny_progress_steps_emit_no_events(
     least 1 % is needed (a status change still counts, whatever the progress)."""
     subscribe(engine, ["task.progress"])
     job, ref = make_job()
-    assert post(client, task_body(ref, "RUNNING", progressRatio=0.2)).status_code == 200
+    assert post(client, task_body(ref, "RUNNING", progressRatio=0.2)).status_code == 202
     for n in range(1, 31):
         r = post(client, task_body(ref, "RUNNING", progressRatio=0.2 + n * 1e-9))
-        assert r.json["outcome"] == "duplicate"
+        assert r.outcome == "duplicate"
     assert event_count(engine, job.id) == 1
-    assert post(client, task_body(ref, "RUNNING", progressRatio=0.21)).json["outcome"] == "applied"
+    assert post(client, task_body(ref, "RUNNING", progressRatio=0.21)).outcome == "applied"
     assert event_count(engine, job.id) == 2
 
 
@@ -245,9 +245,9 @@ def test_stored_callbacks_per_job_are_capped(
     try:
         job, ref = JobFactory(rt)()
         for _ in range(10):
-            assert post(client, task_body(ref, "PENDING")).status_code == 200
+            assert post(client, task_body(ref, "PENDING")).status_code == 202
         assert len(callbacks_of(rt.engine, job.id)) == 5
-        assert post(client, task_body(ref, "SUCCEEDED")).json["outcome"] == "applied"
+        assert post(client, task_body(ref, "SUCCEEDED")).outcome == "applied"
         assert [o for o, _, _ in callbacks_of(rt.engine, job.id)][-1] == "applied"
         assert len(callbacks_of(rt.engine, job.id)) == 6
     finally:

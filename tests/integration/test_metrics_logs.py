@@ -25,13 +25,14 @@ from sqlalchemy import Engine, create_engine
 
 from receiver import metrics, services
 from receiver.clock import utcnow
+from receiver.delivery.metrics_server import WorkerMetricsServer
 from receiver.delivery.worker import Worker
 from receiver.logs import configure_logging
 from receiver.runtime import Runtime
 from receiver.store.uow import UnitOfWork
 from simulator.subscriber import SubscriberServer
 from tests.conftest import ADMIN_TOKEN, JobFactory, task_body
-from tests.helpers import python_output, worker_config
+from tests.helpers import apply_for, python_output, worker_config
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -91,24 +92,30 @@ def test_callbacks_transitions_and_events_are_counted(
 ) -> None:
     before = scrape(client)
     job, ref = make_job()
-    assert client.post("/callbacks/useapi", json=task_body(ref, "RUNNING")).status_code == 200
-    assert client.post("/callbacks/useapi", json=task_body(ref, "RUNNING")).status_code == 200
+    assert client.post("/callbacks/useapi", json=task_body(ref, "RUNNING")).status_code == 202
+    assert client.post("/callbacks/useapi", json=task_body(ref, "RUNNING")).status_code == 202
     done = task_body(ref, "SUCCEEDED", artifacts=[{"url": "https://cdn.example/v.mp4"}])
-    assert client.post("/callbacks/useapi", json=done).status_code == 200
+    assert client.post("/callbacks/useapi", json=done).status_code == 202
     assert client.post("/callbacks/useapi", json=task_body("forged.ref.value")).status_code == 401
+    stored = scrape(client)
+    assert value(stored, "runway_relay_callbacks_queued") == 3
+    assert len(apply_for(client)) == 3  # relay worker's applier, here
     after = scrape(client)
 
     def delta(name: str, **labels: str) -> float:
         return value(after, name, **labels) - value(before, name, **labels)
 
     name = "runway_relay_callbacks_received_total"
-    assert delta(name, result="accepted", outcome="applied") == 2
-    assert delta(name, result="accepted", outcome="duplicate") == 1
+    assert delta(name, result="accepted", outcome="queued") == 3
     assert delta(name, result="refused", outcome="reply_ref_invalid") == 1
+    # the applier's counters, read from the database by the web's /metrics
+    assert delta("runway_relay_callbacks_applied_total", outcome="applied") == 2
+    assert delta("runway_relay_callbacks_applied_total", outcome="duplicate") == 1
     assert delta("runway_relay_task_transitions_total", state="RUNNING") == 1
     assert delta("runway_relay_task_transitions_total", state="SUCCEEDED") == 1
     assert delta("runway_relay_events_emitted_total", type="task.progress") == 1
     assert delta("runway_relay_events_emitted_total", type="task.succeeded") == 1
+    assert value(after, "runway_relay_callbacks_queued") == 0
 
 
 def test_database_gauges_follow_the_tables(
@@ -120,12 +127,14 @@ def test_database_gauges_follow_the_tables(
         services.set_subscriber_enabled(engine, other, False, utcnow())
         job, ref = make_job(task_id="user:1-runwayml:sim@example.com-task:g-1")
         running = task_body(ref, "RUNNING", task_uuid="g-1")
-        assert client.post("/callbacks/useapi", json=running).status_code == 200
+        assert client.post("/callbacks/useapi", json=running).status_code == 202
+        apply_for(client)
         gauges = scrape(client)
         assert value(gauges, "runway_relay_tasks_in_flight", state="RUNNING") == 1
         assert value(gauges, "runway_relay_deliveries_pending") == 0  # progress not subscribed
         done = task_body(ref, "SUCCEEDED", task_uuid="g-1", artifacts=[{"url": "https://x/v"}])
-        assert client.post("/callbacks/useapi", json=done).status_code == 200
+        assert client.post("/callbacks/useapi", json=done).status_code == 202
+        apply_for(client)
         gauges = scrape(client)
         assert value(gauges, "runway_relay_database_up") == 1
         assert value(gauges, "runway_relay_deliveries_pending") == 1
@@ -153,7 +162,7 @@ def test_delivery_attempts_and_end_to_end_latency(
         server.script(500)  # the first attempt fails, the retry succeeds
         job, ref = make_job()
         done = task_body(ref, "SUCCEEDED", artifacts=[{"url": "https://cdn.example/v.mp4"}])
-        assert client.post("/callbacks/useapi", json=done).status_code == 200
+        assert client.post("/callbacks/useapi", json=done).status_code == 202
         worker = worker_for(engine)
         for _ in range(200):
             worker.run_until_idle()
@@ -220,7 +229,7 @@ def test_multiprocess_mode_adds_up_every_process(tmp_path: Path) -> None:
 
 def test_the_worker_serves_its_own_metrics_behind_the_token() -> None:
     metrics.delivery_attempted("timeout")
-    server = metrics.WorkerMetricsServer("127.0.0.1", 0, ADMIN_TOKEN).start()
+    server = WorkerMetricsServer("127.0.0.1", 0, ADMIN_TOKEN).start()
     try:
         url = f"http://127.0.0.1:{server.port}/metrics"
         assert requests.get(url, timeout=5).status_code == 401
@@ -274,7 +283,7 @@ def test_logs_carry_job_and_task_ids_and_never_a_secret(
 ) -> None:
     job, ref = make_job()
     body = task_body(ref, "RUNNING", task_uuid="log-1")
-    assert client.post("/callbacks/useapi", json=body).status_code == 200
+    assert client.post("/callbacks/useapi", json=body).status_code == 202
     created = client.post(
         "/api/subscribers", json={"url": "http://127.0.0.1:9/hook"}, headers=admin
     )
@@ -284,7 +293,7 @@ def test_logs_carry_job_and_task_ids_and_never_a_secret(
     assert rotated.json is not None
     client.get("/api/tasks", headers={"Authorization": "Bearer guess-of-the-token"})
     text = log_lines.getvalue()
-    accepted = [r for r in records(log_lines) if r["message"] == "callback accepted"]
+    accepted = [r for r in records(log_lines) if r["message"] == "callback stored"]
     assert accepted and accepted[0]["job_id"] == job.id
     assert accepted[0]["task_id"] == body["taskId"]
     assert accepted[0]["request_id"]

@@ -34,7 +34,7 @@ from simulator.app import create_app as create_simulator
 from simulator.app import get_state
 from simulator.config import SimulatorConfig
 from tests.conftest import ADMIN_TOKEN, JobFactory, make_settings, task_body
-from tests.helpers import worker_config
+from tests.helpers import post_and_apply, worker_config
 
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 LOOPBACK = {"127.0.0.1", "::1", "localhost"}
@@ -109,7 +109,7 @@ def seed(client: FlaskClient, rt: Runtime) -> dict[str, str]:
         task_body(ref, "RUNNING", progressRatio="0.5", progressText="half"),
         task_body(ref, "SUCCEEDED", artifacts=[{"url": "https://cdn.example/v.mp4"}]),
     ):
-        assert client.post("/callbacks/useapi", json=body).status_code == 200
+        assert post_and_apply(client, body).status_code == 202
     config = worker_config((0.0,))
     Worker(rt.engine, config).run_until_idle()
     with rt.engine.connect() as conn:

@@ -83,7 +83,7 @@ def test_client_address_comes_from_the_trusted_hops_only(
     assert client.post("/callbacks/useapi", data=b"{}", headers=headers).status_code == 401
     job, ref = JobFactory(rt)()
     r = client.post("/callbacks/useapi", data=json.dumps(task_body(ref)), headers=headers)
-    assert r.status_code == 200
+    assert r.status_code == 202
     assert refused_sources(rt.engine) == [client_address]
     assert callback_sources(rt.engine) == [client_address]
 

@@ -165,8 +165,9 @@ def verifying(database_url: str, vendor: Vendor) -> Iterator[tuple[FlaskClient, 
     rt.engine.dispose()
 
 
-def post(client: FlaskClient, body: dict[str, Any]) -> Any:
-    return client.post("/callbacks/useapi", data=json.dumps(body))
+def post(client: FlaskClient, body: dict[str, Any]) -> helpers.Posted:
+    """Post ``body`` and apply it (``relay worker``'s applier, here)."""
+    return helpers.post_and_apply(client, body)
 
 
 def callback_for(ref: str, task_id: str, status: str, **extra: Any) -> dict[str, Any]:
@@ -187,11 +188,11 @@ def test_confirmed_terminal_callback_emits_what_the_vendor_says(
     before = vendor.status_requests
 
     r = post(client, callback_for(ref, task_id, "RUNNING", progressRatio=0.5))
-    assert r.status_code == 200
+    assert r.status_code == 202
     assert vendor.status_requests == before  # progress is never confirmed
 
     r = post(client, callback_for(ref, task_id, "SUCCEEDED", artifacts=[{"url": EVIL}]))
-    assert (r.status_code, r.json["outcome"]) == (200, "applied")
+    assert (r.status_code, r.outcome) == (202, "applied")
     assert vendor.status_requests == before + 1
     status, artifacts = job_state(rt.engine, job.id)
     real = vendor.object(task_id)["artifacts"][0]["url"]
@@ -204,7 +205,7 @@ def test_confirmed_terminal_callback_emits_what_the_vendor_says(
 
     # a duplicate of the terminal callback is a no-op and asks nobody
     r = post(client, callback_for(ref, task_id, "SUCCEEDED", artifacts=[{"url": EVIL}]))
-    assert r.json["outcome"] == "already_terminal"
+    assert r.outcome == "already_terminal"
     assert vendor.status_requests == before + 1
 
 
@@ -226,7 +227,7 @@ def test_unconfirmed_terminal_callback_is_kept_and_emits_nothing(
     before = vendor.status_requests
 
     r = post(client, callback_for(ref, task_id, claimed, artifacts=[{"url": EVIL}]))
-    assert (r.status_code, r.json["outcome"]) == (202, "unconfirmed")
+    assert (r.status_code, r.outcome) == (202, "unconfirmed")
     assert vendor.status_requests == before + 1
     assert job_state(rt.engine, job.id) == ("PENDING", [])
     assert event_types(rt.engine, job.id) == []
@@ -242,7 +243,7 @@ def test_unknown_task_at_the_vendor_is_unconfirmed(
     task_id = "user:1234-runwayml:sim@example.com-task:never-created"
     job = add_job(rt.engine, task_id=task_id, created=utcnow())
     r = post(client, callback_for(rt.signer.sign(job.id), task_id, "SUCCEEDED"))
-    assert (r.status_code, r.json["outcome"]) == (202, "unconfirmed")
+    assert (r.status_code, r.outcome) == (202, "unconfirmed")
     assert event_types(rt.engine, job.id) == []
 
 
@@ -269,7 +270,7 @@ def test_vendor_down_leaves_the_callback_unconfirmed_and_answers_quickly(
     try:
         job, r, elapsed = timed_success_callback(rt, "user:1-runwayml:a-task:down")
         assert elapsed < 10
-        assert (r.status_code, r.json["outcome"]) == (202, "unconfirmed")
+        assert (r.status_code, r.outcome) == (202, "unconfirmed")
         assert job_state(rt.engine, job.id) == ("PENDING", [])
         assert event_types(rt.engine, job.id) == []
     finally:
@@ -299,7 +300,7 @@ def test_a_slow_or_busy_vendor_does_not_hold_the_callback(sqlite_url: str, behav
     try:
         task_id = "user:1-runwayml:a-task:slow"
         _, r, elapsed = timed_success_callback(rt, task_id)
-        assert (r.status_code, r.json["outcome"]) == (202, "unconfirmed")
+        assert (r.status_code, r.outcome) == (202, "unconfirmed")
         assert elapsed < 10, elapsed
         assert asked == [task_id]  # asked once, no retry loop
     finally:

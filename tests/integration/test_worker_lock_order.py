@@ -27,6 +27,7 @@ from tests.conftest import (
     require_postgres,
     task_body,
 )
+from tests.helpers import post_and_apply
 
 pytestmark = pytest.mark.postgres
 
@@ -102,7 +103,7 @@ def test_three_workers_take_locks_in_one_order(database: str) -> None:
                 body = task_body(
                     ref, "SUCCEEDED", task_uuid=f"lock-{n}", artifacts=[{"url": "https://x/v"}]
                 )
-                assert client.post("/callbacks/useapi", json=body).status_code == 200
+                assert post_and_apply(client, body).status_code == 202
             expected = SUBSCRIBERS * JOBS
             before = _deadlocks(stats)
 

@@ -17,6 +17,7 @@ from receiver.store.tables import attempts, metadata, worker_metrics
 from receiver.store.uow import UnitOfWork
 from simulator.subscriber import SubscriberServer
 from tests.conftest import JobFactory, task_body
+from tests.helpers import post_and_apply
 from tests.integration.test_metrics_logs import add_subscriber, scrape, value, worker_for
 
 ATTEMPTS = "runway_relay_delivery_attempts_total"
@@ -34,7 +35,7 @@ def test_bucket_bounds_are_inclusive_and_the_histogram_is_cumulative() -> None:
     assert increments[("attempts", "success")] == 3 and increments[("attempts", "timeout")] == 1
     assert increments[("latency_count", "")] == 3
     assert abs(increments[("latency_sum", "")] - (0.101 + 10**6)) < 1e-6
-    attempts_family, latency = metrics.worker_families(increments)
+    *_, attempts_family, latency = metrics.worker_families(increments)
     by_le = {s.labels["le"]: s.value for s in latency.samples if s.name.endswith("_bucket")}
     assert by_le["0.05"] == 1 and by_le["0.1"] == 2 and by_le["86400.0"] == 2
     assert by_le["+Inf"] == 3
@@ -51,7 +52,7 @@ def test_the_web_shows_the_worker_counts_from_the_database_even_after_pruning(
         server.script(500)  # one failure, then a success
         _job, ref = make_job()
         done = task_body(ref, "SUCCEEDED", artifacts=[{"url": "https://cdn.example/v.mp4"}])
-        assert client.post("/callbacks/useapi", json=done).status_code == 200
+        assert post_and_apply(client, done).status_code == 202
         worker = worker_for(engine)
 
         def delivered() -> bool:

@@ -22,6 +22,7 @@ from receiver.store.repositories.rows import (
     Delivery,
     Event,
     Job,
+    QueuedCallback,
     RefusedCallback,
     Subscriber,
 )
@@ -51,6 +52,7 @@ __all__ = [
     "Delivery",
     "Event",
     "Job",
+    "QueuedCallback",
     "RefusedCallback",
     "Repository",
     "Subscriber",

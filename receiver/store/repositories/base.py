@@ -11,14 +11,14 @@ from sqlalchemy import Connection, Select
 class RepositoryBase:
     """Queries over one connection (see :class:`receiver.store.uow.UnitOfWork`).
 
-    ``_routes`` caches ``subscriber_routes()`` for this transaction; ``_notified`` says that
-    the workers' wake-up was sent in it.
+    ``_routes`` caches ``subscriber_routes()`` for this transaction; ``_notified`` holds the
+    channels whose wake-up was sent in it.
     """
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
         self._routes: list[tuple[str, list[str]]] | None = None
-        self._notified = False
+        self._notified: set[str] = set()
 
     @property
     def dialect(self) -> str:

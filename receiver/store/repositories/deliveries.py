@@ -14,7 +14,7 @@ from receiver.domain.statuses import DeliveryStatus
 from receiver.store.repositories.base import RepositoryBase
 from receiver.store.repositories.rows import Attempt, Delivery, Event, as_values, from_row
 from receiver.store.tables import attempts, deliveries, events
-from receiver.store.wakeup import DELIVERIES_CHANNEL
+from receiver.store.wakeup import CALLBACKS_CHANNEL, DELIVERIES_CHANNEL
 
 PENDING, FAILED, CANCELLED = (
     DeliveryStatus.PENDING.value,
@@ -71,13 +71,18 @@ class DeliveryQueries(RepositoryBase):
             self.conn.execute(_INSERT_DELIVERY, [as_values(d) for d in rows])
 
     def notify_deliveries(self) -> None:
-        """Wake idle PostgreSQL workers when this transaction commits (LISTEN/NOTIFY)."""
-        if self.dialect == "postgresql" and not self._notified:
-            # Once per transaction is enough (PostgreSQL folds identical notifications anyway).
-            self.conn.execute(
-                text("SELECT pg_notify(:channel, '')"), {"channel": DELIVERIES_CHANNEL}
-            )
-            self._notified = True
+        """Wake idle PostgreSQL delivery loops when this transaction commits (LISTEN/NOTIFY)."""
+        self._notify(DELIVERIES_CHANNEL)
+
+    def notify_callbacks(self) -> None:
+        """Wake idle PostgreSQL appliers when this transaction commits (a callback stored)."""
+        self._notify(CALLBACKS_CHANNEL)
+
+    def _notify(self, channel: str) -> None:
+        if self.dialect == "postgresql" and channel not in self._notified:
+            # Once per transaction and channel is enough (PostgreSQL folds identical ones).
+            self.conn.execute(text("SELECT pg_notify(:channel, '')"), {"channel": channel})
+            self._notified.add(channel)
 
     def get_delivery(self, delivery_id: str) -> Delivery | None:
         row = self.conn.execute(select(deliveries).where(deliveries.c.id == delivery_id)).first()

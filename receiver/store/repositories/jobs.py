@@ -19,7 +19,9 @@ from receiver.store.tables import jobs
 _JOB_COLUMNS = tuple(jobs.c[f.name] for f in fields(Job))
 #: Prebuilt: one statement object, its compiled form cached, the id a bound parameter.
 _GET_JOB = select(*_JOB_COLUMNS).where(jobs.c.id == bindparam("job_id"))
-_GET_JOB_FOR_UPDATE = _GET_JOB.with_for_update()
+# FOR NO KEY UPDATE: the web's callback inserts (a foreign-key share lock on the job) need not
+# wait for it; an update that binds the unique task_id takes the stronger lock itself.
+_GET_JOB_FOR_UPDATE = _GET_JOB.with_for_update(key_share=True)
 _UPDATE_JOB = update(jobs).where(jobs.c.id == bindparam("job_id_"))
 #: The job update of a callback whose job was read before the transaction: only if unchanged.
 _UPDATE_JOB_IF_UNCHANGED = _UPDATE_JOB.where(
@@ -52,7 +54,8 @@ class JobQueries(RepositoryBase):
         self.conn.execute(insert(jobs), as_values(job))
 
     def get_job(self, job_id: str, *, for_update: bool = False) -> Job | None:
-        """The job, or None. ``for_update`` locks its row until commit (PostgreSQL; SQLite's
+        """The job, or None. ``for_update`` locks its row until commit (PostgreSQL: ``FOR NO KEY
+        UPDATE``, which foreign-key checks do not wait for; SQLite's
         ``BEGIN IMMEDIATE`` already serialises writers)."""
         stmt = _GET_JOB_FOR_UPDATE if for_update else _GET_JOB
         row = self.conn.execute(stmt, {"job_id": job_id}).first()

@@ -169,6 +169,25 @@ class CallbackRecord:
 
 
 @dataclass(frozen=True)
+class QueuedCallback:
+    """A stored callback not applied yet (``outcome = 'queued'``): what the applier needs.
+
+    ``body`` is the callback as received; ``apply_task`` the task object to apply instead
+    (``VERIFY_WITH_VENDOR``'s), or None; ``confirmed`` False applies it to nothing;
+    ``apply_attempts`` counts failed applications so far."""
+
+    id: int
+    job_id: str
+    received_at: datetime
+    body: dict[str, Any] | None
+    body_sha256: str
+    source_ip: str | None
+    apply_task: dict[str, Any] | None
+    confirmed: bool
+    apply_attempts: int
+
+
+@dataclass(frozen=True)
 class RefusedCallback:
     """A refused callback: why, from where, and a SHA-256 of its body (never the body)."""
 
