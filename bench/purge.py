@@ -14,12 +14,15 @@ Per backend (each purge gets its own 100,000 seeded rows):
    taken together (before and after, so that a drift over the run falls on both sides).
 
 3. at a fixed offered load, well below saturation (what a real deployment sees): for each
-   fraction of :data:`FIXED_FRACTIONS` of the rate reached in 2 without purge, seed again,
-   then an open-loop sender (:func:`bench.loadgen.open_loop`: requests on a timetable whether
-   or not earlier ones were answered, latency measured from each request's due time so that a
-   stall is not hidden by the sender waiting) for :data:`FIXED_BASELINE_SECONDS` without
-   purge, while ``relay purge`` runs, and without purge again. The two runs without purge are
-   also reported apart: their difference is the noise.
+   fraction of :data:`FIXED_FRACTIONS` of the rate reached in 2 without purge, an open-loop
+   sender (:func:`bench.loadgen.open_loop`: requests on a timetable whether or not earlier ones
+   were answered, latency measured from each request's due time so that a stall is not hidden
+   by the sender waiting) runs while windows without and with a purge alternate: the seeded
+   rows in :data:`FIXED_TRANCHES` tranches of different ages, each removed by a ``relay purge``
+   of its own, with :data:`FIXED_GAP_SECONDS` without purge before, between and after them. A
+   drift of the machine (other work on it) then falls on both sides, and the p99s of the
+   windows without a purge show how much the figure moves without one: the p99 during the
+   purges is "unchanged" when it is within that spread.
 
 ``relay purge`` is what the worker's schedule runs (:func:`receiver.store.retention.purge`
 with the same batches, duty cycle and pauses), as a separate process, like a worker beside the
