@@ -14,12 +14,15 @@ Per backend (each purge gets its own 100,000 seeded rows):
    taken together (before and after, so that a drift over the run falls on both sides).
 
 3. at a fixed offered load, well below saturation (what a real deployment sees): for each
-   fraction of :data:`FIXED_FRACTIONS` of the rate reached in 2 without purge, seed again,
-   then an open-loop sender (:func:`bench.loadgen.open_loop`: requests on a timetable whether
-   or not earlier ones were answered, latency measured from each request's due time so that a
-   stall is not hidden by the sender waiting) for :data:`FIXED_BASELINE_SECONDS` without
-   purge, while ``relay purge`` runs, and without purge again. The two runs without purge are
-   also reported apart: their difference is the noise.
+   fraction of :data:`FIXED_FRACTIONS` of the rate reached in 2 without purge, an open-loop
+   sender (:func:`bench.loadgen.open_loop`: requests on a timetable whether or not earlier ones
+   were answered, latency measured from each request's due time so that a stall is not hidden
+   by the sender waiting) runs while windows without and with a purge alternate: the seeded
+   rows in :data:`FIXED_TRANCHES` tranches of different ages, each removed by a ``relay purge``
+   of its own, with :data:`FIXED_GAP_SECONDS` without purge before, between and after them. A
+   drift of the machine (other work on it) then falls on both sides, and the p99s of the
+   windows without a purge show how much the figure moves without one: the p99 during the
+   purges is "unchanged" when it is within that spread.
 
 ``relay purge`` is what the worker's schedule runs (:func:`receiver.store.retention.purge`
 with the same batches, duty cycle and pauses), as a separate process, like a worker beside the
@@ -30,10 +33,12 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import resource
 import subprocess
 import threading
 import time
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
@@ -61,11 +66,15 @@ PURGE_BODY_SECONDS = 120.0
 #: rates of 100 and 200/s were tried first: on a busy shared machine 200/s was above what the
 #: stack could take during the purge, and the open-loop queue grew for the whole run.
 FIXED_FRACTIONS = (0.2, 0.4)
-#: Length of each fixed-rate run without purge (one before, one after), seconds.
-FIXED_BASELINE_SECONDS = 10.0
-#: Bodies prepared for the fixed-rate run during the purge, seconds (it ends with the purge, or
-#: when they run out: the overlap says so).
-FIXED_DURING_SECONDS = 150.0
+#: The fixed-rate runs purge their seeded rows in this many tranches (one ``relay purge`` each),
+#: with a window without purge before, between and after them.
+FIXED_TRANCHES = 4
+#: Length of each window without purge in the fixed-rate runs, seconds (about a tranche's purge
+#: on a quiet machine, so that both sides have about as many requests).
+FIXED_GAP_SECONDS = 12.0
+#: Bodies prepared for a fixed-rate run, in seconds of its rate (it ends after the last window,
+#: or when they run out: the overlap says so).
+FIXED_BODY_SECONDS = 400.0
 #: Concurrent senders of the fixed-rate runs (a late request waits for one; measured from its
 #: due time all the same).
 FIXED_SENDERS = 16
@@ -175,76 +184,163 @@ class _Purge:
 
 
 def _fixed_rate(
-    stack: RelayStack, subscriber_id: str, rate: float, seed_rows: int
+    stack: RelayStack,
+    subscriber_id: str,
+    rate: float,
+    seed_rows: int,
+    variants: Sequence[Mapping[str, str]] = ({},),
 ) -> dict[str, Any]:
-    """Open-loop ingest at ``rate`` callbacks/s: without purge, during a purge of ``seed_rows``
-    rows, without purge again.
+    """Open-loop ingest at ``rate`` callbacks/s, with ``relay purge`` running in alternate
+    windows: no purge for :data:`FIXED_GAP_SECONDS`, a purge of a tranche, no purge, … for
+    :data:`FIXED_TRANCHES` tranches of ``seed_rows / FIXED_TRANCHES`` rows, so that ``seed_rows``
+    rows go in all and the machine's own drift (other work on it) falls on both sides.
 
-    :returns: ``{"rate", "baseline", "before", "after", "during_purge"}`` (each
-        :func:`bench.loadgen.paced_summary`, ``baseline`` of before and after together), the
-        p50 and p99 ratios during/baseline and after/before, and ``purge`` (rows, seconds,
-        overlap).
-    :raises AssertionError: the purge did not remove every seeded row.
+    Tranche ``k`` (of ``0 … FIXED_TRANCHES - 1``) is finished ``SEEDED_AGE_DAYS + 10 *
+    (FIXED_TRANCHES - 1 - k)`` days ago, and its purge runs with a ``RETENTION_DAYS`` 5 days
+    shorter than that: it removes that tranche alone. Each request is counted in the window it
+    was due in.
+
+    :returns: ``{"rate", "baseline", "during_purge", "before", "after", "windows", …}``:
+        ``baseline`` and ``during_purge`` are :func:`bench.loadgen.paced_summary` of every
+        window without and with a purge taken together, ``before`` and ``after`` the first
+        and last windows without; ``windows`` one summary per window in time order (with
+        ``purge``: bool); ``no_purge_p99_ms`` the lowest and highest p99 of the windows without
+        a purge (the spread of the machine alone) and ``unchanged`` whether the p99 during the
+        purges is within it; the p50 and p99 ratios; ``purge``: rows, seconds, CPU, overlap.
+    :param variants: more environment for the purges, taken in turn (tranche ``k`` gets
+        ``variants[k % len(variants)]``): an A/B comparison of two ways to purge in one run, each
+        window's ``variant`` says which; ``by_variant`` pools the purge windows of each.
+    :raises AssertionError: the purges did not remove every seeded row.
     """
-    env = {**stack.env, "RETENTION_DAYS": str(RETENTION_DAYS)}
-    seeded = _seed(stack, subscriber_id, seed_rows, env)
-    created = datetime.now(UTC)
-    label = f"fixed{rate:g}-{stack.kind}"
-    before = _bodies(stack, f"{label}-before", rate * FIXED_BASELINE_SECONDS, created)
-    during = _bodies(stack, f"{label}-during", rate * FIXED_DURING_SECONDS, created)
-    after = _bodies(stack, f"{label}-after", rate * FIXED_BASELINE_SECONDS, created)
-
-    def send(bodies: list[str], until: threading.Event | None = None) -> list[loadgen.Sent]:
-        return loadgen.open_loop(
-            stack.reply_url,
-            list(enumerate(bodies)),
-            rate=rate,
-            senders=FIXED_SENDERS,
-            until=until,
-        )
-
-    runs = {"before": send(before)}
-    # No other child process ends meanwhile: RUSAGE_CHILDREN counts the purge's CPU alone.
-    cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    purge = _Purge(stack, env)
-    load_start = time.monotonic()
-    runs["during"] = send(during, until=purge.ended)
-    load_end = time.monotonic()
-    removed = purge.removed()
-    cpu_after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    purge_cpu = (cpu_after.ru_utime - cpu_before.ru_utime) + (
-        cpu_after.ru_stime - cpu_before.ru_stime
+    tranche_rows = math.ceil(seed_rows / FIXED_TRANCHES)
+    ages = [SEEDED_AGE_DAYS + 10 * (FIXED_TRANCHES - 1 - k) for k in range(FIXED_TRANCHES)]
+    started = datetime.now(UTC)
+    seeded: dict[str, int] = {}
+    t0 = time.monotonic()
+    for age in ages:
+        for table, n in data.seed_expired(
+            stack.engine,
+            stack.signer,
+            subscriber_id,
+            tranche_rows,
+            finished=started - timedelta(days=age),
+            reply_url=stack.reply_url,
+        ).items():
+            seeded[table] = seeded.get(table, 0) + n
+    log(
+        f"purge {stack.kind}: seeded {sum(seeded.values())} rows in {FIXED_TRANCHES} tranches "
+        f"in {time.monotonic() - t0:.1f} s"
     )
-    runs["after"] = send(after)
+    created = datetime.now(UTC)
+    bodies = _bodies(stack, f"fixed{rate:g}-{stack.kind}", rate * FIXED_BODY_SECONDS, created)
+    until = threading.Event()
+    windows: list[tuple[int | None, float, float]] = []  # (variant or None, Unix start, end)
+    removed = dict.fromkeys(seeded, 0)
+    purges: list[_Purge] = []
+    failure: list[BaseException] = []
+
+    def gap() -> None:
+        begin = time.time()
+        until.wait(FIXED_GAP_SECONDS)
+        windows.append((None, begin, time.time()))
+
+    def timetable() -> None:
+        try:
+            gap()
+            for k, age in enumerate(ages):
+                variant = k % len(variants)
+                env = {**stack.env, **variants[variant], "RETENTION_DAYS": str(age - 5)}
+                begin = time.time()
+                purge = _Purge(stack, env)
+                purges.append(purge)
+                for table, n in purge.removed().items():
+                    if table in removed:
+                        removed[table] += n
+                windows.append((variant, begin, time.time()))
+                gap()
+        except BaseException as exc:  # reported by the caller
+            failure.append(exc)
+        finally:
+            until.set()
+
+    load_start = time.monotonic()
+    cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    controller = threading.Thread(target=timetable, daemon=True)
+    controller.start()
+    sent = loadgen.open_loop(
+        stack.reply_url, list(enumerate(bodies)), rate=rate, senders=FIXED_SENDERS, until=until
+    )
+    load_end = time.monotonic()
+    controller.join(PURGE_TIMEOUT * FIXED_TRANCHES)
+    # No other child process ended meanwhile: RUSAGE_CHILDREN counts the purges' CPU alone.
+    cpu_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if failure:
+        raise failure[0]
     for table, n in seeded.items():
         assert removed[table] >= n, f"relay purge removed less than was seeded: {removed}"
-    summary = {k: loadgen.paced_summary(v, rate) for k, v in runs.items()}
-    baseline = loadgen.paced_summary(runs["before"] + runs["after"], rate)
-    # Its seconds are the two runs', not the time from the first to the last (the purge's).
-    baseline["seconds"] = summary["before"]["seconds"] + summary["after"]["seconds"]
-    baseline["rps"] = round(baseline["requests"] / baseline["seconds"], 1)
-    under = summary["during"]
+    summaries: list[dict[str, Any]] = []
+    pooled: dict[int | None, list[loadgen.Sent]] = {None: []}
+    for variant, begin, end in windows:
+        # Due at (Unix): sent at, less the wait for a free sender.
+        mine = [s for s in sent if begin <= s.sent_at - (s.since_due - s.elapsed) < end]
+        pooled.setdefault(variant, []).extend(mine)
+        summaries.append(
+            {
+                "purge": variant is not None,
+                "variant": variant,
+                "seconds": round(end - begin, 2),
+                **loadgen.paced_summary(mine, rate),
+            }
+        )
+    baseline = loadgen.paced_summary(pooled.pop(None), rate)
+    under = loadgen.paced_summary([s for v in pooled.values() for s in v], rate)
+    for summary, purging in ((baseline, False), (under, True)):
+        summary["seconds"] = round(sum(w["seconds"] for w in summaries if w["purge"] == purging), 2)
+        summary["rps"] = round(summary["requests"] / summary["seconds"], 1)
+    by_variant = {
+        str(v): {"env": dict(variants[v]), **loadgen.paced_summary(pooled[v], rate)}
+        for v in range(len(variants))
+        if v in pooled
+    }
+    quiet = [w["p99_ms"] for w in summaries if not w["purge"] and w["requests"]]
+    spread = [min(quiet), max(quiet)] if quiet else [math.nan, math.nan]
+    purge_seconds = sum(end - begin for variant, begin, end in windows if variant is not None)
+    gaps = [w for w in summaries if not w["purge"]]
     item: dict[str, Any] = {
         "rate": rate,
         "senders": FIXED_SENDERS,
+        "tranches": FIXED_TRANCHES,
+        "gap_seconds": FIXED_GAP_SECONDS,
+        "load_average": [round(x, 2) for x in os.getloadavg()],
         "baseline": baseline,
-        "before": summary["before"],
-        "after": summary["after"],
+        "before": gaps[0],
+        "after": gaps[-1],
         "during_purge": under,
+        "windows": summaries,
+        "by_variant": by_variant,
+        "no_purge_p99_ms": spread,
+        "unchanged": bool(under["p99_ms"] <= spread[1]),
         "p50_ratio": _ratio(under["p50_ms"], baseline["p50_ms"]),
         "p99_ratio": _ratio(under["p99_ms"], baseline["p99_ms"]),
-        "after_before_p99_ratio": _ratio(summary["after"]["p99_ms"], summary["before"]["p99_ms"]),
+        "after_before_p99_ratio": _ratio(gaps[-1]["p99_ms"], gaps[0]["p99_ms"]),
         "purge": {
-            **_timing(removed, (purge.start, purge.end), (load_start, load_end)),
-            "cpu_s": round(purge_cpu, 2),
+            "removed_rows": sum(removed.values()),
+            "seconds": round(purge_seconds, 2),
+            "load_seconds": round(load_end - load_start, 2),
+            "overlap_fraction_of_load": round(purge_seconds / (load_end - load_start), 3),
+            "cpu_s": round(
+                (cpu_after.ru_utime - cpu_before.ru_utime)
+                + (cpu_after.ru_stime - cpu_before.ru_stime),
+                2,
+            ),
         },
     }
     log(
         f"purge {stack.kind} at {rate:g}/s: removed {item['purge']['removed_rows']} rows in "
-        f"{item['purge']['seconds']} s; p50/p99 before {summary['before']['p50_ms']}/"
-        f"{summary['before']['p99_ms']} ms, during {under['p50_ms']}/{under['p99_ms']} ms, "
-        f"after {summary['after']['p50_ms']}/{summary['after']['p99_ms']} ms; "
-        f"errors {under['errors']}, non-2xx {under['non_2xx']}"
+        f"{FIXED_TRANCHES} purges, {item['purge']['seconds']} s; p50/p99 without "
+        f"{baseline['p50_ms']}/{baseline['p99_ms']} ms (windows' p99 {spread[0]}-{spread[1]}),"
+        f" during {under['p50_ms']}/{under['p99_ms']} ms; errors {under['errors']}, "
+        f"non-2xx {under['non_2xx']}; load average {item['load_average']}"
     )
     return item
 
