@@ -128,8 +128,10 @@ def markdown(result: dict[str, Any]) -> str:
                     f"{_fmt(fixed['after']['p50_ms'], 1)} / {_fmt(fixed['after']['p99_ms'], 1)}"
                     " after",
                     _fmt(fixed["p99_ratio"], 2),
-                    f"p99 ≤ {limit:g}×",
-                    _verdict(fixed["p99_ratio"] <= limit),
+                    "p99 within the windows without a purge",
+                    # bench/purge.py's rule: no higher than the highest p99 of a window
+                    # without a purge (the run's own noise); older results lack it
+                    _verdict(fixed.get("unchanged", fixed["p99_ratio"] <= limit)),
                 )
             )
     for backend, item in result.get("fanout", {}).items():
