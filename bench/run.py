@@ -591,14 +591,21 @@ def end_to_end(
     }
 
 
-def heavy_rate_for(plan: Plan, *, ingest_rps: float | None, fanout_dps: float | None) -> float:
+def heavy_rate_for(
+    plan: Plan,
+    *,
+    ingest_rps: float | None,
+    fanout_dps: float | None,
+    apply_rps: float | None = None,
+) -> float:
     """The heavy end-to-end rate: ``heavy_fraction`` of what the whole pipeline can sustain.
 
-    One callback costs the stack ``1/ingest`` seconds of its capacity and its delivery
-    ``1/fan-out`` more (they share the database and the CPU), so the pipeline saturates near
-    ``1 / (1/ingest + 1/fan-out)`` callbacks per second; with neither measured, 4x the light rate.
+    One callback costs the stack ``1/ingest`` seconds of its capacity (the door), ``1/apply``
+    more (the applier) and its delivery ``1/fan-out`` more (they share the database and the
+    CPU), so the pipeline saturates near ``1 / (1/ingest + 1/apply + 1/fan-out)`` callbacks per
+    second; with none measured, 4x the light rate.
     """
-    parts = [x for x in (ingest_rps, fanout_dps) if x]
+    parts = [x for x in (ingest_rps, apply_rps, fanout_dps) if x]
     if not parts:
         return plan.light_rate * 4
     capacity = 1 / sum(1 / x for x in parts)
@@ -890,6 +897,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             result["purge"] = purge.ingest_during_purge(
                 plan, stacks, {k: str(s["id"]) for k, s in ingest_subs.items()}, work
             )
+            for stack in stacks.values():  # what that ingest stored, applied before fan-out
+                _apply_stored(stack.engine)
         result["memory"] = {"bare": memory_of(bare, None)}
         bare.stop()
         for kind, stack in stacks.items():
@@ -911,10 +920,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                     stack, sink_url, rate=plan.light_rate, seconds=plan.e2e_seconds, label="light"
                 )
                 log(f"e2e {kind} light: p50 {light['p50_ms']} ms, p99 {light['p99_ms']} ms")
+                measured = result.get("ingest", {}).get(kind, {})
                 heavy_rate = heavy_rate_for(
                     plan,
-                    ingest_rps=result.get("ingest", {}).get(kind, {}).get("relay", {}).get("rps"),
+                    ingest_rps=measured.get("relay", {}).get("rps"),
                     fanout_dps=capacity.get(kind),
+                    apply_rps=measured.get("apply", {}).get("rate"),
                 )
                 heavy = end_to_end(
                     stack, sink_url, rate=heavy_rate, seconds=plan.e2e_seconds, label="heavy"
