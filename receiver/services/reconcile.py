@@ -13,7 +13,7 @@ from sqlalchemy.exc import DataError
 from client import ReplyRefClaims, UseapiClient, UseapiError
 from receiver.domain.tasks import Outcome
 from receiver.errors import ServiceError
-from receiver.ingest.applier import store_and_apply
+from receiver.ingest import applier as ingest_applier  # a module: it imports services too
 from receiver.services.callbacks import ApplyOptions, job_account
 from receiver.store.uow import UnitOfWork
 
@@ -60,7 +60,7 @@ def reconcile(
         body = task.model_dump(mode="json", exclude_none=True)
         body["reconciled"] = True
         try:
-            _, result = store_and_apply(
+            _, result = ingest_applier.store_and_apply(
                 engine,
                 options,
                 claims=claims,
