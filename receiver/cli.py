@@ -167,11 +167,13 @@ def _safe_url(url: str) -> str:
 )
 @pass_ctx
 def worker(ctx: Context, concurrency: int | None) -> None:
-    """Deliver events to subscribers until SIGTERM or Ctrl-C.
+    """Apply stored callbacks and deliver events to subscribers until SIGTERM or Ctrl-C.
 
-    Claims due deliveries under a lease, signs and POSTs them, retries on the
-    DELIVERY_RETRY_SCHEDULE and keeps dead letters. On SIGTERM it stops claiming, finishes the
-    attempts in flight (each bounded by DELIVERY_TIMEOUT_SECONDS) and exits.
+    Applies the callbacks the web stored (in batches, as soon as they are stored), which
+    writes their events and deliveries; claims due deliveries under a lease, signs and POSTs
+    them, retries on the DELIVERY_RETRY_SCHEDULE and keeps dead letters. On SIGTERM it stops
+    claiming, finishes the attempts in flight (each bounded by DELIVERY_TIMEOUT_SECONDS) and
+    exits.
     """
     from receiver.artifacts import copier_config, start_copier
     from receiver.delivery.worker import Worker, WorkerConfig
