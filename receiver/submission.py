@@ -278,23 +278,14 @@ def submit_task(
         log.warning(target.warning, extra={"model": target.name})
     job_id = new_id("job")
     reply_ref = signer.sign(job_id, dict(submission.metadata))
-    job = Job(
-        id=job_id,
+    job = Job.new(
+        job_id=job_id,
         model=target.name,
         request=params,
-        metadata=dict(submission.metadata),
+        metadata=submission.metadata,
         status=TaskStatus.SUBMITTING.value,
         task_id=None,
-        progress=None,
-        progress_text=None,
-        artifacts=[],
-        error=None,
-        submit_error=None,
-        sequence=0,
-        created_at=now,
-        updated_at=now,
-        last_callback_at=None,
-        finished_at=None,
+        now=now,
     )
     with UnitOfWork(engine) as uow:
         uow.repo.add_job(job)

@@ -19,7 +19,6 @@ from flask.testing import FlaskClient
 from sqlalchemy import Engine
 
 from receiver.delivery.worker import WorkerConfig
-from receiver.ids import new_id
 from receiver.ingest.applier import apply_pending
 from receiver.services.callbacks import ApplyOptions
 from receiver.settings import Settings
@@ -57,23 +56,14 @@ def add_job(
         metadata: the caller's metadata (``{}`` when None; copied).
         last_callback: when its last callback came, or None (never).
     """
-    job = Job(
-        id=new_id("job"),
+    job = Job.new(
         model=model,
         request={"text_prompt": "test"} if request is None else request,
-        metadata=dict(metadata or {}),
+        metadata=metadata or {},
         status=status,
         task_id=task_id,
-        progress=None,
-        progress_text=None,
-        artifacts=[],
-        error=None,
-        submit_error=None,
-        sequence=0,
-        created_at=created,
-        updated_at=last_callback or created,
+        now=created,
         last_callback_at=last_callback,
-        finished_at=None,
     )
     with UnitOfWork(engine) as uow:
         uow.repo.add_job(job)
