@@ -193,8 +193,15 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
 
 
 @pytest.fixture
-def settings(database_url: str) -> Settings:
-    return make_settings(database_url)
+def settings_overrides() -> dict[str, Any]:
+    """Settings that differ from ``make_settings``'s for a module or a test: override this
+    fixture (or parametrize it) there; none here."""
+    return {}
+
+
+@pytest.fixture
+def settings(database_url: str, settings_overrides: dict[str, Any]) -> Settings:
+    return make_settings(database_url, **settings_overrides)
 
 
 @pytest.fixture
@@ -282,15 +289,22 @@ def table_counts(engine: Engine) -> dict[str, int]:
     return out
 
 
-def subscribe(engine: Engine, types: list[str] | None = None) -> str:
-    """Register a subscriber at an address nothing listens on (for tests that look at the
-    deliveries written, not sent); ``types`` None means the default event types. Its id."""
+def subscribe(
+    engine: Engine,
+    types: list[str] | None = None,
+    *,
+    url: str = "http://127.0.0.1:9/hook",
+    max_in_flight: int = 4,
+) -> str:
+    """Register a subscriber at ``url``, by default an address nothing listens on (for tests
+    that look at the deliveries written, not sent); ``types`` None means the default event
+    types. Its id."""
     return services.create_subscriber(
         engine,
-        url="http://127.0.0.1:9/hook",
+        url=url,
         event_types=types,
         description=None,
-        max_in_flight=4,
+        max_in_flight=max_in_flight,
         allow_private=True,
         now=utcnow(),
     ).id
