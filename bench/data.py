@@ -50,6 +50,31 @@ class BenchJob:
         return f"user:1234-runwayml:bench@example.com-task:{self.task_uuid}"
 
 
+def _bench_job(
+    signer: ReplyRefSigner,
+    metadata: dict[str, Any],
+    *,
+    status: str,
+    now: datetime,
+    last_callback_at: datetime | None = None,
+) -> tuple[BenchJob, Job]:
+    """A new benchmark job with a bound vendor task id (its ``replyRef`` signed by ``signer``)
+    and its row (``created_at`` ``now``; see :meth:`Job.new`)."""
+    job_id = new_id("job")
+    job = BenchJob(job_id, str(uuid.uuid4()), signer.sign(job_id, metadata))
+    row = Job.new(
+        job_id=job_id,
+        model="gen3turbo",
+        request={"text_prompt": "a paper boat in the rain", "seconds": 5},
+        metadata=metadata,
+        status=status,
+        task_id=job.task_id,
+        now=now,
+        last_callback_at=last_callback_at,
+    )
+    return job, row
+
+
 def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -61,19 +86,8 @@ def create_jobs(
     made: list[BenchJob] = []
     rows: list[dict[str, Any]] = []
     for index in range(count):
-        job_id = new_id("job")
-        metadata = {"bench": label, "n": index}
-        job = BenchJob(job_id, str(uuid.uuid4()), signer.sign(job_id, metadata))
+        job, row = _bench_job(signer, {"bench": label, "n": index}, status="PENDING", now=now)
         made.append(job)
-        row = Job.new(
-            job_id=job_id,
-            model="gen3turbo",
-            request={"text_prompt": "a paper boat in the rain", "seconds": 5},
-            metadata=metadata,
-            status="PENDING",
-            task_id=job.task_id,
-            now=now,
-        )
         rows.append(as_values(row))
     with engine.begin() as conn:
         for start in range(0, len(rows), 2000):
@@ -250,19 +264,14 @@ def seed_expired(
         "attempts": [],
     }
     for index in range(math.ceil(rows / ROWS_PER_FINISHED_JOB)):
-        job_id = new_id("job")
-        metadata = {"bench": "expired", "n": index}
-        job = BenchJob(job_id, str(uuid.uuid4()), signer.sign(job_id, metadata))
-        row = Job.new(
-            job_id=job_id,
-            model="gen3turbo",
-            request={"text_prompt": "a paper boat in the rain", "seconds": 5},
-            metadata=metadata,
+        job, row = _bench_job(
+            signer,
+            {"bench": "expired", "n": index},
             status="SUCCEEDED",
-            task_id=job.task_id,
             now=finished - timedelta(minutes=2),
             last_callback_at=finished,
         )
+        job_id = job.job_id
         made["jobs"].append(
             as_values(replace(row, progress=1.0, sequence=len(STAGES), finished_at=finished))
         )
