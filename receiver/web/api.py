@@ -181,15 +181,7 @@ def submit_task() -> tuple[Response, int]:
     """
     rt = runtime()
     body: TaskSubmissionIn = _json_body(TaskSubmissionIn)
-    images = {
-        slot: source
-        for slot, source in (
-            ("first", body.image),
-            ("middle", body.middle_image),
-            ("last", body.last_image),
-        )
-        if source
-    }
+    images = submission.image_slots(body.image, body.middle_image, body.last_image)
     params = dict(body.options)
     if body.prompt is not None:
         params["text_prompt"] = body.prompt
@@ -207,23 +199,19 @@ def submit_task() -> tuple[Response, int]:
     fetched = {slot: _image_source(source, allow_private) for slot, source in images.items()}
     references = [_image_source(source, allow_private) for source in body.reference_images]
     try:
-        with client:
-            job = submission.submit_task(
-                rt.engine,
-                client=client,
-                signer=rt.signer,
-                reply_url=reply_url,
-                submission=submission.Submission(
-                    model=target.name,
-                    params=params,
-                    images=fetched,
-                    metadata=body.metadata,
-                    account=body.account or rt.settings.useapi_account_email,
-                    references=references,
-                ),
-                now=utcnow(),
-                allow_http_images=rt.settings.allow_private_urls,
-            )
+        job = submission.submit_with(
+            rt,
+            client,
+            submission.Submission(
+                model=target.name,
+                params=params,
+                images=fetched,
+                metadata=body.metadata,
+                account=body.account or rt.settings.useapi_account_email,
+                references=references,
+            ),
+            reply_url=reply_url,
+        )
     except ValidationError as exc:
         raise ApiError(422, "validation_error", validation_message(exc)) from None
     except ReplyRefTooLong as exc:
