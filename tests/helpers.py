@@ -16,13 +16,14 @@ from socketserver import BaseServer
 from typing import Any
 
 from flask.testing import FlaskClient
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 
 from receiver.delivery.worker import WorkerConfig
 from receiver.ingest.applier import apply_pending
 from receiver.services.callbacks import ApplyOptions
 from receiver.settings import Settings
 from receiver.store.repositories import Job
+from receiver.store.tables import jobs
 from receiver.store.uow import UnitOfWork
 from simulator.processes import Process, bin_path, free_port, procfile_argv, start
 
@@ -69,6 +70,18 @@ def add_job(
         uow.repo.add_job(job)
         uow.commit()
     return job
+
+
+def job_columns(engine: Engine, job_id: str, *names: str) -> dict[str, Any]:
+    """The columns ``names`` of job ``job_id`` as ``{name: value}``, read through the table's
+    column types (JSON decoded, times aware) on either database.
+
+    Raises:
+        sqlalchemy.exc.NoResultFound: there is no such job.
+    """
+    with engine.connect() as conn:
+        query = select(*(jobs.c[name] for name in names)).where(jobs.c.id == job_id)
+        return dict(conn.execute(query).one()._mapping)
 
 
 def post_callback(client: FlaskClient, body: Any, **kw: Any) -> Any:

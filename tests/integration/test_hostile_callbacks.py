@@ -29,7 +29,7 @@ from receiver import create_app
 from receiver.clock import utcnow
 from receiver.runtime import Runtime, build_runtime
 from tests.conftest import SECRET, JobFactory, make_settings, subscribe, table_counts, task_body
-from tests.helpers import apply_for
+from tests.helpers import apply_for, job_columns
 from tests.helpers import post_and_apply as post
 
 WRONG_KEY = "an-attackers-guess-at-the-key-0000"
@@ -76,18 +76,9 @@ def with_job_id(token: str, job_id: str) -> str:
 
 
 def job_row(engine: Engine, job_id: str) -> dict[str, Any]:
-    with engine.connect() as conn:
-        row = conn.execute(
-            text(
-                "SELECT status, task_id, progress, artifacts, sequence, last_callback_at "
-                "FROM jobs WHERE id = :j"
-            ),
-            {"j": job_id},
-        ).one()
-    out = dict(row._mapping)
-    if isinstance(out["artifacts"], str):
-        out["artifacts"] = json.loads(out["artifacts"])
-    return out
+    return job_columns(
+        engine, job_id, "status", "task_id", "progress", "artifacts", "sequence", "last_callback_at"
+    )
 
 
 def snapshot(engine: Engine) -> tuple[dict[str, int], list[tuple[Any, ...]]]:

@@ -122,11 +122,8 @@ def add_job(
 
 
 def job_state(engine: Engine, job_id: str) -> tuple[str, list[dict[str, Any]]]:
-    with engine.connect() as conn:
-        status, artifacts = conn.execute(
-            text("SELECT status, artifacts FROM jobs WHERE id = :j"), {"j": job_id}
-        ).one()
-    return status, json.loads(artifacts) if isinstance(artifacts, str) else artifacts
+    row = helpers.job_columns(engine, job_id, "status", "artifacts")
+    return row["status"], row["artifacts"]
 
 
 def event_types(engine: Engine, job_id: str) -> list[str]:
