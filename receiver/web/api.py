@@ -390,14 +390,18 @@ def refused_callbacks() -> Response:
     return _answer(RefusedList(items=[Refused.of(r) for r in page.items]))
 
 
+def api_document() -> dict[str, Any]:
+    """The OpenAPI 3.1 document of ``/api/*`` (:func:`receiver.web.openapi.openapi_document` of
+    this API's request models and event types), as a JSON-ready dict."""
+    return openapi_document(
+        task_in=TaskSubmissionIn,
+        subscriber_in=SubscriberIn,
+        recover_in=RecoverIn,
+        event_types=EVENT_TYPES,
+    )
+
+
 @bp.get("/openapi.json")
 def openapi() -> Response:
     """The OpenAPI 3.1 document of ``/api/*``."""
-    return jsonify(
-        openapi_document(
-            task_in=TaskSubmissionIn,
-            subscriber_in=SubscriberIn,
-            recover_in=RecoverIn,
-            event_types=EVENT_TYPES,
-        )
-    )
+    return jsonify(api_document())
