@@ -7,7 +7,7 @@ import os
 import shutil
 import subprocess
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -82,6 +82,34 @@ def job_columns(engine: Engine, job_id: str, *names: str) -> dict[str, Any]:
     with engine.connect() as conn:
         query = select(*(jobs.c[name] for name in names)).where(jobs.c.id == job_id)
         return dict(conn.execute(query).one()._mapping)
+
+
+def run_in_threads(*calls: Callable[[], object], timeout: float) -> None:
+    """Run each of ``calls`` in a thread of its own, all at once, and wait for them all.
+
+    Args:
+        calls: what each thread runs (bind arguments with ``functools.partial``).
+        timeout: seconds to wait for each thread in turn.
+
+    Raises:
+        AssertionError: a thread was still running after its wait, or a call raised (the
+            message lists what they raised).
+    """
+    errors: list[BaseException] = []
+
+    def run(call: Callable[[], object]) -> None:
+        try:
+            call()
+        except BaseException as exc:  # reported below, in the test's thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(call,)) for call in calls]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout)
+    assert not any(thread.is_alive() for thread in threads), "a thread is still running"
+    assert errors == [], errors
 
 
 def post_callback(client: FlaskClient, body: Any, **kw: Any) -> Any:

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 import pytest
@@ -22,6 +23,7 @@ from receiver.store.engine import make_engine
 from receiver.store.repositories import AttemptRecord, ClaimedDelivery, Delivery, Event
 from receiver.store.uow import UnitOfWork
 from tests.conftest import subscribe
+from tests.helpers import run_in_threads
 
 LEASE = 300.0  # seconds: no lease expires during a test, so no delivery is due twice
 
@@ -181,51 +183,41 @@ def test_concurrent_claimers_take_each_delivery_once_and_keep_every_cap(
     in_flight: Counter[str] = Counter()
     over: list[tuple[str, int]] = []
     claimed_ids: list[str] = []
-    errors: list[BaseException] = []
     total = sum(len(ids) for ids in backlog.values())
 
     def claimer(n: int) -> None:
         rng = random.Random(n)
         idle = 0
-        try:
-            while idle < 50:
-                with UnitOfWork(engine) as uow:
-                    got = uow.repo.claim_due(
-                        worker=f"w{n}", now=utcnow(), lease_seconds=LEASE, limit=rng.randint(1, 5)
-                    )
-                    with guard:
-                        for item in got:
-                            sid = item.subscriber.id
-                            in_flight[sid] += 1
-                            if in_flight[sid] > caps[sid]:
-                                over.append((sid, in_flight[sid]))
-                            claimed_ids.append(item.delivery.id)
-                    uow.commit()
-                if not got:
-                    idle += 1
-                    threading.Event().wait(0.01)
-                    continue
-                idle = 0
-                with UnitOfWork(engine) as uow:
-                    now = utcnow()
-                    kept = uow.repo.record_attempts(
-                        worker=f"w{n}", now=now, records=[_success(c, now) for c in got]
-                    )
-                    assert kept == {c.delivery.id for c in got}
-                    with guard:
-                        for item in got:
-                            in_flight[item.subscriber.id] -= 1
-                    uow.commit()
-        except BaseException as exc:  # reported below, with the thread's failure
-            errors.append(exc)
+        while idle < 50:
+            with UnitOfWork(engine) as uow:
+                got = uow.repo.claim_due(
+                    worker=f"w{n}", now=utcnow(), lease_seconds=LEASE, limit=rng.randint(1, 5)
+                )
+                with guard:
+                    for item in got:
+                        sid = item.subscriber.id
+                        in_flight[sid] += 1
+                        if in_flight[sid] > caps[sid]:
+                            over.append((sid, in_flight[sid]))
+                        claimed_ids.append(item.delivery.id)
+                uow.commit()
+            if not got:
+                idle += 1
+                threading.Event().wait(0.01)
+                continue
+            idle = 0
+            with UnitOfWork(engine) as uow:
+                now = utcnow()
+                kept = uow.repo.record_attempts(
+                    worker=f"w{n}", now=now, records=[_success(c, now) for c in got]
+                )
+                assert kept == {c.delivery.id for c in got}
+                with guard:
+                    for item in got:
+                        in_flight[item.subscriber.id] -= 1
+                uow.commit()
 
-    threads = [threading.Thread(target=claimer, args=(n,)) for n in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(120)
-    assert not any(thread.is_alive() for thread in threads)
-    assert errors == []
+    run_in_threads(*(partial(claimer, n) for n in range(4)), timeout=120)
     assert over == []
     assert len(claimed_ids) == len(set(claimed_ids)) == total
     with engine.connect() as conn:

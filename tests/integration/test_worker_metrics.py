@@ -4,7 +4,7 @@ reset by pruning attempts, and safe when several workers record at once."""
 
 from __future__ import annotations
 
-import threading
+from functools import partial
 
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
@@ -15,6 +15,7 @@ from receiver import metrics
 from receiver.store.tables import attempts, metadata, worker_metrics
 from receiver.store.uow import UnitOfWork
 from tests.conftest import JobFactory
+from tests.helpers import run_in_threads
 from tests.integration.test_metrics_logs import (
     deliver_after_one_retry,
     scrape,
@@ -73,25 +74,15 @@ def test_workers_recording_at_once_add_up_exactly(engine: Engine) -> None:
     its own; none is lost and none deadlocks (rows are written in sorted order)."""
     rounds = 40
     keys = [("attempts", o) for o in metrics.ATTEMPT_OUTCOMES]
-    errors: list[BaseException] = []
 
     def record(reverse: bool) -> None:
-        try:
-            for _ in range(rounds):
-                increments = {k: 1.0 for k in (reversed(keys) if reverse else keys)}
-                with UnitOfWork(engine) as uow:
-                    uow.repo.add_to_worker_metrics(increments)
-                    uow.commit()
-        except BaseException as exc:  # reported below
-            errors.append(exc)
+        for _ in range(rounds):
+            increments = {k: 1.0 for k in (reversed(keys) if reverse else keys)}
+            with UnitOfWork(engine) as uow:
+                uow.repo.add_to_worker_metrics(increments)
+                uow.commit()
 
-    threads = [threading.Thread(target=record, args=(r,)) for r in (False, True)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(120)
-        assert not thread.is_alive()
-    assert errors == []
+    run_in_threads(partial(record, False), partial(record, True), timeout=120)
     with UnitOfWork(engine, read_only=True) as uow:
         rows = uow.repo.read_worker_metrics()
     assert all(rows[k] == 2 * rounds for k in keys), rows
