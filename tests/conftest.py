@@ -24,7 +24,7 @@ from receiver.clock import utcnow
 from receiver.runtime import Runtime, build_runtime
 from receiver.settings import Settings, load_settings
 from receiver.store.migrate import upgrade
-from receiver.store.repositories import Job
+from receiver.store.repositories import Job, Subscriber
 from tests.helpers import ADMIN_TOKEN, SECRET, add_job
 
 DEFAULT_PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -289,6 +289,28 @@ def table_counts(engine: Engine) -> dict[str, int]:
     return out
 
 
+def new_subscriber(
+    engine: Engine,
+    types: list[str] | None = None,
+    *,
+    url: str = "http://127.0.0.1:9/hook",
+    max_in_flight: int = 4,
+    description: str | None = None,
+) -> Subscriber:
+    """Register a subscriber at ``url``, by default an address nothing listens on (for tests
+    that look at the deliveries written, not sent); ``types`` None means the default event
+    types. The new row, with its secret."""
+    return services.create_subscriber(
+        engine,
+        url=url,
+        event_types=types,
+        description=description,
+        max_in_flight=max_in_flight,
+        allow_private=True,
+        now=utcnow(),
+    )
+
+
 def subscribe(
     engine: Engine,
     types: list[str] | None = None,
@@ -296,15 +318,5 @@ def subscribe(
     url: str = "http://127.0.0.1:9/hook",
     max_in_flight: int = 4,
 ) -> str:
-    """Register a subscriber at ``url``, by default an address nothing listens on (for tests
-    that look at the deliveries written, not sent); ``types`` None means the default event
-    types. Its id."""
-    return services.create_subscriber(
-        engine,
-        url=url,
-        event_types=types,
-        description=None,
-        max_in_flight=max_in_flight,
-        allow_private=True,
-        now=utcnow(),
-    ).id
+    """:func:`new_subscriber`'s id."""
+    return new_subscriber(engine, types, url=url, max_in_flight=max_in_flight).id

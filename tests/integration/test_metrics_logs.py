@@ -31,7 +31,7 @@ from receiver.logs import configure_logging
 from receiver.runtime import Runtime
 from receiver.store.uow import UnitOfWork
 from simulator.subscriber import SubscriberServer
-from tests.conftest import ADMIN_TOKEN, JobFactory, task_body
+from tests.conftest import ADMIN_TOKEN, JobFactory, new_subscriber, task_body
 from tests.helpers import apply_for, post_and_apply, python_output, worker_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -56,15 +56,7 @@ def value(
 
 
 def add_subscriber(engine: Engine, server: SubscriberServer, *types: str) -> str:
-    sub = services.create_subscriber(
-        engine,
-        url=server.url,
-        event_types=list(types) or None,
-        description=None,
-        max_in_flight=4,
-        allow_private=True,
-        now=utcnow(),
-    )
+    sub = new_subscriber(engine, list(types) or None, url=server.url)
     server.secrets.append(sub.secret)
     return sub.id
 
