@@ -15,7 +15,7 @@ import json
 import math
 import uuid
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,8 @@ from sqlalchemy import Engine, insert
 
 from client.replyref import ReplyRefSigner
 from receiver.ids import new_id
-from receiver.store.repositories import Repository
+from receiver.store.repositories import Delivery, Event, Job, Repository
+from receiver.store.repositories.rows import as_values
 from receiver.store.tables import attempts, callbacks, deliveries, events, jobs
 
 #: (status, progressRatio) of each callback of one job; the ratio is sometimes a string, as the
@@ -49,6 +50,31 @@ class BenchJob:
         return f"user:1234-runwayml:bench@example.com-task:{self.task_uuid}"
 
 
+def _bench_job(
+    signer: ReplyRefSigner,
+    metadata: dict[str, Any],
+    *,
+    status: str,
+    now: datetime,
+    last_callback_at: datetime | None = None,
+) -> tuple[BenchJob, Job]:
+    """A new benchmark job with a bound vendor task id (its ``replyRef`` signed by ``signer``)
+    and its row (``created_at`` ``now``; see :meth:`Job.new`)."""
+    job_id = new_id("job")
+    job = BenchJob(job_id, str(uuid.uuid4()), signer.sign(job_id, metadata))
+    row = Job.new(
+        job_id=job_id,
+        model="gen3turbo",
+        request={"text_prompt": "a paper boat in the rain", "seconds": 5},
+        metadata=metadata,
+        status=status,
+        task_id=job.task_id,
+        now=now,
+        last_callback_at=last_callback_at,
+    )
+    return job, row
+
+
 def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -60,31 +86,9 @@ def create_jobs(
     made: list[BenchJob] = []
     rows: list[dict[str, Any]] = []
     for index in range(count):
-        job_id = new_id("job")
-        metadata = {"bench": label, "n": index}
-        job = BenchJob(job_id, str(uuid.uuid4()), signer.sign(job_id, metadata))
+        job, row = _bench_job(signer, {"bench": label, "n": index}, status="PENDING", now=now)
         made.append(job)
-        rows.append(
-            {
-                "id": job_id,
-                "model": "gen3turbo",
-                "request": {"text_prompt": "a paper boat in the rain", "seconds": 5},
-                "metadata": metadata,
-                "status": "PENDING",
-                "task_id": job.task_id,
-                "progress": None,
-                "progress_text": None,
-                "artifacts": [],
-                "error": None,
-                "submit_error": None,
-                "sequence": 0,
-                "vendor_task": None,
-                "created_at": now,
-                "updated_at": now,
-                "last_callback_at": None,
-                "finished_at": None,
-            }
-        )
+        rows.append(as_values(row))
     with engine.begin() as conn:
         for start in range(0, len(rows), 2000):
             conn.execute(insert(jobs), rows[start : start + 2000])
@@ -218,33 +222,9 @@ def insert_backlog(
     event_rows: list[dict[str, Any]] = []
     delivery_rows: list[dict[str, Any]] = []
     for index, (event_id, payload) in enumerate(items):
-        event_rows.append(
-            {
-                "id": event_id,
-                "job_id": job_id,
-                "type": "task.progress",
-                "sequence": first_sequence + index,
-                "payload": payload,
-                "created_at": now,
-            }
-        )
-        delivery_rows.append(
-            {
-                "id": new_id("dlv"),
-                "event_id": event_id,
-                "subscriber_id": subscriber_id,
-                "status": "pending",
-                "attempts": 0,
-                "next_attempt_at": now,
-                "lease_owner": None,
-                "lease_expires_at": None,
-                "last_status_code": None,
-                "last_error": None,
-                "created_at": now,
-                "updated_at": now,
-                "completed_at": None,
-            }
-        )
+        event = Event(event_id, job_id, "task.progress", first_sequence + index, payload, now)
+        event_rows.append(as_values(event))
+        delivery_rows.append(as_values(Delivery.new_pending(event_id, subscriber_id, now)))
     with engine.begin() as conn:
         for start in range(0, len(items), 2000):
             conn.execute(insert(events), event_rows[start : start + 2000])
@@ -284,29 +264,16 @@ def seed_expired(
         "attempts": [],
     }
     for index in range(math.ceil(rows / ROWS_PER_FINISHED_JOB)):
-        job_id = new_id("job")
-        metadata = {"bench": "expired", "n": index}
-        job = BenchJob(job_id, str(uuid.uuid4()), signer.sign(job_id, metadata))
+        job, row = _bench_job(
+            signer,
+            {"bench": "expired", "n": index},
+            status="SUCCEEDED",
+            now=finished - timedelta(minutes=2),
+            last_callback_at=finished,
+        )
+        job_id = job.job_id
         made["jobs"].append(
-            {
-                "id": job_id,
-                "model": "gen3turbo",
-                "request": {"text_prompt": "a paper boat in the rain", "seconds": 5},
-                "metadata": metadata,
-                "status": "SUCCEEDED",
-                "task_id": job.task_id,
-                "progress": 1.0,
-                "progress_text": None,
-                "artifacts": [],
-                "error": None,
-                "submit_error": None,
-                "sequence": len(STAGES),
-                "vendor_task": None,
-                "created_at": finished - timedelta(minutes=2),
-                "updated_at": finished,
-                "last_callback_at": finished,
-                "finished_at": finished,
-            }
+            as_values(replace(row, progress=1.0, sequence=len(STAGES), finished_at=finished))
         )
         for stage, (status, ratio) in enumerate(STAGES):
             at = finished - timedelta(seconds=20 * (len(STAGES) - 1 - stage))
@@ -324,39 +291,22 @@ def seed_expired(
                     "unsafe_urls": None,
                 }
             )
-            event_id, delivery_id = new_id("msg"), new_id("dlv")
+            event_id = new_id("msg")
             kind = "task.succeeded" if status == "SUCCEEDED" else "task.progress"
             payload = {"type": kind, "timestamp": _iso(at), "data": {"job_id": job_id}}
-            made["events"].append(
-                {
-                    "id": event_id,
-                    "job_id": job_id,
-                    "type": kind,
-                    "sequence": stage + 1,
-                    "payload": json.dumps(payload, separators=(",", ":")),
-                    "created_at": at,
-                }
+            text = json.dumps(payload, separators=(",", ":"))
+            made["events"].append(as_values(Event(event_id, job_id, kind, stage + 1, text, at)))
+            delivery = replace(
+                Delivery.new_pending(event_id, subscriber_id, at),
+                status="succeeded",
+                attempts=1,
+                last_status_code=204,
+                completed_at=at,
             )
-            made["deliveries"].append(
-                {
-                    "id": delivery_id,
-                    "event_id": event_id,
-                    "subscriber_id": subscriber_id,
-                    "status": "succeeded",
-                    "attempts": 1,
-                    "next_attempt_at": at,
-                    "lease_owner": None,
-                    "lease_expires_at": None,
-                    "last_status_code": 204,
-                    "last_error": None,
-                    "created_at": at,
-                    "updated_at": at,
-                    "completed_at": at,
-                }
-            )
+            made["deliveries"].append(as_values(delivery))
             made["attempts"].append(
                 {
-                    "delivery_id": delivery_id,
+                    "delivery_id": delivery.id,
                     "number": 1,
                     "started_at": at,
                     "duration_ms": 3.0,

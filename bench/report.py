@@ -49,6 +49,15 @@ def _verdict(ok: bool | None) -> str:
     return "met" if ok else "**missed**"
 
 
+def _backend_name(backend: str) -> str:
+    return "SQLite" if backend == "sqlite" else "PostgreSQL"
+
+
+def _p50_p99(stats: dict[str, Any]) -> str:
+    """``"p50 / p99"`` of a latency summary (``p50_ms``, ``p99_ms``), in ms to 0.1."""
+    return f"{_fmt(stats['p50_ms'], 1)} / {_fmt(stats['p99_ms'], 1)}"
+
+
 def markdown(result: dict[str, Any]) -> str:
     """The table printed by ``make bench`` (and pasted into the README's Performance section)."""
     rows: list[tuple[str, str, str, str, str, str]] = []
@@ -57,7 +66,7 @@ def markdown(result: dict[str, Any]) -> str:
         item = ingest.get(backend)
         if not item:
             continue
-        name = "SQLite" if backend == "sqlite" else "PostgreSQL"
+        name = _backend_name(backend)
         floor = TARGETS[f"ingest_ratio_{backend}"]
         rows.append(
             (
@@ -84,23 +93,23 @@ def markdown(result: dict[str, Any]) -> str:
         rows.append(
             (
                 f"Ingest, {name}: p50 / p99 latency, ms",
-                f"{_fmt(item['relay']['p50_ms'], 1)} / {_fmt(item['relay']['p99_ms'], 1)}",
-                f"{_fmt(item['bare']['p50_ms'], 1)} / {_fmt(item['bare']['p99_ms'], 1)}",
+                _p50_p99(item["relay"]),
+                _p50_p99(item["bare"]),
                 "",
                 f"p99 ≤ {TARGETS['ingest_p99_ms']:g}",
                 _verdict(item["relay"]["p99_ms"] <= TARGETS["ingest_p99_ms"]),
             )
         )
     for backend, item in result.get("purge", {}).items():
-        name = "SQLite" if backend == "sqlite" else "PostgreSQL"
+        name = _backend_name(backend)
         under, base = item["during_purge"], item["baseline"]
         limit = TARGETS["purge_p99_ratio"]
         rows.append(
             (
                 f"Ingest during a purge of {item['purge']['removed_rows']:,} rows, {name}: "
                 "p50 / p99, ms",
-                f"{_fmt(under['p50_ms'], 1)} / {_fmt(under['p99_ms'], 1)}",
-                f"no purge {_fmt(base['p50_ms'], 1)} / {_fmt(base['p99_ms'], 1)}",
+                _p50_p99(under),
+                f"no purge {_p50_p99(base)}",
                 _fmt(item["p99_ratio"], 2),
                 f"p99 ≤ {limit:g}×",
                 _verdict(item["p99_ratio"] <= limit),
@@ -122,11 +131,9 @@ def markdown(result: dict[str, Any]) -> str:
                 (
                     f"Ingest at {fixed['rate']:g}/s (open loop) during a purge of "
                     f"{fixed['purge']['removed_rows']:,} rows, {name}: p50 / p99, ms",
-                    f"{_fmt(under['p50_ms'], 1)} / {_fmt(under['p99_ms'], 1)}",
-                    f"no purge {_fmt(fixed['before']['p50_ms'], 1)} / "
-                    f"{_fmt(fixed['before']['p99_ms'], 1)} before, "
-                    f"{_fmt(fixed['after']['p50_ms'], 1)} / {_fmt(fixed['after']['p99_ms'], 1)}"
-                    " after",
+                    _p50_p99(under),
+                    f"no purge {_p50_p99(fixed['before'])} before, "
+                    f"{_p50_p99(fixed['after'])} after",
                     _fmt(fixed["p99_ratio"], 2),
                     "p99 within the windows without a purge",
                     # bench/purge.py's rule: no higher than the highest p99 of a window
@@ -135,7 +142,7 @@ def markdown(result: dict[str, Any]) -> str:
                 )
             )
     for backend, item in result.get("fanout", {}).items():
-        name = "SQLite" if backend == "sqlite" else "PostgreSQL"
+        name = _backend_name(backend)
         rows.append(
             (
                 f"Fan-out, {name}: deliveries/s (concurrency {item['concurrency']})",
@@ -147,7 +154,7 @@ def markdown(result: dict[str, Any]) -> str:
             )
         )
     for backend, item in result.get("e2e", {}).items():
-        name = "SQLite" if backend == "sqlite" else "PostgreSQL"
+        name = _backend_name(backend)
         for load in ("light", "heavy"):
             run = item.get(load)
             if not run:
@@ -165,7 +172,7 @@ def markdown(result: dict[str, Any]) -> str:
             rows.append(
                 (
                     f"End to end, {name}, {load} ({_fmt(run['rate'])}/s): p50 / p99, ms",
-                    f"{_fmt(run['p50_ms'], 1)} / {_fmt(run['p99_ms'], 1)}",
+                    _p50_p99(run),
                     "",
                     "",
                     target,
@@ -198,7 +205,7 @@ def markdown(result: dict[str, Any]) -> str:
         )
     memory = result.get("memory", {})
     for backend, item in memory.items():
-        name = "SQLite" if backend == "sqlite" else "PostgreSQL"
+        name = _backend_name(backend)
         if backend == "bare":
             continue
         rows.append(

@@ -40,7 +40,7 @@ import json
 import math
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import requests
 from urllib3.exceptions import (
@@ -71,6 +71,15 @@ __all__ = [
 
 #: Longest vendor message kept on an error, in characters (longer ones are cut).
 MAX_MESSAGE_LENGTH = 500
+
+
+class _ErrorFields(TypedDict, total=False):
+    """The keyword arguments of :class:`UseapiError` (all but the message)."""
+
+    http_status: int | None
+    code: int | str | None
+    body: dict[str, Any] | None
+    retry_after: float | None
 
 
 class UseapiError(Exception):
@@ -167,15 +176,10 @@ class AccountBusy(UseapiError):
         self,
         message: str,
         *,
-        http_status: int | None = None,
-        code: int | str | None = None,
-        body: dict[str, Any] | None = None,
-        retry_after: float | None = None,
         running_tasks: list[dict[str, Any]] | None = None,
+        **fields: Unpack[_ErrorFields],
     ) -> None:
-        super().__init__(
-            message, http_status=http_status, code=code, body=body, retry_after=retry_after
-        )
+        super().__init__(message, **fields)
         self.running_tasks = running_tasks
 
 

@@ -33,7 +33,7 @@ import random
 import time
 from collections.abc import Callable, Mapping
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, TypedDict, Unpack
 
 import requests
 
@@ -80,6 +80,15 @@ MAX_RETRY_AFTER_SECONDS = 120.0
 #: (useapi.net docs: POST /v1/runwayml/gen3turbo/create, 429: "wait … at least 10..30 seconds").
 BUSY_DELAY_MIN_SECONDS = 10.0
 BUSY_DELAY_MAX_SECONDS = 30.0
+
+
+class _RequestParts(TypedDict, total=False):
+    """The keyword arguments of :meth:`UseapiClient._send` (all but method and path)."""
+
+    params: Mapping[str, str] | None
+    data: bytes | None
+    json_body: Mapping[str, Any] | None
+    headers: Mapping[str, str] | None
 
 
 class UseapiClient:
@@ -372,14 +381,7 @@ class UseapiClient:
         return self._rng.uniform(low, BUSY_DELAY_MAX_SECONDS)
 
     def _send_with_retries(
-        self,
-        method: str,
-        path: str,
-        *,
-        params: Mapping[str, str] | None = None,
-        data: bytes | None = None,
-        json_body: Mapping[str, Any] | None = None,
-        headers: Mapping[str, str] | None = None,
+        self, method: str, path: str, **parts: Unpack[_RequestParts]
     ) -> requests.Response:
         """Send, re-sending once after ``ConnectFailed`` and up to ``busy_retries`` times after a
         429; return the first 2xx response, raise every other outcome (see module docstring)."""
@@ -387,9 +389,7 @@ class UseapiClient:
         connect_retried = False
         while True:
             try:
-                response = self._send(
-                    method, path, params=params, data=data, json_body=json_body, headers=headers
-                )
+                response = self._send(method, path, **parts)
             except ConnectFailed:
                 if connect_retried:
                     raise

@@ -25,7 +25,6 @@ from client.images import ImageError
 from client.replyref import ReplyRefTooLong
 from receiver import idempotency, submission
 from receiver.cli import Context, _emit, _fail, main, pass_ctx
-from receiver.clock import utcnow
 from receiver.errors import InvalidSubmission, SubmissionFailed
 from receiver.settings import ConfigError
 
@@ -205,11 +204,7 @@ def submit(
             raise click.BadParameter(f"not JSON: {exc}", param_hint="--metadata") from None
         if not isinstance(meta, dict):
             raise click.BadParameter("must be a JSON object", param_hint="--metadata")
-    images = {
-        slot: source
-        for slot, source in (("first", image), ("middle", middle_image), ("last", last_image))
-        if source
-    }
+    images = submission.image_slots(image, middle_image, last_image)
     account = account or settings.useapi_account_email
     try:  # checked here too, so that the message names our options, not the API's fields
         submission.check_inputs(target, params, images, reference_images, names=CLI_NAMES)
@@ -240,23 +235,20 @@ def submit(
     }
     submit_task = idempotency.once(rt.engine, idempotency_key, request)(submission.submit_task)
     try:
-        with client:
-            job = submit_task(
-                rt.engine,
-                client=client,
-                signer=rt.signer,
-                reply_url=reply_url,
-                submission=submission.Submission(
-                    model=target.name,
-                    params=params,
-                    images=images,
-                    metadata=meta,
-                    account=account,
-                    references=reference_images,
-                ),
-                now=utcnow(),
-                allow_http_images=settings.allow_private_urls,
-            )
+        job = submission.submit_with(
+            rt,
+            client,
+            submission.Submission(
+                model=target.name,
+                params=params,
+                images=images,
+                metadata=meta,
+                account=account,
+                references=reference_images,
+            ),
+            reply_url=reply_url,
+            submit=submit_task,
+        )
     except idempotency.IdempotencyError as exc:
         _fail(str(exc), 2 if isinstance(exc, idempotency.IdempotencyKeyReused) else 1)
     except ValidationError as exc:

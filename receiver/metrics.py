@@ -381,38 +381,40 @@ class DatabaseCollector:
             return
         up.add_metric([], 1)
         yield up
-        yield GaugeMetricFamily(
-            f"{PREFIX}_callbacks_queued",
-            "Callbacks stored and not applied yet (relay worker applies them).",
-            value=queued,
-        )
-        queued_age = max(0.0, (now - oldest_queued).total_seconds()) if oldest_queued else 0.0
-        yield GaugeMetricFamily(
-            f"{PREFIX}_callback_oldest_queued_age_seconds",
-            "Age of the oldest callback not applied yet, seconds (0 when none).",
-            value=queued_age,
-        )
-        yield GaugeMetricFamily(
-            f"{PREFIX}_callbacks_failing",
-            "Stored callbacks whose application failed at least once (kept, tried again).",
-            value=failing,
-        )
-        yield GaugeMetricFamily(
-            f"{PREFIX}_deliveries_pending",
-            "Deliveries waiting for a first or next attempt (or in flight).",
-            value=pending,
-        )
-        age = max(0.0, (now - oldest).total_seconds()) if oldest else 0.0
-        yield GaugeMetricFamily(
-            f"{PREFIX}_delivery_oldest_pending_age_seconds",
-            "Age of the oldest pending delivery, seconds (0 when none is pending).",
-            value=age,
-        )
-        yield GaugeMetricFamily(
-            f"{PREFIX}_subscribers_disabled",
-            "Subscribers disabled (by an operator, a 410 Gone, or failing too long).",
-            value=disabled,
-        )
+        gauges: list[tuple[str, str, float]] = [
+            (
+                "callbacks_queued",
+                "Callbacks stored and not applied yet (relay worker applies them).",
+                queued,
+            ),
+            (
+                "callback_oldest_queued_age_seconds",
+                "Age of the oldest callback not applied yet, seconds (0 when none).",
+                _age_seconds(now, oldest_queued),
+            ),
+            (
+                "callbacks_failing",
+                "Stored callbacks whose application failed at least once (kept, tried again).",
+                failing,
+            ),
+            (
+                "deliveries_pending",
+                "Deliveries waiting for a first or next attempt (or in flight).",
+                pending,
+            ),
+            (
+                "delivery_oldest_pending_age_seconds",
+                "Age of the oldest pending delivery, seconds (0 when none is pending).",
+                _age_seconds(now, oldest),
+            ),
+            (
+                "subscribers_disabled",
+                "Subscribers disabled (by an operator, a 410 Gone, or failing too long).",
+                disabled,
+            ),
+        ]
+        for name, documentation, value in gauges:
+            yield GaugeMetricFamily(f"{PREFIX}_{name}", documentation, value=value)
         tasks = GaugeMetricFamily(
             f"{PREFIX}_tasks_in_flight",
             "Tasks not finished yet, by state.",
@@ -423,6 +425,11 @@ class DatabaseCollector:
         yield tasks
         if self.worker_counters:
             yield from worker_families(worker)
+
+
+def _age_seconds(now: datetime, oldest: datetime | None) -> float:
+    """Seconds from ``oldest`` to ``now`` (never below 0); 0.0 when there is no ``oldest``."""
+    return max(0.0, (now - oldest).total_seconds()) if oldest else 0.0
 
 
 class _Chain:

@@ -12,22 +12,28 @@ the task (reconcile, ``VERIFY_WITH_VENDOR``, a lost create's scheduler search) u
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import Engine
 
 from client import REQUEST_TYPES, CreateRequest, ReplyRefSigner, UseapiClient, UseapiError
 from client.catalog import RETIRED_ADVICE, Route, route
 from client.errors import OutcomeUnknown
+from receiver.clock import utcnow
 from receiver.domain.tasks import TaskStatus
 from receiver.errors import InvalidSubmission, SubmissionFailed
 from receiver.ids import new_id
 from receiver.services.callbacks import get_job
 from receiver.store.repositories import Job
 from receiver.store.uow import UnitOfWork
+
+if TYPE_CHECKING:
+    from receiver.runtime import Runtime
+
+T = TypeVar("T")
 
 __all__ = [
     "API_NAMES",
@@ -278,23 +284,14 @@ def submit_task(
         log.warning(target.warning, extra={"model": target.name})
     job_id = new_id("job")
     reply_ref = signer.sign(job_id, dict(submission.metadata))
-    job = Job(
-        id=job_id,
+    job = Job.new(
+        job_id=job_id,
         model=target.name,
         request=params,
-        metadata=dict(submission.metadata),
+        metadata=submission.metadata,
         status=TaskStatus.SUBMITTING.value,
         task_id=None,
-        progress=None,
-        progress_text=None,
-        artifacts=[],
-        error=None,
-        submit_error=None,
-        sequence=0,
-        created_at=now,
-        updated_at=now,
-        last_callback_at=None,
-        finished_at=None,
+        now=now,
     )
     with UnitOfWork(engine) as uow:
         uow.repo.add_job(job)
@@ -329,6 +326,45 @@ def submit_task(
             uow.repo.mark_submitted(job_id, created.taskId, now)
         uow.commit()
     return get_job(engine, job_id)
+
+
+def submit_with(
+    rt: Runtime,
+    client: UseapiClient,
+    order: Submission,
+    *,
+    reply_url: str,
+    submit: Callable[..., Job] = submit_task,
+) -> Job:
+    """:func:`submit_task` of ``order`` with the runtime's database and replyRef signer, now,
+    images over http allowed only where private URLs are (``ALLOW_PRIVATE_URLS``); ``client``
+    is closed after.
+
+    :param reply_url: where the vendor posts the callbacks (``settings.reply_url``, read by
+        the caller so that its ``ConfigError`` is answered before anything is stored).
+    :param submit: :func:`submit_task`, or a wrapper with its signature
+        (:func:`receiver.idempotency.once`).
+    :raises: what :func:`submit_task` raises.
+    """
+    with client:
+        return submit(
+            rt.engine,
+            client=client,
+            signer=rt.signer,
+            reply_url=reply_url,
+            submission=order,
+            now=utcnow(),
+            allow_http_images=rt.settings.allow_private_urls,
+        )
+
+
+def image_slots(first: T | None, middle: T | None, last: T | None) -> dict[str, T]:
+    """The images given (``first``, ``middle``, ``last``), by slot; those not given left out."""
+    return {
+        slot: source
+        for slot, source in (("first", first), ("middle", middle), ("last", last))
+        if source
+    }
 
 
 def _record_submit_error(

@@ -24,7 +24,7 @@ from receiver.clock import utcnow
 from receiver.runtime import Runtime, build_runtime
 from receiver.settings import Settings, load_settings
 from receiver.store.migrate import upgrade
-from receiver.store.repositories import Job
+from receiver.store.repositories import Job, Subscriber
 from tests.helpers import ADMIN_TOKEN, SECRET, add_job
 
 DEFAULT_PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -193,8 +193,15 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
 
 
 @pytest.fixture
-def settings(database_url: str) -> Settings:
-    return make_settings(database_url)
+def settings_overrides() -> dict[str, Any]:
+    """Settings that differ from ``make_settings``'s for a module or a test: override this
+    fixture (or parametrize it) there; none here."""
+    return {}
+
+
+@pytest.fixture
+def settings(database_url: str, settings_overrides: dict[str, Any]) -> Settings:
+    return make_settings(database_url, **settings_overrides)
 
 
 @pytest.fixture
@@ -282,15 +289,34 @@ def table_counts(engine: Engine) -> dict[str, int]:
     return out
 
 
-def subscribe(engine: Engine, types: list[str] | None = None) -> str:
-    """Register a subscriber at an address nothing listens on (for tests that look at the
-    deliveries written, not sent); ``types`` None means the default event types. Its id."""
+def new_subscriber(
+    engine: Engine,
+    types: list[str] | None = None,
+    *,
+    url: str = "http://127.0.0.1:9/hook",
+    max_in_flight: int = 4,
+    description: str | None = None,
+) -> Subscriber:
+    """Register a subscriber at ``url``, by default an address nothing listens on (for tests
+    that look at the deliveries written, not sent); ``types`` None means the default event
+    types. The new row, with its secret."""
     return services.create_subscriber(
         engine,
-        url="http://127.0.0.1:9/hook",
+        url=url,
         event_types=types,
-        description=None,
-        max_in_flight=4,
+        description=description,
+        max_in_flight=max_in_flight,
         allow_private=True,
         now=utcnow(),
-    ).id
+    )
+
+
+def subscribe(
+    engine: Engine,
+    types: list[str] | None = None,
+    *,
+    url: str = "http://127.0.0.1:9/hook",
+    max_in_flight: int = 4,
+) -> str:
+    """:func:`new_subscriber`'s id."""
+    return new_subscriber(engine, types, url=url, max_in_flight=max_in_flight).id

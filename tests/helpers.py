@@ -7,7 +7,7 @@ import os
 import shutil
 import subprocess
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -16,14 +16,14 @@ from socketserver import BaseServer
 from typing import Any
 
 from flask.testing import FlaskClient
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 
 from receiver.delivery.worker import WorkerConfig
-from receiver.ids import new_id
 from receiver.ingest.applier import apply_pending
 from receiver.services.callbacks import ApplyOptions
 from receiver.settings import Settings
 from receiver.store.repositories import Job
+from receiver.store.tables import jobs
 from receiver.store.uow import UnitOfWork
 from simulator.processes import Process, bin_path, free_port, procfile_argv, start
 
@@ -57,28 +57,59 @@ def add_job(
         metadata: the caller's metadata (``{}`` when None; copied).
         last_callback: when its last callback came, or None (never).
     """
-    job = Job(
-        id=new_id("job"),
+    job = Job.new(
         model=model,
         request={"text_prompt": "test"} if request is None else request,
-        metadata=dict(metadata or {}),
+        metadata=metadata or {},
         status=status,
         task_id=task_id,
-        progress=None,
-        progress_text=None,
-        artifacts=[],
-        error=None,
-        submit_error=None,
-        sequence=0,
-        created_at=created,
-        updated_at=last_callback or created,
+        now=created,
         last_callback_at=last_callback,
-        finished_at=None,
     )
     with UnitOfWork(engine) as uow:
         uow.repo.add_job(job)
         uow.commit()
     return job
+
+
+def job_columns(engine: Engine, job_id: str, *names: str) -> dict[str, Any]:
+    """The columns ``names`` of job ``job_id`` as ``{name: value}``, read through the table's
+    column types (JSON decoded, times aware) on either database.
+
+    Raises:
+        sqlalchemy.exc.NoResultFound: there is no such job.
+    """
+    with engine.connect() as conn:
+        query = select(*(jobs.c[name] for name in names)).where(jobs.c.id == job_id)
+        return dict(conn.execute(query).one()._mapping)
+
+
+def run_in_threads(*calls: Callable[[], object], timeout: float) -> None:
+    """Run each of ``calls`` in a thread of its own, all at once, and wait for them all.
+
+    Args:
+        calls: what each thread runs (bind arguments with ``functools.partial``).
+        timeout: seconds to wait for each thread in turn.
+
+    Raises:
+        AssertionError: a thread was still running after its wait, or a call raised (the
+            message lists what they raised).
+    """
+    errors: list[BaseException] = []
+
+    def run(call: Callable[[], object]) -> None:
+        try:
+            call()
+        except BaseException as exc:  # reported below, in the test's thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(call,)) for call in calls]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout)
+    assert not any(thread.is_alive() for thread in threads), "a thread is still running"
+    assert errors == [], errors
 
 
 def post_callback(client: FlaskClient, body: Any, **kw: Any) -> Any:

@@ -15,7 +15,6 @@ from sqlalchemy import Engine
 from receiver.delivery.urls import UnsafeUrl, check_subscriber_url
 from receiver.domain.events import DEFAULT_EVENT_TYPES, EVENT_TYPES
 from receiver.errors import InvalidSubscriber, SubscriberNotFound
-from receiver.ids import new_id
 from receiver.services.reads import read_one
 from receiver.store.repositories import Subscriber
 from receiver.store.uow import UnitOfWork
@@ -61,24 +60,13 @@ def create_subscriber(
         check_subscriber_url(url, allow_private=allow_private)
     except UnsafeUrl as exc:
         raise InvalidSubscriber(f"subscriber URL refused: {exc}") from exc
-    sub = Subscriber(
-        id=new_id("sub"),
+    sub = Subscriber.new(
         url=url,
         description=description,
         event_types=types,
         secret=new_secret(),
-        previous_secret=None,
-        previous_secret_expires_at=None,
-        enabled=True,
-        disabled_reason=None,
-        disabled_at=None,
         max_in_flight=max_in_flight,
-        failing_since=None,
-        last_success_at=None,
-        last_failure_at=None,
-        last_error=None,
-        created_at=now,
-        deleted_at=None,
+        now=now,
     )
     with UnitOfWork(engine) as uow:
         uow.repo.add_subscriber(sub)

@@ -67,12 +67,18 @@ def claim(conn: Connection, now: datetime, lease_seconds: float) -> CopyJob | No
     row = conn.execute(stmt).first()
     if row is None:
         return None
+    _set_copy(conn, row.event_id, now, lease_expires_at=now + timedelta(seconds=lease_seconds))
+    return CopyJob(row.event_id, row.job_id, int(row.attempts), row.payload)
+
+
+def _set_copy(conn: Connection, event_id: str, now: datetime, **values: Any) -> None:
+    """Write ``values`` (columns of ``artifact_copies``) to the copy of event ``event_id``,
+    and ``updated_at`` ``now``."""
     conn.execute(
         update(artifact_copies)
-        .where(c.event_id == row.event_id)
-        .values(lease_expires_at=now + timedelta(seconds=lease_seconds), updated_at=now)
+        .where(artifact_copies.c.event_id == event_id)
+        .values(**values, updated_at=now)
     )
-    return CopyJob(row.event_id, row.job_id, int(row.attempts), row.payload)
 
 
 def retry_later(
@@ -81,16 +87,14 @@ def retry_later(
     """Give back the copy of event ``event_id`` after a failed try, due again ``at`` (aware
     UTC): its lease ends, ``attempts`` is the number of tries so far, ``error`` (kept to 1000
     characters) says why. In the caller's transaction."""
-    conn.execute(
-        update(artifact_copies)
-        .where(artifact_copies.c.event_id == event_id)
-        .values(
-            attempts=attempts,
-            next_attempt_at=at,
-            lease_expires_at=None,
-            last_error=error[:1000],
-            updated_at=now,
-        )
+    _set_copy(
+        conn,
+        event_id,
+        now,
+        attempts=attempts,
+        next_attempt_at=at,
+        lease_expires_at=None,
+        last_error=error[:1000],
     )
 
 
@@ -110,17 +114,15 @@ def finish(
 
     :returns: how many deliveries were released.
     """
-    conn.execute(
-        update(artifact_copies)
-        .where(artifact_copies.c.event_id == event_id)
-        .values(
-            status=status,
-            attempts=attempts,
-            stored=stored,
-            lease_expires_at=None,
-            last_error=error[:1000] if error else None,
-            updated_at=now,
-        )
+    _set_copy(
+        conn,
+        event_id,
+        now,
+        status=status,
+        attempts=attempts,
+        stored=stored,
+        lease_expires_at=None,
+        last_error=error[:1000] if error else None,
     )
     if payload is not None:
         conn.execute(update(events).where(events.c.id == event_id).values(payload=payload))

@@ -181,15 +181,7 @@ def submit_task() -> tuple[Response, int]:
     """
     rt = runtime()
     body: TaskSubmissionIn = _json_body(TaskSubmissionIn)
-    images = {
-        slot: source
-        for slot, source in (
-            ("first", body.image),
-            ("middle", body.middle_image),
-            ("last", body.last_image),
-        )
-        if source
-    }
+    images = submission.image_slots(body.image, body.middle_image, body.last_image)
     params = dict(body.options)
     if body.prompt is not None:
         params["text_prompt"] = body.prompt
@@ -207,23 +199,19 @@ def submit_task() -> tuple[Response, int]:
     fetched = {slot: _image_source(source, allow_private) for slot, source in images.items()}
     references = [_image_source(source, allow_private) for source in body.reference_images]
     try:
-        with client:
-            job = submission.submit_task(
-                rt.engine,
-                client=client,
-                signer=rt.signer,
-                reply_url=reply_url,
-                submission=submission.Submission(
-                    model=target.name,
-                    params=params,
-                    images=fetched,
-                    metadata=body.metadata,
-                    account=body.account or rt.settings.useapi_account_email,
-                    references=references,
-                ),
-                now=utcnow(),
-                allow_http_images=rt.settings.allow_private_urls,
-            )
+        job = submission.submit_with(
+            rt,
+            client,
+            submission.Submission(
+                model=target.name,
+                params=params,
+                images=fetched,
+                metadata=body.metadata,
+                account=body.account or rt.settings.useapi_account_email,
+                references=references,
+            ),
+            reply_url=reply_url,
+        )
     except ValidationError as exc:
         raise ApiError(422, "validation_error", validation_message(exc)) from None
     except ReplyRefTooLong as exc:
@@ -402,14 +390,18 @@ def refused_callbacks() -> Response:
     return _answer(RefusedList(items=[Refused.of(r) for r in page.items]))
 
 
+def api_document() -> dict[str, Any]:
+    """The OpenAPI 3.1 document of ``/api/*`` (:func:`receiver.web.openapi.openapi_document` of
+    this API's request models and event types), as a JSON-ready dict."""
+    return openapi_document(
+        task_in=TaskSubmissionIn,
+        subscriber_in=SubscriberIn,
+        recover_in=RecoverIn,
+        event_types=EVENT_TYPES,
+    )
+
+
 @bp.get("/openapi.json")
 def openapi() -> Response:
     """The OpenAPI 3.1 document of ``/api/*``."""
-    return jsonify(
-        openapi_document(
-            task_in=TaskSubmissionIn,
-            subscriber_in=SubscriberIn,
-            recover_in=RecoverIn,
-            event_types=EVENT_TYPES,
-        )
-    )
+    return jsonify(api_document())

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import Engine, text
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
@@ -23,7 +22,7 @@ from werkzeug.wrappers import Request, Response
 from receiver import create_app
 from receiver.artifacts import RETRY_SCHEDULE, Copier, CopierConfig, copier_config
 from receiver.clock import utcnow
-from receiver.runtime import Runtime, build_runtime
+from receiver.runtime import build_runtime
 from receiver.settings import Settings
 from simulator.subscriber import SubscriberServer
 from tests.conftest import JobFactory, make_settings, task_body
@@ -75,22 +74,8 @@ def cdn() -> Iterator[VendorCdn]:
 
 
 @pytest.fixture
-def store_settings(database_url: str, tmp_path: Path) -> Settings:
-    return make_settings(database_url, artifact_store=str(tmp_path / "videos"))
-
-
-@pytest.fixture
-def rt(store_settings: Settings) -> Iterator[Runtime]:
-    runtime = build_runtime(store_settings)
-    yield runtime
-    runtime.engine.dispose()
-
-
-@pytest.fixture
-def store_app(rt: Runtime) -> Flask:
-    app = create_app(runtime=rt)
-    app.config["TESTING"] = True
-    return app
+def settings_overrides(tmp_path: Path) -> dict[str, Any]:
+    return {"artifact_store": str(tmp_path / "videos")}
 
 
 def configured(settings: Settings) -> CopierConfig:
@@ -118,16 +103,15 @@ def copy_row(engine: Engine) -> dict[str, Any]:
 
 
 def test_delivery_waits_for_the_copy_and_carries_a_durable_url(
-    store_app: Flask, rt: Runtime, cdn: VendorCdn, store_settings: Settings
+    client: FlaskClient, engine: Engine, make_job: JobFactory, cdn: VendorCdn, settings: Settings
 ) -> None:
-    engine, client = rt.engine, store_app.test_client()
     with SubscriberServer() as subscriber:
         register(engine, subscriber)
-        succeed(client, JobFactory(rt), cdn.url())
+        succeed(client, make_job, cdn.url())
         worker = worker_for(engine)
         assert worker.run_until_idle() == 0  # held for the copy
         assert copy_row(engine)["status"] == "pending"
-        config = configured(store_settings)
+        config = configured(settings)
         assert Copier(engine, config).run_once() is True
         row = copy_row(engine)
         assert row["status"] == "done" and row["attempts"] == 1
@@ -136,9 +120,9 @@ def test_delivery_waits_for_the_copy_and_carries_a_durable_url(
     artifact = event["data"]["artifacts"][0]
     assert event["type"] == "task.succeeded" and artifact["url"] == cdn.url()
     durable = artifact["durable_url"]
-    assert durable.startswith(store_settings.public_base_url + "/artifacts/")
+    assert durable.startswith(settings.public_base_url + "/artifacts/")
     cdn.stop()  # the vendor's URL is dead now; ours is not
-    path = durable.removeprefix(store_settings.public_base_url)
+    path = durable.removeprefix(settings.public_base_url)
     got = client.get(path)
     try:
         assert got.status_code == 200 and got.data == VIDEO
@@ -146,17 +130,16 @@ def test_delivery_waits_for_the_copy_and_carries_a_durable_url(
     finally:
         got.close()
     assert client.get(path[:-3] + "xyz").status_code == 404  # a forged token
-    stored = Path(store_settings.artifact_store)
+    stored = Path(settings.artifact_store)
     assert [p.read_bytes() for p in stored.rglob("*.mp4")] == [VIDEO]
 
 
 def test_a_failing_download_is_retried_then_done(
-    store_app: Flask, rt: Runtime, cdn: VendorCdn, store_settings: Settings
+    client: FlaskClient, engine: Engine, make_job: JobFactory, cdn: VendorCdn, settings: Settings
 ) -> None:
-    engine, client = rt.engine, store_app.test_client()
-    succeed(client, JobFactory(rt), cdn.url())
+    succeed(client, make_job, cdn.url())
     cdn.fail_next = 1
-    config = configured(store_settings)
+    config = configured(settings)
     copier = Copier(engine, config)
     assert copier.run_once() is True
     row = copy_row(engine)
@@ -169,23 +152,22 @@ def test_a_failing_download_is_retried_then_done(
 
 
 def test_too_large_or_unsafe_goes_out_with_the_vendor_url_only(
-    store_app: Flask, rt: Runtime, cdn: VendorCdn, store_settings: Settings
+    client: FlaskClient, engine: Engine, make_job: JobFactory, cdn: VendorCdn, settings: Settings
 ) -> None:
-    engine, client = rt.engine, store_app.test_client()
     with SubscriberServer() as subscriber:
         register(engine, subscriber)
-        succeed(client, JobFactory(rt), cdn.url())
-        config = configured(store_settings)
+        succeed(client, make_job, cdn.url())
+        config = configured(settings)
         assert Copier(engine, replace(config, max_bytes=1024)).run_once() is True
         row = copy_row(engine)
         assert row["status"] == "failed" and "ARTIFACT_MAX_BYTES" in row["last_error"]
         assert worker_for(engine).run_until_idle() == 1  # released at once, not after the hold
         (event,) = subscriber.verified_events()
         assert "durable_url" not in event["data"]["artifacts"][0]
-        assert not list(Path(store_settings.artifact_store).rglob("*.mp4"))
+        assert not list(Path(settings.artifact_store).rglob("*.mp4"))
 
         # Without ALLOW_PRIVATE_URLS the guard refuses a loopback (and plain http) source.
-        succeed(client, JobFactory(rt), cdn.url())
+        succeed(client, make_job, cdn.url())
         hits = cdn.hits
         Copier(engine, replace(config, allow_private=False)).run_once()
         with engine.connect() as conn:
@@ -196,6 +178,7 @@ def test_too_large_or_unsafe_goes_out_with_the_vendor_url_only(
         assert cdn.hits == hits  # never contacted
 
 
+@pytest.mark.parametrize("settings_overrides", [{}])
 def test_without_artifact_store_nothing_is_held(
     client: FlaskClient, engine: Engine, make_job: JobFactory, cdn: VendorCdn
 ) -> None:

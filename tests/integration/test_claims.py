@@ -11,31 +11,25 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 import pytest
 from sqlalchemy import Engine, event, text
 
-from receiver import services
 from receiver.clock import utcnow
 from receiver.ids import new_id
 from receiver.store.engine import make_engine
 from receiver.store.repositories import AttemptRecord, ClaimedDelivery, Delivery, Event
 from receiver.store.uow import UnitOfWork
+from tests.conftest import subscribe
+from tests.helpers import run_in_threads
 
 LEASE = 300.0  # seconds: no lease expires during a test, so no delivery is due twice
 
 
 def _subscriber(engine: Engine, cap: int) -> str:
-    return services.create_subscriber(
-        engine,
-        url=f"http://127.0.0.1:9/{new_id('t')}",
-        event_types=None,
-        description=None,
-        max_in_flight=cap,
-        allow_private=True,
-        now=utcnow(),
-    ).id
+    return subscribe(engine, url=f"http://127.0.0.1:9/{new_id('t')}", max_in_flight=cap)
 
 
 def _backlog(engine: Engine, subscriber_id: str, count: int, due: datetime) -> list[str]:
@@ -143,45 +137,37 @@ def test_postgresql_claims_in_two_statements_and_records_in_one(
 
 
 def test_a_second_claimer_skips_a_subscriber_another_holds_then_sees_its_leases(
-    database_url: str,
+    engine: Engine,
 ) -> None:
     """Two transactions claim for one subscriber (cap 3, 60 due) at once: the second gets
     nothing while the first is open, nor after it committed (the cap is full)."""
-    engine = make_engine(database_url)
-    try:
-        sub = _subscriber(engine, 3)
-        _backlog(engine, sub, 60, utcnow() - timedelta(seconds=1))
-        now = utcnow()
-        with UnitOfWork(engine) as first:
-            got = first.repo.claim_due(worker="a", now=now, lease_seconds=LEASE, limit=10)
-            assert len(got) == 3
-            if engine.dialect.name == "postgresql":  # SQLite: one writer at a time anyway
-                with UnitOfWork(engine) as second:
-                    assert (
-                        second.repo.claim_due(worker="b", now=now, lease_seconds=LEASE, limit=10)
-                        == []
-                    )
-                    first.commit()
-                    assert (
-                        second.repo.claim_due(worker="b", now=now, lease_seconds=LEASE, limit=10)
-                        == []
-                    )
-                    second.commit()
-            else:
+    sub = _subscriber(engine, 3)
+    _backlog(engine, sub, 60, utcnow() - timedelta(seconds=1))
+    now = utcnow()
+    with UnitOfWork(engine) as first:
+        got = first.repo.claim_due(worker="a", now=now, lease_seconds=LEASE, limit=10)
+        assert len(got) == 3
+        if engine.dialect.name == "postgresql":  # SQLite: one writer at a time anyway
+            with UnitOfWork(engine) as second:
+                assert (
+                    second.repo.claim_due(worker="b", now=now, lease_seconds=LEASE, limit=10) == []
+                )
                 first.commit()
-        with UnitOfWork(engine) as third:
-            assert third.repo.claim_due(worker="c", now=now, lease_seconds=LEASE, limit=10) == []
-        with engine.connect() as conn:
-            owners = Counter(
-                conn.execute(text("SELECT lease_owner FROM deliveries")).scalars().all()
-            )
-        assert owners == {"a": 3, None: 57}
-    finally:
-        engine.dispose()
+                assert (
+                    second.repo.claim_due(worker="b", now=now, lease_seconds=LEASE, limit=10) == []
+                )
+                second.commit()
+        else:
+            first.commit()
+    with UnitOfWork(engine) as third:
+        assert third.repo.claim_due(worker="c", now=now, lease_seconds=LEASE, limit=10) == []
+    with engine.connect() as conn:
+        owners = Counter(conn.execute(text("SELECT lease_owner FROM deliveries")).scalars().all())
+    assert owners == {"a": 3, None: 57}
 
 
 def test_concurrent_claimers_take_each_delivery_once_and_keep_every_cap(
-    database_url: str,
+    engine: Engine,
 ) -> None:
     """Four threads claim and record at once over three subscribers (caps 1, 2 and 3).
 
@@ -190,7 +176,6 @@ def test_concurrent_claimers_take_each_delivery_once_and_keep_every_cap(
     the slots), so it is never below the number of leases live or being taken: it must never
     exceed a cap. Every delivery is claimed and attempted exactly once.
     """
-    engine = make_engine(database_url)
     caps = {_subscriber(engine, cap): cap for cap in (1, 2, 3)}
     due = utcnow() - timedelta(seconds=1)
     backlog = {sid: set(_backlog(engine, sid, 40, due)) for sid in caps}
@@ -198,112 +183,94 @@ def test_concurrent_claimers_take_each_delivery_once_and_keep_every_cap(
     in_flight: Counter[str] = Counter()
     over: list[tuple[str, int]] = []
     claimed_ids: list[str] = []
-    errors: list[BaseException] = []
     total = sum(len(ids) for ids in backlog.values())
 
     def claimer(n: int) -> None:
         rng = random.Random(n)
         idle = 0
-        try:
-            while idle < 50:
-                with UnitOfWork(engine) as uow:
-                    got = uow.repo.claim_due(
-                        worker=f"w{n}", now=utcnow(), lease_seconds=LEASE, limit=rng.randint(1, 5)
-                    )
-                    with guard:
-                        for item in got:
-                            sid = item.subscriber.id
-                            in_flight[sid] += 1
-                            if in_flight[sid] > caps[sid]:
-                                over.append((sid, in_flight[sid]))
-                            claimed_ids.append(item.delivery.id)
-                    uow.commit()
-                if not got:
-                    idle += 1
-                    threading.Event().wait(0.01)
-                    continue
-                idle = 0
-                with UnitOfWork(engine) as uow:
-                    now = utcnow()
-                    kept = uow.repo.record_attempts(
-                        worker=f"w{n}", now=now, records=[_success(c, now) for c in got]
-                    )
-                    assert kept == {c.delivery.id for c in got}
-                    with guard:
-                        for item in got:
-                            in_flight[item.subscriber.id] -= 1
-                    uow.commit()
-        except BaseException as exc:  # reported below, with the thread's failure
-            errors.append(exc)
+        while idle < 50:
+            with UnitOfWork(engine) as uow:
+                got = uow.repo.claim_due(
+                    worker=f"w{n}", now=utcnow(), lease_seconds=LEASE, limit=rng.randint(1, 5)
+                )
+                with guard:
+                    for item in got:
+                        sid = item.subscriber.id
+                        in_flight[sid] += 1
+                        if in_flight[sid] > caps[sid]:
+                            over.append((sid, in_flight[sid]))
+                        claimed_ids.append(item.delivery.id)
+                uow.commit()
+            if not got:
+                idle += 1
+                threading.Event().wait(0.01)
+                continue
+            idle = 0
+            with UnitOfWork(engine) as uow:
+                now = utcnow()
+                kept = uow.repo.record_attempts(
+                    worker=f"w{n}", now=now, records=[_success(c, now) for c in got]
+                )
+                assert kept == {c.delivery.id for c in got}
+                with guard:
+                    for item in got:
+                        in_flight[item.subscriber.id] -= 1
+                uow.commit()
 
-    try:
-        threads = [threading.Thread(target=claimer, args=(n,)) for n in range(4)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(120)
-        assert not any(thread.is_alive() for thread in threads)
-        assert errors == []
-        assert over == []
-        assert len(claimed_ids) == len(set(claimed_ids)) == total
-        with engine.connect() as conn:
-            statuses = Counter(conn.execute(text("SELECT status FROM deliveries")).scalars())
-            per_delivery = Counter(conn.execute(text("SELECT delivery_id FROM attempts")).scalars())
-        assert statuses == {"succeeded": total}
-        assert set(per_delivery) == set().union(*backlog.values())
-        assert set(per_delivery.values()) == {1}
-    finally:
-        engine.dispose()
+    run_in_threads(*(partial(claimer, n) for n in range(4)), timeout=120)
+    assert over == []
+    assert len(claimed_ids) == len(set(claimed_ids)) == total
+    with engine.connect() as conn:
+        statuses = Counter(conn.execute(text("SELECT status FROM deliveries")).scalars())
+        per_delivery = Counter(conn.execute(text("SELECT delivery_id FROM attempts")).scalars())
+    assert statuses == {"succeeded": total}
+    assert set(per_delivery) == set().union(*backlog.values())
+    assert set(per_delivery.values()) == {1}
 
 
 @pytest.mark.parametrize("leased_by_other", [False, True])
 def test_recording_keeps_the_first_of_two_attempts_and_skips_a_lost_lease(
-    database_url: str, leased_by_other: bool
+    engine: Engine, leased_by_other: bool
 ) -> None:
     """Two attempts of one delivery in one batch: both rows are written, the first sets the
     delivery's next step (as when each was updated in turn under the lease guard); a delivery
     another worker leased meanwhile keeps its row and gets the attempt row only."""
-    engine = make_engine(database_url)
-    try:
-        sub = _subscriber(engine, 4)
-        _backlog(engine, sub, 2, utcnow() - timedelta(seconds=1))
-        now = utcnow()
-        with UnitOfWork(engine) as uow:
-            twice, other = uow.repo.claim_due(worker="w", now=now, lease_seconds=LEASE, limit=4)
-            uow.commit()
-        if leased_by_other:
-            with engine.begin() as conn:
-                conn.execute(
-                    text("UPDATE deliveries SET lease_owner = 'x' WHERE id = :i"),
-                    {"i": other.delivery.id},
-                )
-        first = _success(twice, now)
-        retry = replace(first, status="pending", completed_at=None, outcome="timeout")
-        with UnitOfWork(engine) as uow:
-            kept = uow.repo.record_attempts(
-                worker="w", now=now, records=[retry, first, _success(other, now)]
+    sub = _subscriber(engine, 4)
+    _backlog(engine, sub, 2, utcnow() - timedelta(seconds=1))
+    now = utcnow()
+    with UnitOfWork(engine) as uow:
+        twice, other = uow.repo.claim_due(worker="w", now=now, lease_seconds=LEASE, limit=4)
+        uow.commit()
+    if leased_by_other:
+        with engine.begin() as conn:
+            conn.execute(
+                text("UPDATE deliveries SET lease_owner = 'x' WHERE id = :i"),
+                {"i": other.delivery.id},
             )
-            uow.commit()
-        expected = {twice.delivery.id} | (set() if leased_by_other else {other.delivery.id})
-        assert kept == expected
-        with engine.connect() as conn:
-            rows = {
-                r.id: r
-                for r in conn.execute(text("SELECT id, status, lease_owner FROM deliveries"))
-            }
-            outcomes = sorted(conn.execute(text("SELECT outcome FROM attempts")).scalars())
-        assert outcomes == ["success", "success", "timeout"]
-        # sorted by (delivery, number), ties kept in the order given: ``retry`` came first
-        assert (rows[twice.delivery.id].status, rows[twice.delivery.id].lease_owner) == (
-            "pending",
-            None,
+    first = _success(twice, now)
+    retry = replace(first, status="pending", completed_at=None, outcome="timeout")
+    with UnitOfWork(engine) as uow:
+        kept = uow.repo.record_attempts(
+            worker="w", now=now, records=[retry, first, _success(other, now)]
         )
-        if leased_by_other:
-            assert (rows[other.delivery.id].status, rows[other.delivery.id].lease_owner) == (
-                "pending",
-                "x",
-            )
-        else:
-            assert rows[other.delivery.id].status == "succeeded"
-    finally:
-        engine.dispose()
+        uow.commit()
+    expected = {twice.delivery.id} | (set() if leased_by_other else {other.delivery.id})
+    assert kept == expected
+    with engine.connect() as conn:
+        rows = {
+            r.id: r for r in conn.execute(text("SELECT id, status, lease_owner FROM deliveries"))
+        }
+        outcomes = sorted(conn.execute(text("SELECT outcome FROM attempts")).scalars())
+    assert outcomes == ["success", "success", "timeout"]
+    # sorted by (delivery, number), ties kept in the order given: ``retry`` came first
+    assert (rows[twice.delivery.id].status, rows[twice.delivery.id].lease_owner) == (
+        "pending",
+        None,
+    )
+    if leased_by_other:
+        assert (rows[other.delivery.id].status, rows[other.delivery.id].lease_owner) == (
+            "pending",
+            "x",
+        )
+    else:
+        assert rows[other.delivery.id].status == "succeeded"

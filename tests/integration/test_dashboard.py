@@ -15,12 +15,11 @@ from flask.testing import FlaskClient
 from sqlalchemy import Engine
 
 from receiver import create_app, services
-from receiver.clock import utcnow
 from receiver.delivery.worker import Worker
 from receiver.runtime import Runtime
 from receiver.store.uow import UnitOfWork
 from simulator.subscriber import SubscriberServer
-from tests.conftest import ADMIN_TOKEN, JobFactory, task_body
+from tests.conftest import ADMIN_TOKEN, JobFactory, new_subscriber, task_body
 from tests.helpers import post_and_apply, worker_config
 
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -62,16 +61,7 @@ def operator(client: FlaskClient) -> Operator:
 
 
 def add_subscriber(engine: Engine, url: str, *types: str) -> str:
-    sub = services.create_subscriber(
-        engine,
-        url=url,
-        event_types=list(types) or None,
-        description="test",
-        max_in_flight=4,
-        allow_private=True,
-        now=utcnow(),
-    )
-    return sub.id
+    return new_subscriber(engine, list(types) or None, url=url, description="test").id
 
 
 def deliver(engine: Engine, until_idle_rounds: int = 100) -> None:

@@ -13,14 +13,13 @@ from flask.testing import FlaskClient
 from sqlalchemy import Engine, create_engine, text
 
 from client import ReplyRefSigner
-from receiver import create_app, services
-from receiver.clock import utcnow
+from receiver import create_app
 from receiver.delivery.worker import Worker, WorkerConfig
 from receiver.runtime import Runtime, build_runtime
 from receiver.store.engine import application_name
 from simulator.processes import free_port
 from simulator.subscriber import SubscriberServer
-from tests.conftest import SECRET, JobFactory, make_settings, task_body
+from tests.conftest import SECRET, JobFactory, make_settings, new_subscriber, task_body
 
 
 @pytest.fixture
@@ -82,15 +81,7 @@ def test_lost_postgres_connections_are_replaced(pg_runtime: Runtime) -> None:
     client = create_app(runtime=pg_runtime).test_client()
     make_job = JobFactory(pg_runtime)
     with SubscriberServer() as server:
-        sub = services.create_subscriber(
-            engine,
-            url=server.url,
-            event_types=None,
-            description=None,
-            max_in_flight=4,
-            allow_private=True,
-            now=utcnow(),
-        )
+        sub = new_subscriber(engine, url=server.url)
         server.secrets.append(sub.secret)
         config = WorkerConfig(
             (0.1, 0.1, 0.1), 2.0, 2, allow_private=True, disable_after=3600.0, idle_poll=0.1

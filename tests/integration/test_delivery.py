@@ -19,7 +19,7 @@ from receiver import services
 from receiver.clock import utcnow
 from receiver.delivery.worker import Worker, WorkerConfig
 from simulator.subscriber import SubscriberServer
-from tests.conftest import JobFactory, task_body
+from tests.conftest import JobFactory, new_subscriber, task_body
 from tests.helpers import apply_for
 
 
@@ -44,15 +44,7 @@ def subscriber() -> Iterator[SubscriberServer]:
 def register(
     engine: Engine, server: SubscriberServer, types: list[str] | None = None, **kw: Any
 ) -> str:
-    sub = services.create_subscriber(
-        engine,
-        url=server.url,
-        event_types=types,
-        description=None,
-        max_in_flight=kw.get("max_in_flight", 4),
-        allow_private=True,
-        now=utcnow(),
-    )
+    sub = new_subscriber(engine, types, url=server.url, max_in_flight=kw.get("max_in_flight", 4))
     server.secrets.append(sub.secret)
     return sub.id
 

@@ -29,7 +29,7 @@ from receiver import create_app
 from receiver.clock import utcnow
 from receiver.runtime import Runtime, build_runtime
 from tests.conftest import SECRET, JobFactory, make_settings, subscribe, table_counts, task_body
-from tests.helpers import apply_for
+from tests.helpers import apply_for, job_columns
 from tests.helpers import post_and_apply as post
 
 WRONG_KEY = "an-attackers-guess-at-the-key-0000"
@@ -76,18 +76,9 @@ def with_job_id(token: str, job_id: str) -> str:
 
 
 def job_row(engine: Engine, job_id: str) -> dict[str, Any]:
-    with engine.connect() as conn:
-        row = conn.execute(
-            text(
-                "SELECT status, task_id, progress, artifacts, sequence, last_callback_at "
-                "FROM jobs WHERE id = :j"
-            ),
-            {"j": job_id},
-        ).one()
-    out = dict(row._mapping)
-    if isinstance(out["artifacts"], str):
-        out["artifacts"] = json.loads(out["artifacts"])
-    return out
+    return job_columns(
+        engine, job_id, "status", "task_id", "progress", "artifacts", "sequence", "last_callback_at"
+    )
 
 
 def snapshot(engine: Engine) -> tuple[dict[str, int], list[tuple[Any, ...]]]:
@@ -272,19 +263,15 @@ def test_expired_reply_ref_default_max_age_is_7_days(
     assert job_row(engine, job.id)["status"] == "RUNNING"
 
 
-def test_reply_ref_max_age_is_configurable(database_url: str, make_job: JobFactory) -> None:
-    app, rt = app_with(database_url, reply_ref_max_age=3600)
-    try:
-        client = app.test_client()
-        job, _ = make_job()
-        now = utcnow()
-        stale = sign_at([SECRET], job.id, now - timedelta(hours=2))
-        fresh = sign_at([SECRET], job.id, now - timedelta(minutes=50))
-        r = post(client, task_body(stale, "RUNNING"))
-        assert (r.status_code, r.json["error"]["code"]) == (401, "reply_ref_expired")
-        assert post(client, task_body(fresh, "RUNNING")).status_code == 202
-    finally:
-        rt.engine.dispose()
+@pytest.mark.parametrize("settings_overrides", [{"reply_ref_max_age": 3600}])
+def test_reply_ref_max_age_is_configurable(client: FlaskClient, make_job: JobFactory) -> None:
+    job, _ = make_job()
+    now = utcnow()
+    stale = sign_at([SECRET], job.id, now - timedelta(hours=2))
+    fresh = sign_at([SECRET], job.id, now - timedelta(minutes=50))
+    r = post(client, task_body(stale, "RUNNING"))
+    assert (r.status_code, r.json["error"]["code"]) == (401, "reply_ref_expired")
+    assert post(client, task_body(fresh, "RUNNING")).status_code == 202
 
 
 def test_reply_ref_dated_in_the_future_is_refused(
@@ -368,31 +355,27 @@ def test_task_id_of_another_job_is_403(
     assert job_row(engine, bound.id)["status"] == "PENDING"
 
 
+@pytest.mark.parametrize("settings_overrides", [{"refused_log_size": 10}])
 def test_refused_log_is_bounded_and_visible_through_the_api(
-    database_url: str, admin: dict[str, str]
+    client: FlaskClient, engine: Engine, admin: dict[str, str]
 ) -> None:
-    app, rt = app_with(database_url, refused_log_size=10)
-    try:
-        client = app.test_client()
-        bodies = [json.dumps({"status": "SUCCEEDED", "n": n}).encode() for n in range(25)]
-        for body in bodies:
-            assert post(client, body).status_code == 401
-        assert len(refused(rt.engine)) == 10
+    bodies = [json.dumps({"status": "SUCCEEDED", "n": n}).encode() for n in range(25)]
+    for body in bodies:
+        assert post(client, body).status_code == 401
+    assert len(refused(engine)) == 10
 
-        r = client.get("/api/refused-callbacks?limit=200", headers=admin)
-        assert r.status_code == 200
-        items = r.json["items"]
-        newest_first = [hashlib.sha256(b).hexdigest() for b in reversed(bodies[-10:])]
-        assert [i["body_sha256"] for i in items] == newest_first
-        assert [i["body_size"] for i in items] == [len(b) for b in reversed(bodies[-10:])]
-        for item in items:
-            assert item["reason"] == "reply_ref_missing"
-            assert item["http_status"] == 401
-            assert item["source_ip"] == "127.0.0.1"
-            assert item["received_at"].endswith("Z")
-        assert client.get("/api/refused-callbacks").status_code == 401
-    finally:
-        rt.engine.dispose()
+    r = client.get("/api/refused-callbacks?limit=200", headers=admin)
+    assert r.status_code == 200
+    items = r.json["items"]
+    newest_first = [hashlib.sha256(b).hexdigest() for b in reversed(bodies[-10:])]
+    assert [i["body_sha256"] for i in items] == newest_first
+    assert [i["body_size"] for i in items] == [len(b) for b in reversed(bodies[-10:])]
+    for item in items:
+        assert item["reason"] == "reply_ref_missing"
+        assert item["http_status"] == 401
+        assert item["source_ip"] == "127.0.0.1"
+        assert item["received_at"].endswith("Z")
+    assert client.get("/api/refused-callbacks").status_code == 401
 
 
 # -- parsing --------------------------------------------------------------------------------
@@ -533,29 +516,27 @@ def test_json_body_with_missing_or_odd_content_type_is_accepted(
     assert job_row(sqlite_engine, job.id)["status"] == "RUNNING"
 
 
-def test_body_size_limit_is_configurable_and_exact(database_url: str, make_job: JobFactory) -> None:
-    app, rt = app_with(database_url, max_content_length=2048)
-    try:
-        client = app.test_client()
-        job, ref = make_job()
-        body = task_body(ref, "RUNNING", progressRatio=0.1)
-        base = len(json.dumps({**body, "pad": ""}))
-        at_limit = json.dumps({**body, "pad": "x" * (2048 - base)})
-        over = json.dumps({**body, "pad": "x" * (2049 - base)})
-        assert len(at_limit) == 2048 and len(over) == 2049
+@pytest.mark.parametrize("settings_overrides", [{"max_content_length": 2048}])
+def test_body_size_limit_is_configurable_and_exact(
+    client: FlaskClient, engine: Engine, make_job: JobFactory
+) -> None:
+    job, ref = make_job()
+    body = task_body(ref, "RUNNING", progressRatio=0.1)
+    base = len(json.dumps({**body, "pad": ""}))
+    at_limit = json.dumps({**body, "pad": "x" * (2048 - base)})
+    over = json.dumps({**body, "pad": "x" * (2049 - base)})
+    assert len(at_limit) == 2048 and len(over) == 2049
 
-        r = post(client, over)
-        assert r.status_code == 413
-        assert r.json["error"]["code"] == "request_entity_too_large"
-        assert "2048" in r.json["error"]["message"]
-        assert job_row(rt.engine, job.id)["status"] == "SUBMITTING"
-        log = refused(rt.engine)
-        assert [(e["reason"], e["body_size"], e["body_sha256"]) for e in log] == [
-            ("request_entity_too_large", 2049, None)
-        ]
-        assert post(client, at_limit).status_code == 202
-    finally:
-        rt.engine.dispose()
+    r = post(client, over)
+    assert r.status_code == 413
+    assert r.json["error"]["code"] == "request_entity_too_large"
+    assert "2048" in r.json["error"]["message"]
+    assert job_row(engine, job.id)["status"] == "SUBMITTING"
+    log = refused(engine)
+    assert [(e["reason"], e["body_size"], e["body_sha256"]) for e in log] == [
+        ("request_entity_too_large", 2049, None)
+    ]
+    assert post(client, at_limit).status_code == 202
 
 
 def test_default_body_limit_is_256_kib(sqlite_client: FlaskClient, sqlite_job: JobFactory) -> None:

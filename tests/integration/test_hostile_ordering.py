@@ -19,7 +19,7 @@ from sqlalchemy import Engine, text
 from receiver import create_app
 from receiver.runtime import Runtime
 from tests.conftest import JobFactory, subscribe, task_body
-from tests.helpers import apply_for
+from tests.helpers import apply_for, job_columns
 
 VIDEO = {"url": "https://cdn.example/v.mp4", "assetId": "asset-1", "fileSize": "1234567"}
 TERMINAL = ("task.succeeded", "task.failed")
@@ -75,22 +75,8 @@ def expected_final(ending: str, steps: int) -> dict[str, Any]:
     }
 
 
-def _json(value: Any) -> Any:
-    return json.loads(value) if isinstance(value, str) else value
-
-
 def final_state(engine: Engine, job_id: str) -> dict[str, Any]:
-    with engine.connect() as conn:
-        row = conn.execute(
-            text(
-                "SELECT status, progress, progress_text, artifacts, error FROM jobs WHERE id = :j"
-            ),
-            {"j": job_id},
-        ).one()
-    out = dict(row._mapping)
-    out["artifacts"] = _json(out["artifacts"])
-    out["error"] = _json(out["error"])
-    return out
+    return job_columns(engine, job_id, "status", "progress", "progress_text", "artifacts", "error")
 
 
 def events_of(engine: Engine, job_id: str) -> list[dict[str, Any]]:

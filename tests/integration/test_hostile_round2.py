@@ -35,21 +35,15 @@ from tests.conftest import (
     table_counts,
     task_body,
 )
+from tests.helpers import job_columns
 from tests.helpers import post_and_apply as post
 
 TASK = "user:1-runwayml:sim@example.com-task:t-1"
 
 
 def job_state(engine: Engine, job_id: str) -> tuple[Any, ...]:
-    with engine.connect() as conn:
-        row = conn.execute(
-            text(
-                "SELECT status, task_id, progress, progress_text, artifacts, sequence, "
-                "updated_at, last_callback_at FROM jobs WHERE id = :j"
-            ),
-            {"j": job_id},
-        ).one()
-    return tuple(row)
+    columns = ("status", "task_id", "progress", "progress_text", "artifacts", "sequence")
+    return tuple(job_columns(engine, job_id, *columns, "updated_at", "last_callback_at").values())
 
 
 def refusals(engine: Engine) -> list[tuple[str, str | None]]:

@@ -10,7 +10,6 @@ purge never removes a callback that is not applied yet.
 from __future__ import annotations
 
 import json
-import threading
 from datetime import timedelta
 from typing import Any
 
@@ -25,7 +24,7 @@ from receiver.services.callbacks import ApplyOptions
 from receiver.store import retention
 from receiver.store.uow import UnitOfWork
 from tests.conftest import JobFactory, subscribe, table_counts, task_body
-from tests.helpers import post_callback
+from tests.helpers import post_callback, run_in_threads
 
 OPTIONS = ApplyOptions(allow_http_artifacts=True)
 
@@ -194,27 +193,17 @@ def test_two_appliers_at_once_apply_each_callback_exactly_once(
             assert post_callback(client, body).status_code == 202
             posted += 1
     results: list[list[int]] = []
-    errors: list[BaseException] = []
 
     def applier() -> None:
-        try:
-            mine: list[int] = []
-            while True:
-                report = apply_batch(engine, OPTIONS, limit=4)
-                mine.extend(a.callback_id for a in report.applied)
-                if not report.applied:
-                    break
-            results.append(mine)
-        except BaseException as exc:  # reported below
-            errors.append(exc)
+        mine: list[int] = []
+        while True:
+            report = apply_batch(engine, OPTIONS, limit=4)
+            mine.extend(a.callback_id for a in report.applied)
+            if not report.applied:
+                break
+        results.append(mine)
 
-    threads = [threading.Thread(target=applier) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    assert not any(t.is_alive() for t in threads)
-    assert errors == []
+    run_in_threads(applier, applier, timeout=60)
     applied = sorted(i for mine in results for i in mine)
     assert len(applied) == posted and len(set(applied)) == posted  # each once
     assert {c["outcome"] for c in callbacks_of(engine)} == {"applied"}

@@ -31,8 +31,8 @@ from receiver.logs import configure_logging
 from receiver.runtime import Runtime
 from receiver.store.uow import UnitOfWork
 from simulator.subscriber import SubscriberServer
-from tests.conftest import ADMIN_TOKEN, JobFactory, task_body
-from tests.helpers import apply_for, python_output, worker_config
+from tests.conftest import ADMIN_TOKEN, JobFactory, new_subscriber, task_body
+from tests.helpers import apply_for, post_and_apply, python_output, worker_config
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -56,15 +56,7 @@ def value(
 
 
 def add_subscriber(engine: Engine, server: SubscriberServer, *types: str) -> str:
-    sub = services.create_subscriber(
-        engine,
-        url=server.url,
-        event_types=list(types) or None,
-        description=None,
-        max_in_flight=4,
-        allow_private=True,
-        now=utcnow(),
-    )
+    sub = new_subscriber(engine, list(types) or None, url=server.url)
     server.secrets.append(sub.secret)
     return sub.id
 
@@ -75,6 +67,30 @@ def worker_for(engine: Engine) -> Worker:
 
 
 # -- /metrics ---------------------------------------------------------------------------------
+
+
+def deliver_after_one_retry(client: FlaskClient, engine: Engine, make_job: JobFactory) -> None:
+    """A new job succeeds (its callback stored and applied) and its one event reaches a new
+    subscriber at the second attempt (the first is answered 500), the worker running in this
+    thread: a pass, then a short pause for the retry to fall due. Asserts that it did."""
+    with SubscriberServer() as server:
+        add_subscriber(engine, server)
+        server.script(500)
+        _job, ref = make_job()
+        done = task_body(ref, "SUCCEEDED", artifacts=[{"url": "https://cdn.example/v.mp4"}])
+        assert post_and_apply(client, done).status_code == 202
+        worker = worker_for(engine)
+
+        def delivered() -> bool:
+            events = {body["data"]["event_id"] for body in server.verified_events()}
+            return len(events) == 1 and server.received[-1].status_answered == 204
+
+        for _ in range(200):
+            worker.run_until_idle()
+            if delivered():
+                break
+            time.sleep(0.02)
+        assert delivered(), [r.status_answered for r in server.received]
 
 
 def test_metrics_need_the_admin_token(client: FlaskClient) -> None:
@@ -157,18 +173,7 @@ def test_delivery_attempts_and_end_to_end_latency(
     client: FlaskClient, engine: Engine, make_job: JobFactory
 ) -> None:
     before = scrape(client)
-    with SubscriberServer() as server:
-        add_subscriber(engine, server)
-        server.script(500)  # the first attempt fails, the retry succeeds
-        job, ref = make_job()
-        done = task_body(ref, "SUCCEEDED", artifacts=[{"url": "https://cdn.example/v.mp4"}])
-        assert client.post("/callbacks/useapi", json=done).status_code == 202
-        worker = worker_for(engine)
-        for _ in range(200):
-            worker.run_until_idle()
-            if len(server.verified_events()) == 1 and server.received[-1].status_answered == 204:
-                break
-            time.sleep(0.02)
+    deliver_after_one_retry(client, engine, make_job)
     after = scrape(client)
     attempts = "runway_relay_delivery_attempts_total"
     assert (

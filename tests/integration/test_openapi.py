@@ -25,15 +25,14 @@ from schemathesis.specs.openapi.checks import negative_data_rejection, positive_
 from sqlalchemy import Engine, text
 from werkzeug.serving import WSGIRequestHandler, make_server
 
-from receiver import create_app, services
-from receiver.clock import utcnow
+from receiver import create_app
 from receiver.delivery.worker import Worker
 from receiver.runtime import Runtime, build_runtime
 from receiver.web.ratelimit import FailureLimiter
 from simulator.app import create_app as create_simulator
 from simulator.app import get_state
 from simulator.config import SimulatorConfig
-from tests.conftest import ADMIN_TOKEN, JobFactory, make_settings, task_body
+from tests.conftest import ADMIN_TOKEN, JobFactory, make_settings, new_subscriber, task_body
 from tests.helpers import post_and_apply, worker_config
 
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -95,14 +94,12 @@ def api(sqlite_url: str, vendor_url: str) -> Iterator[tuple[Flask, Runtime]]:
 def seed(client: FlaskClient, rt: Runtime) -> dict[str, str]:
     """Real objects for the path parameters: a subscriber, a finished job with events, and a
     delivery that failed (a dead letter, so that it can be retried)."""
-    sub = services.create_subscriber(
+    sub = new_subscriber(
         rt.engine,
+        ["task.progress", "task.succeeded", "task.failed"],
         url="http://127.0.0.1:9/closed",
-        event_types=["task.progress", "task.succeeded", "task.failed"],
-        description="seeded",
         max_in_flight=2,
-        allow_private=True,
-        now=utcnow(),
+        description="seeded",
     )
     job, ref = JobFactory(rt)(metadata={"order": 1})
     for body in (

@@ -23,7 +23,7 @@ from receiver.clock import utcnow
 from receiver.store.uow import UnitOfWork
 from simulator.processes import bin_path
 from simulator.subscriber import SubscriberServer
-from tests.conftest import ADMIN_TOKEN, SECRET, JobFactory, table_counts
+from tests.conftest import ADMIN_TOKEN, SECRET, JobFactory, subscribe, table_counts
 from tests.integration.test_dashboard import Operator
 from tests.integration.test_delivery import drain, finish, register, worker_for
 
@@ -243,24 +243,8 @@ def test_dashboard_deliveries_page_shows_an_operational_event(
 ) -> None:
     from receiver.delivery.operational import record_subscriber_disabled
 
-    gone_id = services.create_subscriber(
-        engine,
-        url="http://127.0.0.1:9/gone",
-        event_types=None,
-        description=None,
-        max_in_flight=1,
-        allow_private=True,
-        now=utcnow(),
-    ).id
-    services.create_subscriber(
-        engine,
-        url="http://127.0.0.1:9/ops",
-        event_types=["subscriber.disabled"],
-        description=None,
-        max_in_flight=1,
-        allow_private=True,
-        now=utcnow(),
-    )
+    gone_id = subscribe(engine, url="http://127.0.0.1:9/gone", max_in_flight=1)
+    subscribe(engine, ["subscriber.disabled"], url="http://127.0.0.1:9/ops", max_in_flight=1)
     now = utcnow() - timedelta(seconds=1)
     with UnitOfWork(engine) as uow:
         sub = uow.repo.get_subscriber(gone_id)

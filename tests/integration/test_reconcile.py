@@ -27,7 +27,7 @@ from sqlalchemy import Engine, text
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from client import ReplyRefSigner
-from receiver import create_app, services
+from receiver import create_app
 from receiver.clock import utcnow
 from receiver.runtime import Runtime, build_runtime
 from receiver.settings import Settings
@@ -37,7 +37,7 @@ from simulator.app import get_state
 from simulator.config import SimulatorConfig
 from simulator.processes import bin_path, free_port
 from tests import helpers
-from tests.conftest import SECRET, make_settings, task_body
+from tests.conftest import SECRET, make_settings, new_subscriber, task_body
 
 EVIL = "https://evil.example/malware.mp4"
 
@@ -122,11 +122,8 @@ def add_job(
 
 
 def job_state(engine: Engine, job_id: str) -> tuple[str, list[dict[str, Any]]]:
-    with engine.connect() as conn:
-        status, artifacts = conn.execute(
-            text("SELECT status, artifacts FROM jobs WHERE id = :j"), {"j": job_id}
-        ).one()
-    return status, json.loads(artifacts) if isinstance(artifacts, str) else artifacts
+    row = helpers.job_columns(engine, job_id, "status", "artifacts")
+    return row["status"], row["artifacts"]
 
 
 def event_types(engine: Engine, job_id: str) -> list[str]:
@@ -139,15 +136,7 @@ def event_types(engine: Engine, job_id: str) -> list[str]:
 
 
 def subscribe(engine: Engine) -> None:
-    services.create_subscriber(
-        engine,
-        url="http://127.0.0.1:9/hook",
-        event_types=["task.progress", "task.succeeded", "task.failed"],
-        description=None,
-        max_in_flight=4,
-        allow_private=True,
-        now=utcnow(),
-    )
+    new_subscriber(engine, ["task.progress", "task.succeeded", "task.failed"])
 
 
 # -- VERIFY_WITH_VENDOR ---------------------------------------------------------------------

@@ -13,8 +13,7 @@ import psycopg
 import pytest
 from sqlalchemy import Engine, create_engine, text
 
-from receiver import create_app, services
-from receiver.clock import utcnow
+from receiver import create_app
 from receiver.delivery.worker import Worker, WorkerConfig
 from receiver.runtime import build_runtime
 from receiver.store.engine import make_engine
@@ -24,6 +23,7 @@ from tests.conftest import (
     JobFactory,
     fresh_postgres_database,
     make_settings,
+    new_subscriber,
     require_postgres,
     task_body,
 )
@@ -85,15 +85,7 @@ def test_three_workers_take_locks_in_one_order(database: str) -> None:
         with SubscriberProcess() as subscriber:
             ids = []
             for n in range(SUBSCRIBERS):
-                sub = services.create_subscriber(
-                    runtime.engine,
-                    url=f"{subscriber.url}/{n}",
-                    event_types=None,
-                    description=None,
-                    max_in_flight=3,
-                    allow_private=True,
-                    now=utcnow(),
-                )
+                sub = new_subscriber(runtime.engine, url=f"{subscriber.url}/{n}", max_in_flight=3)
                 subscriber.add_secret(sub.secret)
                 ids.append(sub.id)
             client = create_app(runtime=runtime).test_client()

@@ -4,8 +4,7 @@ reset by pruning attempts, and safe when several workers record at once."""
 
 from __future__ import annotations
 
-import threading
-import time
+from functools import partial
 
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
@@ -15,10 +14,13 @@ from sqlalchemy import Engine, delete, func, select
 from receiver import metrics
 from receiver.store.tables import attempts, metadata, worker_metrics
 from receiver.store.uow import UnitOfWork
-from simulator.subscriber import SubscriberServer
-from tests.conftest import JobFactory, task_body
-from tests.helpers import post_and_apply
-from tests.integration.test_metrics_logs import add_subscriber, scrape, value, worker_for
+from tests.conftest import JobFactory
+from tests.helpers import run_in_threads
+from tests.integration.test_metrics_logs import (
+    deliver_after_one_retry,
+    scrape,
+    value,
+)
 
 ATTEMPTS = "runway_relay_delivery_attempts_total"
 COUNT = "runway_relay_delivery_latency_seconds_count"
@@ -47,27 +49,7 @@ def test_the_web_shows_the_worker_counts_from_the_database_even_after_pruning(
     client: FlaskClient, engine: Engine, make_job: JobFactory
 ) -> None:
     before = scrape(client)
-    with SubscriberServer() as server:
-        add_subscriber(engine, server)
-        server.script(500)  # one failure, then a success
-        _job, ref = make_job()
-        done = task_body(ref, "SUCCEEDED", artifacts=[{"url": "https://cdn.example/v.mp4"}])
-        assert post_and_apply(client, done).status_code == 202
-        worker = worker_for(engine)
-
-        def delivered() -> bool:
-            # One event, tried twice (500, then 204): the retry went through.
-            events = {body["data"]["event_id"] for body in server.verified_events()}
-            return len(events) == 1 and server.received[-1].status_answered == 204
-
-        # The worker runs in this thread: a pass, then a pause for the retry to fall due.
-        # (SubscriberServer.wait_for raises on timeout now, so it cannot be the pause.)
-        for _ in range(200):
-            worker.run_until_idle()
-            if delivered():
-                break
-            time.sleep(0.02)
-        assert delivered(), [r.status_answered for r in server.received]
+    deliver_after_one_retry(client, engine, make_job)
     # The rows the web reads, written by the worker's own transactions.
     with engine.connect() as conn:
         rows = {(r.name, r.label): r.value for r in conn.execute(select(worker_metrics))}
@@ -92,25 +74,15 @@ def test_workers_recording_at_once_add_up_exactly(engine: Engine) -> None:
     its own; none is lost and none deadlocks (rows are written in sorted order)."""
     rounds = 40
     keys = [("attempts", o) for o in metrics.ATTEMPT_OUTCOMES]
-    errors: list[BaseException] = []
 
     def record(reverse: bool) -> None:
-        try:
-            for _ in range(rounds):
-                increments = {k: 1.0 for k in (reversed(keys) if reverse else keys)}
-                with UnitOfWork(engine) as uow:
-                    uow.repo.add_to_worker_metrics(increments)
-                    uow.commit()
-        except BaseException as exc:  # reported below
-            errors.append(exc)
+        for _ in range(rounds):
+            increments = {k: 1.0 for k in (reversed(keys) if reverse else keys)}
+            with UnitOfWork(engine) as uow:
+                uow.repo.add_to_worker_metrics(increments)
+                uow.commit()
 
-    threads = [threading.Thread(target=record, args=(r,)) for r in (False, True)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(120)
-        assert not thread.is_alive()
-    assert errors == []
+    run_in_threads(partial(record, False), partial(record, True), timeout=120)
     with UnitOfWork(engine, read_only=True) as uow:
         rows = uow.repo.read_worker_metrics()
     assert all(rows[k] == 2 * rounds for k in keys), rows

@@ -165,16 +165,9 @@ def test_submit_help_is_made_from_the_table() -> None:
 
 def test_openapi_document_is_made_from_the_table() -> None:
     from client.catalog import SOURCE, VIDEO_MODELS
-    from receiver.domain.events import EVENT_TYPES
-    from receiver.web.openapi import openapi_document
-    from receiver.web.schemas import RecoverIn, SubscriberIn, TaskSubmissionIn
+    from receiver.web.api import api_document
 
-    doc = openapi_document(
-        task_in=TaskSubmissionIn,
-        subscriber_in=SubscriberIn,
-        recover_in=RecoverIn,
-        event_types=EVENT_TYPES,
-    )
+    doc = api_document()
     table = doc["components"]["x-video-models"]
     assert table["source"] == SOURCE and table["default"] == "gen4.5"
     assert [m["model"] for m in table["models"]] == list(VIDEO_MODELS)

@@ -4,6 +4,7 @@ that what travels further is typed; and the two helpers that move a row in and o
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any, TypeVar
@@ -46,6 +47,51 @@ class Job:
     last_callback_at: datetime | None
     finished_at: datetime | None
 
+    @classmethod
+    def new(
+        cls,
+        *,
+        model: str,
+        request: dict[str, Any],
+        metadata: Mapping[str, Any],
+        status: str,
+        task_id: str | None,
+        now: datetime,
+        job_id: str | None = None,
+        last_callback_at: datetime | None = None,
+    ) -> Job:
+        """A new job with no progress, artifacts or error yet, at sequence 0.
+
+        Args:
+            model: the model name.
+            request: the request to store (not copied).
+            metadata: the caller's metadata (copied).
+            status: the job's status (a ``TaskStatus`` value).
+            task_id: the vendor's task id, or None (not submitted yet).
+            now: when the job was made (aware UTC); its ``created_at``, and its
+                ``updated_at`` unless ``last_callback_at`` is given.
+            job_id: the job's id; a new ``job_…`` id when None.
+            last_callback_at: when its last callback came, or None (never).
+        """
+        return cls(
+            id=job_id or new_id("job"),
+            model=model,
+            request=request,
+            metadata=dict(metadata),
+            status=status,
+            task_id=task_id,
+            progress=None,
+            progress_text=None,
+            artifacts=[],
+            error=None,
+            submit_error=None,
+            sequence=0,
+            created_at=now,
+            updated_at=last_callback_at or now,
+            last_callback_at=last_callback_at,
+            finished_at=None,
+        )
+
 
 @dataclass(frozen=True)
 class Event:
@@ -82,6 +128,38 @@ class Subscriber:
     last_error: str | None
     created_at: datetime
     deleted_at: datetime | None
+
+    @classmethod
+    def new(
+        cls,
+        *,
+        url: str,
+        description: str | None,
+        event_types: list[str],
+        secret: str,
+        max_in_flight: int,
+        now: datetime,
+    ) -> Subscriber:
+        """A new enabled subscriber with a new ``sub_…`` id and no history (made at ``now``)."""
+        return cls(
+            id=new_id("sub"),
+            url=url,
+            description=description,
+            event_types=event_types,
+            secret=secret,
+            previous_secret=None,
+            previous_secret_expires_at=None,
+            enabled=True,
+            disabled_reason=None,
+            disabled_at=None,
+            max_in_flight=max_in_flight,
+            failing_since=None,
+            last_success_at=None,
+            last_failure_at=None,
+            last_error=None,
+            created_at=now,
+            deleted_at=None,
+        )
 
 
 @dataclass(frozen=True)
