@@ -20,6 +20,7 @@ deadlock each other.
 
 from __future__ import annotations
 
+import sys
 import threading
 import weakref
 from collections.abc import Callable
@@ -27,6 +28,7 @@ from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Engine
 
+from receiver.store.engine import is_sqlite
 from receiver.store.repositories import Repository
 from receiver.store.uow import UnitOfWork
 
@@ -58,6 +60,7 @@ class GroupCommit:
 
     def __init__(self, engine: Engine, *, max_batch: int = 64) -> None:
         self._engine = engine
+        self._sqlite = is_sqlite(engine)
         self._max_batch = max_batch
         self._cond = threading.Condition()
         self._queue: list[_Work[Any]] = []
@@ -100,7 +103,10 @@ class GroupCommit:
                 batch = sorted([work, *others], key=self._queue.index)
                 self._queue = [w for w in self._queue if w not in batch]
             try:
-                self._run_batch(batch)
+                if self._sqlite:
+                    _off_the_hub(self._run_batch, batch)
+                else:  # psycopg already yields to gevent while it waits for the server
+                    self._run_batch(batch)
             finally:
                 with self._cond:
                     self._leading = False
@@ -159,6 +165,26 @@ class GroupCommit:
         work.value = value
         self.batches += 1
         self.pieces += 1
+
+
+def _off_the_hub(fn: Callable[[list[_Work[Any]]], None], batch: list[_Work[Any]]) -> None:
+    """Run ``fn(batch)`` (a SQLite batch's transaction) where its blocking calls do not stop
+    the process: under gevent (the web's gunicorn worker), on a native thread of gevent's pool,
+    so that while SQLite's commit waits for its fsync (a C call that never yields) the
+    process's greenlets keep serving requests and queueing their callbacks for the next batch;
+    without gevent, here. (The writer queue's locks are gevent's when patched, which native
+    threads may wait on too.)"""
+    if not _gevent_patched():
+        fn(batch)
+        return
+    import gevent
+
+    gevent.get_hub().threadpool.apply(fn, (batch,))
+
+
+def _gevent_patched() -> bool:
+    module = sys.modules.get("gevent.monkey")
+    return bool(module is not None and module.is_module_patched("threading"))
 
 
 _by_engine: weakref.WeakKeyDictionary[Engine, GroupCommit] = weakref.WeakKeyDictionary()
