@@ -34,16 +34,16 @@ def create_events_table(job_id_nullable: bool) -> None:
 
 
 def create_table(
-    name: str, *columns: sa.schema.SchemaItem, indexes: tuple[tuple[str, list[str]], ...] = ()
+    table: str, *columns: sa.schema.SchemaItem, indexes: tuple[tuple[str, list[str]], ...] = ()
 ) -> None:
-    """Create the table ``name`` of ``columns`` (and constraints), then its non-unique
-    ``indexes`` (``(index name, columns)``, in this order, in one batch). An index name meant
-    as is, not by the naming convention, comes wrapped in ``op.f``."""
-    op.create_table(name, *columns)
+    """Create ``table`` of ``columns`` (and constraints), then its non-unique ``indexes``
+    (``(name, columns)``, in this order, in one batch). An index name meant as is, not by the
+    naming convention, comes wrapped in ``op.f``."""
+    op.create_table(table, *columns)
     if indexes:
-        with op.batch_alter_table(name, schema=None) as batch_op:
-            for index, index_columns in indexes:
-                batch_op.create_index(index, index_columns, unique=False)
+        with op.batch_alter_table(table, schema=None) as batch_op:
+            for name, index_columns in indexes:
+                batch_op.create_index(name, index_columns, unique=False)
 
 
 def drop_table(table: str, *indexes: str) -> None:
