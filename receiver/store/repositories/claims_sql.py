@@ -8,10 +8,8 @@ from typing import Any
 
 from sqlalchemy import (
     Boolean,
-    Float,
     Integer,
     String,
-    Text,
     any_,
     bindparam,
     column,
@@ -237,19 +235,23 @@ def _next_due(d: Any) -> Any:
 _PG_CLAIM = _pg_claim()
 _NEXT_DUE = _next_due(deliveries).limit(1)
 
-#: The arrays that carry a batch of finished attempts into :data:`_PG_RECORD` (``unnest``).
+_ATTEMPT_FIELDS = tuple(f.name for f in fields(AttemptFields))
+
+
+def _element_type(col: Any) -> Any:
+    """The type of ``col`` without its length (``VARCHAR``, not ``VARCHAR(40)``): the element
+    type of an array that carries values of that column."""
+    return type(col.type)()
+
+
+#: The arrays that carry a batch of finished attempts into :data:`_PG_RECORD` (``unnest``):
+#: the attempt's fields, the delivery's next step (typed as their columns) and ``applies``.
 _RECORD_ARRAYS: tuple[tuple[str, Any], ...] = (
-    ("delivery_id", String()),
-    ("number", Integer()),
-    ("started_at", UTCDateTime()),
-    ("duration_ms", Float()),
-    ("status_code", Integer()),
-    ("outcome", String()),
-    ("error", Text()),
-    ("response_body", Text()),
-    ("status", String()),
-    ("next_attempt_at", UTCDateTime()),
-    ("completed_at", UTCDateTime()),
+    *((name, _element_type(attempts.c[name])) for name in _ATTEMPT_FIELDS),
+    *(
+        (name, _element_type(deliveries.c[name]))
+        for name in ("status", "next_attempt_at", "completed_at")
+    ),
     ("applies", Boolean()),
 )
 
@@ -314,7 +316,6 @@ def _pg_record() -> Any:
     )
 
 
-_ATTEMPT_FIELDS = tuple(f.name for f in fields(AttemptFields))
 _PG_RECORD = _pg_record()
 
 

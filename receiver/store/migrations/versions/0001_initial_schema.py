@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
-from sqlalchemy.dialects import postgresql
+
+from receiver.store.migrations.frozen import JSON, create_events_table, create_table, drop_table
 
 revision = "0001"
 down_revision = None
@@ -18,56 +19,31 @@ depends_on = None
 
 
 def upgrade() -> None:
-    op.create_table(
+    create_table(
         "jobs",
         sa.Column("id", sa.String(length=40), nullable=False),
         sa.Column("model", sa.String(length=32), nullable=False),
-        sa.Column(
-            "request",
-            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
-            nullable=False,
-        ),
-        sa.Column(
-            "metadata",
-            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
-            nullable=False,
-        ),
+        sa.Column("request", JSON, nullable=False),
+        sa.Column("metadata", JSON, nullable=False),
         sa.Column("status", sa.String(length=20), nullable=False),
         sa.Column("task_id", sa.String(length=1024), nullable=True),
         sa.Column("progress", sa.Float(), nullable=True),
         sa.Column("progress_text", sa.Text(), nullable=True),
-        sa.Column(
-            "artifacts",
-            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
-            nullable=False,
-        ),
-        sa.Column(
-            "error",
-            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
-            nullable=True,
-        ),
-        sa.Column(
-            "submit_error",
-            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
-            nullable=True,
-        ),
+        sa.Column("artifacts", JSON, nullable=False),
+        sa.Column("error", JSON, nullable=True),
+        sa.Column("submit_error", JSON, nullable=True),
         sa.Column("sequence", sa.Integer(), nullable=False),
-        sa.Column(
-            "vendor_task",
-            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
-            nullable=True,
-        ),
+        sa.Column("vendor_task", JSON, nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("last_callback_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_jobs")),
         sa.UniqueConstraint("task_id", name=op.f("uq_jobs_task_id")),
+        indexes=(("ix_jobs_status_created_at", ["status", "created_at"]),),
     )
-    with op.batch_alter_table("jobs", schema=None) as batch_op:
-        batch_op.create_index("ix_jobs_status_created_at", ["status", "created_at"], unique=False)
 
-    op.create_table(
+    create_table(
         "refused_callbacks",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
         sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
@@ -79,22 +55,15 @@ def upgrade() -> None:
         sa.Column("body_size", sa.Integer(), nullable=False),
         sa.Column("job_id", sa.String(length=40), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_refused_callbacks")),
+        indexes=((op.f("ix_refused_callbacks_received_at"), ["received_at"]),),
     )
-    with op.batch_alter_table("refused_callbacks", schema=None) as batch_op:
-        batch_op.create_index(
-            batch_op.f("ix_refused_callbacks_received_at"), ["received_at"], unique=False
-        )
 
     op.create_table(
         "subscribers",
         sa.Column("id", sa.String(length=40), nullable=False),
         sa.Column("url", sa.Text(), nullable=False),
         sa.Column("description", sa.Text(), nullable=True),
-        sa.Column(
-            "event_types",
-            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
-            nullable=False,
-        ),
+        sa.Column("event_types", JSON, nullable=False),
         sa.Column("secret", sa.String(length=128), nullable=False),
         sa.Column("previous_secret", sa.String(length=128), nullable=True),
         sa.Column("previous_secret_expires_at", sa.DateTime(timezone=True), nullable=True),
@@ -110,7 +79,7 @@ def upgrade() -> None:
         sa.Column("deleted_at", sa.DateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_subscribers")),
     )
-    op.create_table(
+    create_table(
         "callbacks",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
         sa.Column("job_id", sa.String(length=40), nullable=False),
@@ -118,32 +87,16 @@ def upgrade() -> None:
         sa.Column("status", sa.String(length=40), nullable=True),
         sa.Column("progress", sa.Float(), nullable=True),
         sa.Column("outcome", sa.String(length=24), nullable=False),
-        sa.Column(
-            "body",
-            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
-            nullable=False,
-        ),
+        sa.Column("body", JSON, nullable=False),
         sa.Column("body_sha256", sa.String(length=64), nullable=False),
         sa.Column("source_ip", sa.String(length=64), nullable=True),
         sa.ForeignKeyConstraint(["job_id"], ["jobs.id"], name=op.f("fk_callbacks_job_id_jobs")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_callbacks")),
+        indexes=((op.f("ix_callbacks_job_id"), ["job_id"]),),
     )
-    with op.batch_alter_table("callbacks", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_callbacks_job_id"), ["job_id"], unique=False)
 
-    op.create_table(
-        "events",
-        sa.Column("id", sa.String(length=40), nullable=False),
-        sa.Column("job_id", sa.String(length=40), nullable=False),
-        sa.Column("type", sa.String(length=40), nullable=False),
-        sa.Column("sequence", sa.Integer(), nullable=False),
-        sa.Column("payload", sa.Text(), nullable=False),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(["job_id"], ["jobs.id"], name=op.f("fk_events_job_id_jobs")),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_events")),
-        sa.UniqueConstraint("job_id", "sequence", name=op.f("uq_events_job_id_sequence")),
-    )
-    op.create_table(
+    create_events_table(job_id_nullable=False)
+    create_table(
         "deliveries",
         sa.Column("id", sa.String(length=40), nullable=False),
         sa.Column("event_id", sa.String(length=40), nullable=False),
@@ -170,21 +123,14 @@ def upgrade() -> None:
         sa.UniqueConstraint(
             "event_id", "subscriber_id", name=op.f("uq_deliveries_event_id_subscriber_id")
         ),
+        indexes=(
+            ("ix_deliveries_status_completed_at", ["status", "completed_at"]),
+            ("ix_deliveries_status_next_attempt_at", ["status", "next_attempt_at"]),
+            ("ix_deliveries_subscriber_id_status", ["subscriber_id", "status", "lease_expires_at"]),
+        ),
     )
-    with op.batch_alter_table("deliveries", schema=None) as batch_op:
-        batch_op.create_index(
-            "ix_deliveries_status_completed_at", ["status", "completed_at"], unique=False
-        )
-        batch_op.create_index(
-            "ix_deliveries_status_next_attempt_at", ["status", "next_attempt_at"], unique=False
-        )
-        batch_op.create_index(
-            "ix_deliveries_subscriber_id_status",
-            ["subscriber_id", "status", "lease_expires_at"],
-            unique=False,
-        )
 
-    op.create_table(
+    create_table(
         "attempts",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
         sa.Column("delivery_id", sa.String(length=40), nullable=False),
@@ -200,33 +146,20 @@ def upgrade() -> None:
             ["delivery_id"], ["deliveries.id"], name=op.f("fk_attempts_delivery_id_deliveries")
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_attempts")),
+        indexes=((op.f("ix_attempts_delivery_id"), ["delivery_id"]),),
     )
-    with op.batch_alter_table("attempts", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_attempts_delivery_id"), ["delivery_id"], unique=False)
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("attempts", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_attempts_delivery_id"))
-
-    op.drop_table("attempts")
-    with op.batch_alter_table("deliveries", schema=None) as batch_op:
-        batch_op.drop_index("ix_deliveries_subscriber_id_status")
-        batch_op.drop_index("ix_deliveries_status_next_attempt_at")
-        batch_op.drop_index("ix_deliveries_status_completed_at")
-
-    op.drop_table("deliveries")
-    op.drop_table("events")
-    with op.batch_alter_table("callbacks", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_callbacks_job_id"))
-
-    op.drop_table("callbacks")
-    op.drop_table("subscribers")
-    with op.batch_alter_table("refused_callbacks", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_refused_callbacks_received_at"))
-
-    op.drop_table("refused_callbacks")
-    with op.batch_alter_table("jobs", schema=None) as batch_op:
-        batch_op.drop_index("ix_jobs_status_created_at")
-
-    op.drop_table("jobs")
+    drop_table("attempts", op.f("ix_attempts_delivery_id"))
+    drop_table(
+        "deliveries",
+        "ix_deliveries_subscriber_id_status",
+        "ix_deliveries_status_next_attempt_at",
+        "ix_deliveries_status_completed_at",
+    )
+    drop_table("events")
+    drop_table("callbacks", op.f("ix_callbacks_job_id"))
+    drop_table("subscribers")
+    drop_table("refused_callbacks", op.f("ix_refused_callbacks_received_at"))
+    drop_table("jobs", "ix_jobs_status_created_at")

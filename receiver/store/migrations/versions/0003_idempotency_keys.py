@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
-from sqlalchemy.dialects import postgresql
+
+from receiver.store.migrations.frozen import JSON, create_events_table, create_table, drop_table
 
 revision = "0003_idempotency_keys"
 down_revision = "0002_worker_metrics"
@@ -24,21 +25,6 @@ branch_labels = None
 depends_on = None
 
 _EVENT_COLUMNS = "id, job_id, type, sequence, payload, created_at"
-
-
-def _events_table(job_id_nullable: bool) -> None:
-    op.create_table(
-        "events",
-        sa.Column("id", sa.String(length=40), nullable=False),
-        sa.Column("job_id", sa.String(length=40), nullable=job_id_nullable),
-        sa.Column("type", sa.String(length=40), nullable=False),
-        sa.Column("sequence", sa.Integer(), nullable=False),
-        sa.Column("payload", sa.Text(), nullable=False),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(["job_id"], ["jobs.id"], name=op.f("fk_events_job_id_jobs")),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_events")),
-        sa.UniqueConstraint("job_id", "sequence", name=op.f("uq_events_job_id_sequence")),
-    )
 
 
 def _recreate_sqlite_events(job_id_nullable: bool) -> None:
@@ -51,13 +37,13 @@ def _recreate_sqlite_events(job_id_nullable: bool) -> None:
     op.execute("PRAGMA defer_foreign_keys=ON")
     op.execute(f"CREATE TABLE _events_copy AS SELECT {_EVENT_COLUMNS} FROM events")
     op.drop_table("events")
-    _events_table(job_id_nullable)
+    create_events_table(job_id_nullable)
     op.execute(f"INSERT INTO events ({_EVENT_COLUMNS}) SELECT {_EVENT_COLUMNS} FROM _events_copy")
     op.execute("DROP TABLE _events_copy")
 
 
 def upgrade() -> None:
-    op.create_table(
+    create_table(
         "idempotency_keys",
         sa.Column("idempotency_key", sa.String(length=255), nullable=False),
         sa.Column("request_hash", sa.String(length=64), nullable=False),
@@ -68,16 +54,14 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("completed_at", sa.DateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("idempotency_key", name=op.f("pk_idempotency_keys")),
-    )
-    op.create_index(
-        op.f("ix_idempotency_keys_created_at"), "idempotency_keys", ["created_at"], unique=False
+        indexes=((op.f("ix_idempotency_keys_created_at"), ["created_at"]),),
     )
     if op.get_bind().dialect.name == "sqlite":
         _recreate_sqlite_events(job_id_nullable=True)
     else:
         op.alter_column("events", "job_id", existing_type=sa.String(length=40), nullable=True)
     op.create_index(op.f("ix_events_created_at"), "events", ["created_at"], unique=False)
-    op.create_table(
+    create_table(
         "artifact_copies",
         sa.Column("event_id", sa.String(length=40), nullable=False),
         sa.Column("job_id", sa.String(length=40), nullable=False),
@@ -86,32 +70,21 @@ def upgrade() -> None:
         sa.Column("next_attempt_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("lease_expires_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("last_error", sa.Text(), nullable=True),
-        sa.Column(
-            "stored",
-            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
-            nullable=True,
-        ),
+        sa.Column("stored", JSON, nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["event_id"], ["events.id"], name=op.f("fk_artifact_copies_event_id_events")
         ),
         sa.PrimaryKeyConstraint("event_id", name=op.f("pk_artifact_copies")),
-    )
-    op.create_index(
-        "ix_artifact_copies_status_next_attempt_at",
-        "artifact_copies",
-        ["status", "next_attempt_at"],
-        unique=False,
+        indexes=(("ix_artifact_copies_status_next_attempt_at", ["status", "next_attempt_at"]),),
     )
     op.create_index(op.f("ix_callbacks_received_at"), "callbacks", ["received_at"], unique=False)
 
 
 def downgrade() -> None:
-    op.drop_index("ix_artifact_copies_status_next_attempt_at", table_name="artifact_copies")
-    op.drop_table("artifact_copies")
-    op.drop_index(op.f("ix_idempotency_keys_created_at"), table_name="idempotency_keys")
-    op.drop_table("idempotency_keys")
+    drop_table("artifact_copies", "ix_artifact_copies_status_next_attempt_at")
+    drop_table("idempotency_keys", op.f("ix_idempotency_keys_created_at"))
     op.drop_index(op.f("ix_callbacks_received_at"), table_name="callbacks")
     op.drop_index(op.f("ix_events_created_at"), table_name="events")
     # Operational events have no job: they (and their deliveries) go before job_id is required.

@@ -17,28 +17,26 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
-from sqlalchemy.dialects import postgresql
+
+from receiver.store.migrations.frozen import JSON, create_table, drop_table
 
 revision = "0004_sessions"
 down_revision = "0003_idempotency_keys"
 branch_labels = None
 depends_on = None
 
-_JSON = sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql")
-
 
 def upgrade() -> None:
-    op.create_table(
+    create_table(
         "sessions",
         sa.Column("id_sha256", sa.String(length=64), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id_sha256", name=op.f("pk_sessions")),
+        indexes=((op.f("ix_sessions_expires_at"), ["expires_at"]),),
     )
-    with op.batch_alter_table("sessions", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_sessions_expires_at"), ["expires_at"], unique=False)
     with op.batch_alter_table("callbacks", schema=None) as batch_op:
-        batch_op.alter_column("body", existing_type=_JSON, nullable=True)
+        batch_op.alter_column("body", existing_type=JSON, nullable=True)
         batch_op.add_column(sa.Column("unsafe_urls", sa.Integer(), nullable=True))
 
 
@@ -47,7 +45,5 @@ def downgrade() -> None:
         batch_op.drop_column("unsafe_urls")
     op.execute("UPDATE callbacks SET body = '{}' WHERE body IS NULL")
     with op.batch_alter_table("callbacks", schema=None) as batch_op:
-        batch_op.alter_column("body", existing_type=_JSON, nullable=False)
-    with op.batch_alter_table("sessions", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_sessions_expires_at"))
-    op.drop_table("sessions")
+        batch_op.alter_column("body", existing_type=JSON, nullable=False)
+    drop_table("sessions", op.f("ix_sessions_expires_at"))

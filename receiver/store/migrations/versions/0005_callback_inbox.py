@@ -22,19 +22,18 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
-from sqlalchemy.dialects import postgresql
+
+from receiver.store.migrations.frozen import JSON
 
 revision = "0005_callback_inbox"
 down_revision = "0004_sessions"
 branch_labels = None
 depends_on = None
 
-_JSON = sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql")
-
 
 def upgrade() -> None:
     with op.batch_alter_table("callbacks", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("apply_task", _JSON, nullable=True))
+        batch_op.add_column(sa.Column("apply_task", JSON, nullable=True))
         batch_op.add_column(
             sa.Column("confirmed", sa.Boolean(), nullable=False, server_default=sa.true())
         )
