@@ -41,7 +41,7 @@ import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import text
 
@@ -49,6 +49,9 @@ from bench import data, loadgen
 from bench.procs import log
 from bench.stack import RelayStack
 from simulator.processes import bin_path
+
+if TYPE_CHECKING:  # bench.run imports this module
+    from bench.run import Plan
 
 #: Rows of expired work the purge removes (the issue's "purge of 100k rows").
 SEED_ROWS = 100_000
@@ -80,19 +83,8 @@ FIXED_BODY_SECONDS = 400.0
 FIXED_SENDERS = 16
 
 
-class _Plan(Protocol):
-    @property
-    def ingest_seconds(self) -> float: ...
-
-    @property
-    def warmup_seconds(self) -> float: ...
-
-    @property
-    def connections(self) -> int: ...
-
-
 def ingest_during_purge(
-    plan: _Plan,
+    plan: Plan,
     stacks: dict[str, RelayStack],
     subscriber_ids: dict[str, str],
     work: Path,
@@ -119,19 +111,38 @@ def ingest_during_purge(
     return out
 
 
+def _seed_expired(
+    stack: RelayStack, subscriber_id: str, rows: int, ages: Sequence[int]
+) -> dict[str, int]:
+    """Seed ``rows`` rows of expired work finished ``age`` days ago for each of ``ages`` (one
+    tranche each; :func:`bench.data.seed_expired`).
+
+    :returns: the rows inserted per table, all tranches together.
+    """
+    started = datetime.now(UTC)
+    seeded: dict[str, int] = {}
+    t0 = time.monotonic()
+    for age in ages:
+        for table, n in data.seed_expired(
+            stack.engine,
+            stack.signer,
+            subscriber_id,
+            rows,
+            finished=started - timedelta(days=age),
+            reply_url=stack.reply_url,
+        ).items():
+            seeded[table] = seeded.get(table, 0) + n
+    tranches = f" in {len(ages)} tranches" if len(ages) > 1 else ""
+    log(
+        f"purge {stack.kind}: seeded {sum(seeded.values())} rows{tranches} "
+        f"in {time.monotonic() - t0:.1f} s"
+    )
+    return seeded
+
+
 def _seed(stack: RelayStack, subscriber_id: str, rows: int, env: dict[str, str]) -> dict[str, int]:
     """Seed ``rows`` rows of expired work and check that ``relay purge --dry-run`` sees them."""
-    started = datetime.now(UTC)
-    t0 = time.monotonic()
-    seeded = data.seed_expired(
-        stack.engine,
-        stack.signer,
-        subscriber_id,
-        rows,
-        finished=started - timedelta(days=SEEDED_AGE_DAYS),
-        reply_url=stack.reply_url,
-    )
-    log(f"purge {stack.kind}: seeded {sum(seeded.values())} rows in {time.monotonic() - t0:.1f} s")
+    seeded = _seed_expired(stack, subscriber_id, rows, [SEEDED_AGE_DAYS])
     dry = json.loads(stack.relay("purge", "--dry-run", env=env))["would_remove"]
     for table, n in seeded.items():
         assert dry[table] >= n, f"relay purge --dry-run would not remove {table}: {dry}"
@@ -214,23 +225,7 @@ def _fixed_rate(
     """
     tranche_rows = math.ceil(seed_rows / FIXED_TRANCHES)
     ages = [SEEDED_AGE_DAYS + 10 * (FIXED_TRANCHES - 1 - k) for k in range(FIXED_TRANCHES)]
-    started = datetime.now(UTC)
-    seeded: dict[str, int] = {}
-    t0 = time.monotonic()
-    for age in ages:
-        for table, n in data.seed_expired(
-            stack.engine,
-            stack.signer,
-            subscriber_id,
-            tranche_rows,
-            finished=started - timedelta(days=age),
-            reply_url=stack.reply_url,
-        ).items():
-            seeded[table] = seeded.get(table, 0) + n
-    log(
-        f"purge {stack.kind}: seeded {sum(seeded.values())} rows in {FIXED_TRANCHES} tranches "
-        f"in {time.monotonic() - t0:.1f} s"
-    )
+    seeded = _seed_expired(stack, subscriber_id, tranche_rows, ages)
     created = datetime.now(UTC)
     bodies = _bodies(stack, f"fixed{rate:g}-{stack.kind}", rate * FIXED_BODY_SECONDS, created)
     until = threading.Event()
@@ -360,7 +355,7 @@ def _bodies(stack: RelayStack, name: str, requests: float, created: datetime) ->
 
 
 def _one(
-    plan: _Plan, stack: RelayStack, subscriber_id: str, work: Path, seed_rows: int
+    plan: Plan, stack: RelayStack, subscriber_id: str, work: Path, seed_rows: int
 ) -> dict[str, Any]:
     assert stack.web is not None
     env = {**stack.env, "RETENTION_DAYS": str(RETENTION_DAYS)}

@@ -58,24 +58,31 @@ def _p50_p99(stats: dict[str, Any]) -> str:
     return f"{_fmt(stats['p50_ms'], 1)} / {_fmt(stats['p99_ms'], 1)}"
 
 
+#: One row of the table: measure, runway-relay, reference, ratio, target, verdict.
+_Row = tuple[str, str, str, str, str, str]
+
+
+def _floor_row(measure: str, value: float, reference: str, ratio: float, floor: float) -> _Row:
+    """A throughput row whose target is a floor on the ratio to the reference (``≥ floor``)."""
+    return (measure, _fmt(value), reference, _fmt(ratio, 2), f"≥ {floor}", _verdict(ratio >= floor))
+
+
 def markdown(result: dict[str, Any]) -> str:
     """The table printed by ``make bench`` (and pasted into the README's Performance section)."""
-    rows: list[tuple[str, str, str, str, str, str]] = []
+    rows: list[_Row] = []
     ingest = result.get("ingest", {})
     for backend in ("sqlite", "postgres"):
         item = ingest.get(backend)
         if not item:
             continue
         name = _backend_name(backend)
-        floor = TARGETS[f"ingest_ratio_{backend}"]
         rows.append(
-            (
+            _floor_row(
                 f"Ingest, {name}: callbacks/s ({item['connections']} connections)",
-                _fmt(item["relay"]["rps"]),
+                item["relay"]["rps"],
                 f"bare Flask {_fmt(item['bare']['rps'])}",
-                _fmt(item["ratio"], 2),
-                f"≥ {floor}",
-                _verdict(item["ratio"] >= floor),
+                item["ratio"],
+                TARGETS[f"ingest_ratio_{backend}"],
             )
         )
         applied = item.get("apply")
@@ -144,13 +151,12 @@ def markdown(result: dict[str, Any]) -> str:
     for backend, item in result.get("fanout", {}).items():
         name = _backend_name(backend)
         rows.append(
-            (
+            _floor_row(
                 f"Fan-out, {name}: deliveries/s (concurrency {item['concurrency']})",
-                _fmt(item["relay"]["dps"]),
+                item["relay"]["dps"],
                 f"requests loop {_fmt(item['plain']['dps'])}",
-                _fmt(item["ratio"], 2),
-                f"≥ {TARGETS['fanout_ratio']}",
-                _verdict(item["ratio"] >= TARGETS["fanout_ratio"]),
+                item["ratio"],
+                TARGETS["fanout_ratio"],
             )
         )
     for backend, item in result.get("e2e", {}).items():

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import quote
 
 import requests
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 from client.errors import UnexpectedResponse
 
@@ -64,9 +64,30 @@ def _as_float(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
+def _as_float_in(value: Any, low: float, high: float = math.inf) -> float | None:
+    """:func:`_as_float`, clamped into ``low..high``."""
+    number = _as_float(value)
+    return None if number is None else min(high, max(low, number))
+
+
+def _as_str_or_int(value: Any) -> str | int | None:
+    """str or int kept (bool → None); anything else as :func:`_as_str`."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str | int):
+        return value
+    return _as_str(value)
+
+
 def _as_dict(value: Any) -> dict[str, Any] | None:
     """A dict kept; anything else → None."""
     return value if isinstance(value, dict) else None
+
+
+#: The lenient field types: the coercion runs before pydantic validates (and never raises).
+_Text = Annotated[str | None, BeforeValidator(_as_str)]
+_TextOrInt = Annotated[str | int | None, BeforeValidator(_as_str_or_int)]
+_Object = Annotated[dict[str, Any] | None, BeforeValidator(_as_dict)]
 
 
 class _Lenient(BaseModel):
@@ -88,27 +109,13 @@ class VendorArtifact(_Lenient):
     ``{frameRate, duration, dimensions, size}``): a dict, else None.
     """
 
-    url: str | None = None
-    assetId: str | None = None
-    id: str | None = None
-    filename: str | None = None
-    fileSize: str | int | None = None
+    url: _Text = None
+    assetId: _Text = None
+    id: _Text = None
+    filename: _Text = None
+    fileSize: _TextOrInt = None
     previewUrls: list[str] | None = None
-    metadata: dict[str, Any] | None = None
-
-    @field_validator("url", "assetId", "id", "filename", mode="before")
-    @classmethod
-    def _str_fields(cls, value: Any) -> str | None:
-        return _as_str(value)
-
-    @field_validator("fileSize", mode="before")
-    @classmethod
-    def _file_size(cls, value: Any) -> str | int | None:
-        if isinstance(value, bool):
-            return None
-        if isinstance(value, str | int):
-            return value
-        return _as_str(value)
+    metadata: _Object = None
 
     @field_validator("previewUrls", mode="before")
     @classmethod
@@ -118,11 +125,6 @@ class VendorArtifact(_Lenient):
         if isinstance(value, list):
             return [item for item in value if isinstance(item, str)]
         return None
-
-    @field_validator("metadata", mode="before")
-    @classmethod
-    def _metadata(cls, value: Any) -> dict[str, Any] | None:
-        return _as_dict(value)
 
 
 class VendorError(_Lenient):
@@ -135,16 +137,11 @@ class VendorError(_Lenient):
     number → str, else None); ``tally_asimov``: a bool, else None.
     """
 
-    errorMessage: str | None = None
-    reason: str | None = None
-    message: str | None = None
-    moderation_category: str | None = None
+    errorMessage: _Text = None
+    reason: _Text = None
+    message: _Text = None
+    moderation_category: _Text = None
     tally_asimov: bool | None = None
-
-    @field_validator("errorMessage", "reason", "message", "moderation_category", mode="before")
-    @classmethod
-    def _str_fields(cls, value: Any) -> str | None:
-        return _as_str(value)
 
     @field_validator("tally_asimov", mode="before")
     @classmethod
@@ -193,60 +190,32 @@ class VendorTask(_Lenient):
       bool and others → None.
     """
 
-    taskId: str | None = None
-    id: str | None = None
-    name: str | None = None
-    createdAt: str | None = None
-    updatedAt: str | None = None
-    taskType: str | None = None
-    options: dict[str, Any] | None = None
-    status: str | None = None
-    progressText: str | None = None
+    taskId: _Text = None
+    id: _Text = None
+    name: _Text = None
+    createdAt: _Text = None
+    updatedAt: _Text = None
+    taskType: _Text = None
+    options: _Object = None
+    status: _Text = None
+    progressText: _Text = None
     progressRatio: float | None = None
     estimatedTimeToStartSeconds: float | None = None
     artifacts: list[VendorArtifact] = Field(default_factory=list)
     error: VendorError | str | None = None
     code: int | str | None = None
-    replyUrl: str | None = None
-    replyRef: str | None = None
-
-    @field_validator(
-        "taskId",
-        "id",
-        "name",
-        "createdAt",
-        "updatedAt",
-        "taskType",
-        "status",
-        "progressText",
-        "replyUrl",
-        "replyRef",
-        mode="before",
-    )
-    @classmethod
-    def _str_fields(cls, value: Any) -> str | None:
-        return _as_str(value)
-
-    @field_validator("options", mode="before")
-    @classmethod
-    def _options(cls, value: Any) -> dict[str, Any] | None:
-        return _as_dict(value)
+    replyUrl: _Text = None
+    replyRef: _Text = None
 
     @field_validator("progressRatio", mode="before")
     @classmethod
     def _progress_ratio(cls, value: Any) -> float | None:
-        number = _as_float(value)
-        if number is None:
-            return None
-        return min(1.0, max(0.0, number))
+        return _as_float_in(value, 0.0, 1.0)
 
     @field_validator("estimatedTimeToStartSeconds", mode="before")
     @classmethod
     def _eta(cls, value: Any) -> float | None:
-        number = _as_float(value)
-        if number is None:
-            return None
-        return max(0.0, number)
+        return _as_float_in(value, 0.0)
 
     @field_validator("artifacts", mode="before")
     @classmethod
@@ -274,13 +243,9 @@ class VendorTask(_Lenient):
     @field_validator("code", mode="before")
     @classmethod
     def _code(cls, value: Any) -> int | str | None:
-        if isinstance(value, bool):
-            return None
-        if isinstance(value, int | str):
-            return value
-        if isinstance(value, float) and math.isfinite(value):
-            return int(value) if value.is_integer() else str(value)
-        return None
+        if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+            return int(value)
+        return _as_str_or_int(value)
 
     @property
     def error_text(self) -> str | None:
@@ -300,14 +265,9 @@ class SchedulerEntry(_Lenient):
     Coercions: the three fields as in :class:`VendorTask` (str kept, number → str, else None).
     """
 
-    taskId: str | None = None
-    replyUrl: str | None = None
-    replyRef: str | None = None
-
-    @field_validator("taskId", "replyUrl", "replyRef", mode="before")
-    @classmethod
-    def _str_fields(cls, value: Any) -> str | None:
-        return _as_str(value)
+    taskId: _Text = None
+    replyUrl: _Text = None
+    replyRef: _Text = None
 
 
 def with_email(params: dict[str, str], email: str | None) -> dict[str, str]:

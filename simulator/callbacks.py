@@ -103,41 +103,6 @@ def send_order(states: list[dict[str, Any]], plan: TaskPlan, state: SimulatorSta
     return order
 
 
-def run_task(
-    state: SimulatorState,
-    task_id: str,
-    states: list[dict[str, Any]],
-    plan: TaskPlan,
-    reply_url: str | None,
-) -> None:
-    """Walk a task through ``states`` on the plan's timetable, posting each step to ``reply_url``.
-
-    The task's own state (what ``GET /tasks`` shows) always advances in natural order; only the
-    posts are reordered or repeated. Posts stop after ``DELETE /scheduler/<taskId>``; the loop ends
-    early when the app shuts down or ``POST /_sim/reset`` forgets the task.
-    """
-    try:
-        outgoing = send_order(states, plan, state)
-        lived = list(states) + [states[-1]] * (len(outgoing) - len(states))
-        for index, (current, body) in enumerate(zip(lived, outgoing, strict=True)):
-            delay = plan.start_delay if index == 0 else plan.step_delay
-            if state.stop_event.wait(delay) or state.get_task(task_id) is None:
-                return
-            state.set_task(current)
-            if reply_url and state.is_tracked(task_id):
-                post_callback(
-                    state,
-                    task_id,
-                    reply_url,
-                    body,
-                    timeout=plan.callback_timeout,
-                    retries=plan.callback_retries,
-                    retry_delay=plan.callback_retry_delay,
-                )
-    except Exception:  # a crashed thread must not take the simulator down
-        logger.exception("simulated task %s stopped unexpectedly", task_id)
-
-
 def start_task(
     state: SimulatorState,
     task_id: str,
@@ -145,8 +110,34 @@ def start_task(
     plan: TaskPlan,
     reply_url: str | None,
 ) -> None:
-    """Run :func:`run_task` in a daemon thread remembered by the state."""
-    state.start_thread(
-        lambda: run_task(state, task_id, states, plan, reply_url),
-        name=f"sim-task-{task_id.rsplit(':', 1)[-1][:8]}",
-    )
+    """Walk a task through ``states`` on the plan's timetable, posting each step to ``reply_url``,
+    in a daemon thread remembered by the state.
+
+    The task's own state (what ``GET /tasks`` shows) always advances in natural order; only the
+    posts are reordered or repeated. Posts stop after ``DELETE /scheduler/<taskId>``; the loop ends
+    early when the app shuts down or ``POST /_sim/reset`` forgets the task.
+    """
+
+    def run() -> None:
+        try:
+            outgoing = send_order(states, plan, state)
+            lived = list(states) + [states[-1]] * (len(outgoing) - len(states))
+            for index, (current, body) in enumerate(zip(lived, outgoing, strict=True)):
+                delay = plan.start_delay if index == 0 else plan.step_delay
+                if state.stop_event.wait(delay) or state.get_task(task_id) is None:
+                    return
+                state.set_task(current)
+                if reply_url and state.is_tracked(task_id):
+                    post_callback(
+                        state,
+                        task_id,
+                        reply_url,
+                        body,
+                        timeout=plan.callback_timeout,
+                        retries=plan.callback_retries,
+                        retry_delay=plan.callback_retry_delay,
+                    )
+        except Exception:  # a crashed thread must not take the simulator down
+            logger.exception("simulated task %s stopped unexpectedly", task_id)
+
+    state.start_thread(run, name=f"sim-task-{task_id.rsplit(':', 1)[-1][:8]}")

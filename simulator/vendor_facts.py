@@ -23,7 +23,8 @@ ALL_RATIOS = ["16:9", "9:16", "1:1", "4:3", "3:4", "21:9"]
 COMMON_VIDEO_FIELDS = ["model", "email", "text_prompt", "seed", "replyUrl", "replyRef", "maxJobs"]
 
 # Rows the page gives twice but for the task type: Gen-4 Turbo takes what Gen-4 takes, Kling 3.0
-# Standard what Kling 3.0 Pro takes.
+# Standard what Kling 3.0 Pro takes. Kling 2.6 image to video takes what Kling 2.6 Pro takes but
+# for aspect_ratio and resolution (none), and its one image is required.
 _GEN4: dict[str, Any] = {
     "task_type": "gen4",
     "durations": [5, 10],
@@ -52,6 +53,20 @@ _KLING_3_PRO: dict[str, Any] = {
     "prompt_max": 2500,
     "explore_mode": False,
 }
+_KLING_2_6_PRO: dict[str, Any] = {
+    "task_type": "kling-2.6-pro",
+    "durations": [5, 10],
+    "ratios": ["16:9", "9:16"],
+    "text_ratios": ["16:9", "9:16"],
+    "resolutions": ["auto"],
+    "images": [0, 1],
+    "image_fields": ["imageAssetId1"],
+    "keyframe_fields": [],
+    "video_fields": [],
+    "prompt_required": True,
+    "prompt_max": 2500,
+    "explore_mode": False,
+}
 
 VIDEO_MODEL_FACTS: dict[str, dict[str, Any]] = {
     "gen4.5": {
@@ -72,33 +87,14 @@ VIDEO_MODEL_FACTS: dict[str, dict[str, Any]] = {
     "gen4-turbo": {**_GEN4, "task_type": "gen4_turbo"},
     "kling-3.0-pro": _KLING_3_PRO,
     "kling-3.0-standard": {**_KLING_3_PRO, "task_type": "kling-3.0-standard"},
-    "kling-2.6-pro": {
-        "task_type": "kling-2.6-pro",
-        "durations": [5, 10],
-        "ratios": ["16:9", "9:16"],
-        "text_ratios": ["16:9", "9:16"],
-        "resolutions": ["auto"],
-        "images": [0, 1],
-        "image_fields": ["imageAssetId1"],
-        "keyframe_fields": [],
-        "video_fields": [],
-        "prompt_required": True,
-        "prompt_max": 2500,
-        "explore_mode": False,
-    },
+    "kling-2.6-pro": _KLING_2_6_PRO,
     "kling-2.6-i2v": {
+        **_KLING_2_6_PRO,
         "task_type": "kling-2.6-i2v",
-        "durations": [5, 10],
         "ratios": [],
         "text_ratios": [],
         "resolutions": [],
         "images": [1, 1],
-        "image_fields": ["imageAssetId1"],
-        "keyframe_fields": [],
-        "video_fields": [],
-        "prompt_required": True,
-        "prompt_max": 2500,
-        "explore_mode": False,
     },
     "seedance-2": {
         "task_type": "seedance-2",
