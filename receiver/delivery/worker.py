@@ -34,7 +34,7 @@ from receiver.delivery.sender import Sender
 from receiver.domain.delivery import RetryPolicy
 from receiver.ingest.applier import Applier, apply_pending
 from receiver.services.callbacks import ApplyOptions
-from receiver.store import retention
+from receiver.services.purge_schedule import start_scheduled
 from receiver.store.repositories import ClaimedDelivery
 from receiver.store.wakeup import Kick, waker_for
 
@@ -152,7 +152,7 @@ class Worker:
             applied=self._kick.set,  # new deliveries: the loop looks at once
             idle_poll=self.config.idle_poll,
         ).start()
-        purger = retention.start_scheduled(  # its own thread: batches between pauses
+        purger = start_scheduled(  # its own thread: batches between pauses
             self.engine,
             self.config.retention_days,
             self.config.purge_interval,

@@ -26,6 +26,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+#: SQLite's ``synchronous`` for every connection: a commit returns once it is on disk.
+SQLITE_SYNCHRONOUS = "FULL"
 
 #: PostgreSQL ``application_name`` of our connections (``pg_stat_activity``) unless the URL's
 #: query names another (``…/relay?application_name=relay-eu-1``).
@@ -137,7 +139,7 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor = dbapi_conn.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute(f"PRAGMA synchronous={SQLITE_SYNCHRONOUS}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 

@@ -34,16 +34,16 @@ A good neighbour by design (the constants below, all times in seconds):
   the lock and the commit), the purge pauses ``max(PAUSE_SECONDS, t * (1 / DUTY - 1))``: it
   works at most :data:`DUTY` (a fifth) of the time, whatever the machine, so on a slow or busy
   machine it slows down instead of taking more of the cores that ingest and delivery need.
-  100,000 rows take about 5 s of work on a 2-core machine, hence about 25 s with the pauses.
-- **Short write transactions on SQLite.** A batch holds SQLite's single write lock from its
-  ``BEGIN IMMEDIATE`` to its commit, and every callback waits for it meanwhile; measured on a
-  busy 2-core machine with no other load, 500 rows hold it 11-15 ms (deliveries with their
-  attempts), 22-26 ms (events) and 20-66 ms (callbacks with their raw bodies, about 1.5 KB
-  each); the cost per row is about the same from 250 rows up (0.03, 0.05, 0.1 ms), plus a
-  commit of a few ms. So on SQLite the batch size follows the time it held the lock: the next
-  batch has ``rows * SQLITE_LOCK_SECONDS / held`` rows, between :data:`SQLITE_MIN_BATCH_ROWS`
-  and ``batch``. PostgreSQL keeps ``batch`` rows: ingest never waits for the rows a purge
-  locks (finished work only).
+- **Short write transactions on SQLite.** Every stored callback needs SQLite's single write
+  lock, so a batch holds it only to delete: the rows are searched for beforehand in a reader's
+  snapshot (:func:`candidates`; searching is the costly part, up to tens of milliseconds), and
+  the write transaction checks them again by key, deletes and commits without waiting for the
+  disk (``synchronous=NORMAL`` for it alone: a purge lost at a power cut is simply redone, and
+  the next callback's durable commit syncs it anyway). Deleting costs about 0.01-0.03 ms a row
+  (callbacks carry raw bodies of about 1.5 KB), so the batch size follows the time the last one
+  held the lock: the next has ``rows * SQLITE_LOCK_SECONDS / held`` rows, between
+  :data:`SQLITE_MIN_BATCH_ROWS` and ``batch``. PostgreSQL keeps ``batch`` rows: ingest never
+  waits for the rows a purge locks (finished work only).
 """
 
 from __future__ import annotations
@@ -118,8 +118,6 @@ DUTY = 0.2
 SQLITE_LOCK_SECONDS = 0.005
 #: SQLite: the smallest batch, rows (below it the commit's fsync costs more than the rows).
 SQLITE_MIN_BATCH_ROWS = 25
-#: Seconds after the worker starts before its first purge (then every interval).
-FIRST_PURGE_AFTER_SECONDS = 60.0
 
 _TERMINAL = [s.value for s in TaskStatus if s.is_terminal]
 
@@ -248,12 +246,10 @@ def count(engine: Engine, cutoff: datetime) -> dict[str, int]:
     return {name: out[name] for name in TABLES}
 
 
-def _pick(table: Table, where: ColumnElement[bool], limit: int, dialect: str) -> Select[Any]:
+def _pick(table: Table, where: ColumnElement[bool], limit: int) -> Select[Any]:
+    """PostgreSQL: at most ``limit`` keys of rows to remove, locked (``SKIP LOCKED``)."""
     (key,) = table.primary_key.columns
-    stmt = select(key).where(where).limit(limit)
-    if dialect == "postgresql":
-        stmt = stmt.with_for_update(of=table, skip_locked=True)
-    return stmt
+    return select(key).where(where).limit(limit).with_for_update(of=table, skip_locked=True)
 
 
 def purge_batch(
@@ -296,33 +292,77 @@ def _timed_batch(
     artifact_store: str,
     s3_endpoint_url: str,
 ) -> tuple[dict[str, int], float]:
-    """:func:`purge_batch`, and the seconds its transaction lasted (on SQLite: how long it
-    held the write lock, from ``BEGIN IMMEDIATE`` granted to the commit)."""
+    """:func:`purge_batch`, and the seconds its write transaction lasted (on SQLite: how long
+    it held the write lock, from ``BEGIN IMMEDIATE`` granted to the commit).
+
+    On SQLite the rows are picked first in a reader's snapshot (:func:`candidates`), so the
+    search, the costly part, never holds the write lock that every stored callback needs; the
+    write transaction only checks them again and deletes. On PostgreSQL one transaction picks
+    and locks them (``SKIP LOCKED``: concurrent purges take disjoint rows)."""
+    picked = None
+    if engine.dialect.name == "sqlite":
+        picked = candidates(engine, name, cutoff, limit)
+        if not picked:
+            return {name: 0}, 0.0
+    removed, held, files = remove(engine, name, cutoff, picked, limit=limit)
+    if files and artifact_store:  # after commit: never a row without its file
+        store = open_store(artifact_store, endpoint_url=s3_endpoint_url)
+        for file_key in files:
+            store.delete(file_key)
+    return removed, held
+
+
+def candidates(engine: Engine, name: str, cutoff: datetime, limit: int) -> list[Any]:
+    """Keys of at most ``limit`` rows of table ``name`` that retention lets go, read in a
+    reader's snapshot (on SQLite outside the write lock); nothing is locked or removed.
+
+    :raises KeyError: an unknown table name.
+    """
     table, where = {n: (t, w) for n, t, w in _plan(cutoff, dry_run=False)}[name]
     (key,) = table.primary_key.columns
-    with UnitOfWork(engine) as uow:
+    with UnitOfWork(engine, read_only=True) as reader:
+        return list(reader.repo.conn.execute(select(key).where(where).limit(limit)).scalars())
+
+
+def remove(
+    engine: Engine, name: str, cutoff: datetime, picked: list[Any] | None, *, limit: int
+) -> tuple[dict[str, int], float, list[str]]:
+    """Remove, in one transaction, the rows of table ``name`` with keys ``picked`` (from
+    :func:`candidates`) that retention still lets go — a row that changed since it was picked
+    stays, and so do its attempts — or with ``picked`` None at most ``limit`` rows that it
+    picks and locks itself (PostgreSQL). The transaction is not durable on its own
+    (:class:`UnitOfWork` ``durable=False``): a purge lost at a power cut is simply done again.
+
+    :returns: rows removed by table, the seconds the write transaction lasted, and the
+        ``ARTIFACT_STORE`` keys of removed copies (their files are the caller's to delete).
+    :raises KeyError: an unknown table name.
+    :raises sqlalchemy.exc.SQLAlchemyError: the database failed; nothing was removed.
+    """
+    table, where = {n: (t, w) for n, t, w in _plan(cutoff, dry_run=False)}[name]
+    (key,) = table.primary_key.columns
+    with UnitOfWork(engine, durable=False) as uow:
         began = time.monotonic()
         conn = uow.repo.conn
-        ids = list(conn.execute(_pick(table, where, limit, engine.dialect.name)).scalars())
+        pick = (
+            _pick(table, where, limit)
+            if picked is None
+            else select(key).where(key.in_(picked), where)
+        )
+        ids = list(conn.execute(pick).scalars())
         if not ids:
-            return {name: 0}, time.monotonic() - began
+            return {name: 0}, time.monotonic() - began, []
         removed: dict[str, int] = {}
         if table is deliveries:
             result = conn.execute(delete(attempts).where(attempts.c.delivery_id.in_(ids)))
             removed["attempts"] = int(result.rowcount)
         files = copies_sql.stored_keys(conn, ids) if table is artifact_copies else []
-        # The condition again: a row that changed since it was picked stays.
         result = conn.execute(delete(table).where(key.in_(ids), where))
         removed[name] = int(result.rowcount)
         uow.commit()
         held = time.monotonic() - began
     if engine.dialect.name == "sqlite":
         _checkpoint(engine)
-    if files and artifact_store:  # after commit: never a row without its file
-        store = open_store(artifact_store, endpoint_url=s3_endpoint_url)
-        for file_key in files:
-            store.delete(file_key)
-    return removed, held
+    return removed, held, files
 
 
 def _checkpoint(engine: Engine) -> None:
@@ -418,70 +458,3 @@ def purge(
                 break
             rows = next_batch_rows(rows, held, batch, dialect)
     return removed
-
-
-def run_scheduled(
-    engine: Engine,
-    retention_days: int,
-    interval: float,
-    stop: threading.Event,
-    *,
-    first_after: float = FIRST_PURGE_AFTER_SECONDS,
-    artifact_store: str = "",
-    s3_endpoint_url: str = "",
-) -> None:
-    """The worker's purge loop (run it on a thread): a :func:`purge` ``first_after`` seconds
-    after start (or ``interval`` if shorter), then every ``interval`` seconds, until ``stop``.
-
-    A failed purge is logged and tried again at the next interval; it never stops the loop.
-    """
-    delay = min(first_after, interval)
-    while not stop.wait(delay):
-        delay = interval
-        started = time.monotonic()
-        try:
-            cutoff = cutoff_for(retention_days)
-            removed = purge(
-                engine,
-                cutoff,
-                stop=stop,
-                artifact_store=artifact_store,
-                s3_endpoint_url=s3_endpoint_url,
-            )
-        except Exception:
-            log.exception("retention purge failed; trying again at the next interval")
-            continue
-        if any(removed.values()):
-            log.info(
-                "retention purge",
-                extra={
-                    "removed": removed,
-                    "retention_days": retention_days,
-                    "seconds": round(time.monotonic() - started, 3),
-                },
-            )
-
-
-def start_scheduled(
-    engine: Engine,
-    retention_days: int | None,
-    interval: float,
-    stop: threading.Event,
-    artifact_store: str = "",
-    s3_endpoint_url: str = "",
-) -> threading.Thread | None:
-    """Start :func:`run_scheduled` on a daemon thread (None when ``retention_days`` is None).
-
-    :param artifact_store: ``ARTIFACT_STORE`` or empty; ``s3_endpoint_url`` its endpoint.
-    """
-    if retention_days is None:
-        return None
-    thread = threading.Thread(
-        target=run_scheduled,
-        args=(engine, retention_days, interval, stop),
-        kwargs={"artifact_store": artifact_store, "s3_endpoint_url": s3_endpoint_url},
-        name="retention",
-        daemon=True,
-    )
-    thread.start()
-    return thread

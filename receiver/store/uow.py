@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from types import TracebackType
+from typing import Any
 
 from sqlalchemy import Connection, Engine
 
-from receiver.store.engine import READ_ONLY
+from receiver.store.engine import READ_ONLY, SQLITE_SYNCHRONOUS
 from receiver.store.repositories import Repository
 
 
@@ -20,17 +21,27 @@ class UnitOfWork:
     ``read_only=True`` makes it a reader: on SQLite a plain ``BEGIN`` (a WAL snapshot, outside
     the writer queue, so it never waits for or delays a writer); it must not write. PostgreSQL
     ignores the flag (its readers never block writers).
+
+    ``durable=False`` is for work that may be lost at a power cut and simply done again (the
+    retention purge's deletes): on SQLite its commit does not wait for the disk
+    (``synchronous=NORMAL`` for this transaction, so it holds the write lock for less time).
+    What it wrote reaches the disk with the next durable commit of any connection, which
+    syncs the write-ahead log up to its own end; a power cut before then loses this
+    transaction whole, never part of it. PostgreSQL ignores the flag.
     """
 
-    def __init__(self, engine: Engine, *, read_only: bool = False) -> None:
+    def __init__(self, engine: Engine, *, read_only: bool = False, durable: bool = True) -> None:
         self._engine = engine
         self._read_only = read_only
+        self._relaxed = not durable and not read_only and engine.dialect.name == "sqlite"
         self._conn: Connection | None = None
 
     def __enter__(self) -> UnitOfWork:
         self._conn = self._engine.connect()
         if self._read_only:
             self._conn.execution_options(**{READ_ONLY: True})
+        if self._relaxed:  # outside any transaction: SQLite refuses it inside one
+            self._driver().execute("PRAGMA synchronous=NORMAL")
         self._conn.begin()
         self.repo = Repository(self._conn)
         return self
@@ -50,6 +61,12 @@ class UnitOfWork:
         try:
             if self._conn.in_transaction():
                 self._conn.rollback()
+            if self._relaxed:  # the pooled connection goes back durable
+                self._driver().execute(f"PRAGMA synchronous={SQLITE_SYNCHRONOUS}")
         finally:
             self._conn.close()
             self._conn = None
+
+    def _driver(self) -> Any:
+        assert self._conn is not None
+        return self._conn.connection.dbapi_connection
