@@ -5,10 +5,11 @@ that the dashboard and the CLI show as a message.
 ::
 
     ServiceError                 base: ``code`` (JSON error code), ``http_status``
-    ├── JobNotFound              404  no such job (or a replyRef names a job not here)
+    ├── NotFound                 404  base of the three below (:meth:`NotFound.require`)
+    │   ├── JobNotFound          404  no such job (or a replyRef names a job not here)
+    │   ├── SubscriberNotFound   404
+    │   └── DeliveryNotFound     404
     ├── TaskIdMismatch           403  a callback's taskId is not its job's
-    ├── SubscriberNotFound       404
-    ├── DeliveryNotFound         404
     ├── InvalidSubscriber        422  URL refused (SSRF guard), unknown event type, bad cap
     ├── InvalidSubmission        422  a submission that does not fit its model
     ├── SubmissionFailed         502  the vendor refused or failed a create (job kept)
@@ -19,9 +20,11 @@ Callers catch outcomes, not status codes; no class here knows Flask.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from client import UseapiError
+
+T = TypeVar("T")
 
 
 class ServiceError(Exception):
@@ -44,20 +47,35 @@ class ServiceError(Exception):
             cls.http_status = http_status
 
 
-class JobNotFound(ServiceError, code="job_not_found", http_status=404):
+class NotFound(ServiceError, http_status=404):
+    """Base of the outcomes "there is no such thing" (404)."""
+
+    @classmethod
+    def require(cls, row: T | None, message: str) -> T:
+        """``row``, read by an id, unless it is None (nothing has that id).
+
+        :raises NotFound: this class, with ``message`` (``"no job <id>"``), when ``row`` is
+            None.
+        """
+        if row is None:
+            raise cls(message)
+        return row
+
+
+class JobNotFound(NotFound, code="job_not_found"):
     """No job with that id (or the replyRef names a job this database does not have)."""
+
+
+class SubscriberNotFound(NotFound, code="subscriber_not_found"):
+    """No subscriber with that id (or it was removed)."""
+
+
+class DeliveryNotFound(NotFound, code="delivery_not_found"):
+    """No delivery with that id."""
 
 
 class TaskIdMismatch(ServiceError, code="task_id_mismatch", http_status=403):
     """A valid replyRef arrived with a taskId other than the one bound to its job."""
-
-
-class SubscriberNotFound(ServiceError, code="subscriber_not_found", http_status=404):
-    """No subscriber with that id (or it was removed)."""
-
-
-class DeliveryNotFound(ServiceError, code="delivery_not_found", http_status=404):
-    """No delivery with that id."""
 
 
 class InvalidSubscriber(ServiceError, code="invalid_subscriber", http_status=422):
