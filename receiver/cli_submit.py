@@ -5,6 +5,7 @@ and accounts. Registered on :data:`receiver.cli.main`; the help of ``--model`` a
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
@@ -224,31 +225,20 @@ def submit(
         + (f", account {account})…" if account else ")…"),
         err=True,
     )
-    # At most once per --idempotency-key (receiver.idempotency); as before without one.
-    request = {
-        "model": target.name,
-        "params": params,
-        "images": images,
-        "metadata": meta,
-        "account": account,
-        "references": list(reference_images),
-    }
+    order = submission.Submission(
+        model=target.name,
+        params=params,
+        images=images,
+        metadata=meta,
+        account=account,
+        references=reference_images,
+    )
+    # At most once per --idempotency-key (receiver.idempotency), the order's fields being the
+    # request whose fingerprint is compared; as before without one.
+    request = dataclasses.asdict(order)
     submit_task = idempotency.once(rt.engine, idempotency_key, request)(submission.submit_task)
     try:
-        job = submission.submit_with(
-            rt,
-            client,
-            submission.Submission(
-                model=target.name,
-                params=params,
-                images=images,
-                metadata=meta,
-                account=account,
-                references=reference_images,
-            ),
-            reply_url=reply_url,
-            submit=submit_task,
-        )
+        job = submission.submit_with(rt, client, order, reply_url=reply_url, submit=submit_task)
     except idempotency.IdempotencyError as exc:
         _fail(str(exc), 2 if isinstance(exc, idempotency.IdempotencyKeyReused) else 1)
     except ValidationError as exc:

@@ -63,32 +63,22 @@ class IdempotencyError(ServiceError):
     """Base of the idempotency refusals (each a 4xx with its JSON code)."""
 
 
-class InvalidIdempotencyKey(IdempotencyError):
+class InvalidIdempotencyKey(IdempotencyError, code="invalid_idempotency_key", http_status=400):
     """The key is empty, longer than :data:`MAX_KEY_LENGTH` or not printable ASCII."""
 
-    code = "invalid_idempotency_key"
-    http_status = 400
 
-
-class IdempotencyKeyReused(IdempotencyError):
+class IdempotencyKeyReused(IdempotencyError, code="idempotency_key_reused", http_status=422):
     """The key was first used for another request (another body)."""
 
-    code = "idempotency_key_reused"
-    http_status = 422
 
-
-class IdempotencyKeyInFlight(IdempotencyError):
+class IdempotencyKeyInFlight(IdempotencyError, code="idempotency_key_in_flight", http_status=409):
     """The first request with this key is still running: retry later, never in parallel."""
 
-    code = "idempotency_key_in_flight"
-    http_status = 409
 
-
-class ReplayedError(IdempotencyError):
+class ReplayedError(IdempotencyError, code="idempotent_replay"):
     """The first request with this key failed; this is its error again (command line only;
-    the API replays the stored answer itself). ``job_id`` names the job kept as evidence."""
-
-    code = "idempotent_replay"
+    the API replays the stored answer itself). ``job_id`` names the job kept as evidence;
+    ``http_status`` is the first request's."""
 
     def __init__(self, message: str, *, http_status: int, job_id: str | None) -> None:
         super().__init__(message)

@@ -35,9 +35,16 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat().replace("+00:00", "Z") if value else None
 
 
-def _body(event_type: str, now: datetime, data: dict[str, Any]) -> str:
-    body = {"type": event_type, "timestamp": _iso(now), "data": data}
-    return json.dumps(body, separators=(",", ":"), ensure_ascii=False)
+def _new_event(event_type: str, now: datetime, sub: Subscriber, **data: Any) -> tuple[str, str]:
+    """A new event id and the webhook body of an ``event_type`` event about ``sub``: its
+    ``data`` is ``{"event_id", "subscriber_id"}`` and then ``data``'s keys."""
+    event_id = new_id("msg")
+    body = {
+        "type": event_type,
+        "timestamp": _iso(now),
+        "data": {"event_id": event_id, "subscriber_id": sub.id, **data},
+    }
+    return event_id, json.dumps(body, separators=(",", ":"), ensure_ascii=False)
 
 
 @dataclass(frozen=True)
@@ -96,15 +103,11 @@ def send_test_event(
     from receiver.services import get_subscriber
 
     sub = get_subscriber(engine, subscriber_id)
-    event_id = new_id("msg")
-    body = _body(
+    event_id, body = _new_event(
         WEBHOOK_TEST,
         now,
-        {
-            "event_id": event_id,
-            "subscriber_id": sub.id,
-            "message": "a test event sent on request by runway-relay; it changes nothing",
-        },
+        sub,
+        message="a test event sent on request by runway-relay; it changes nothing",
     )
     result: SendResult
     try:
@@ -151,20 +154,16 @@ def record_subscriber_disabled(
         for s in repo.list_subscribers()
         if s.enabled and s.id != sub.id and SUBSCRIBER_DISABLED in s.event_types
     ]
-    event_id = new_id("msg")
-    payload = _body(
+    event_id, payload = _new_event(
         SUBSCRIBER_DISABLED,
         now,
-        {
-            "event_id": event_id,
-            "subscriber_id": sub.id,
-            "url": sub.url,
-            "description": sub.description,
-            "reason": health.get("disabled_reason", sub.disabled_reason),
-            "disabled_at": _iso(health.get("disabled_at", now)),
-            "failing_since": _iso(health.get("failing_since", sub.failing_since)),
-            "last_error": health.get("last_error", sub.last_error),
-        },
+        sub,
+        url=sub.url,
+        description=sub.description,
+        reason=health.get("disabled_reason", sub.disabled_reason),
+        disabled_at=_iso(health.get("disabled_at", now)),
+        failing_since=_iso(health.get("failing_since", sub.failing_since)),
+        last_error=health.get("last_error", sub.last_error),
     )
     repo.add_events(
         [

@@ -21,7 +21,7 @@ import logging
 import random
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from datetime import datetime
 
 from sqlalchemy import Connection, Engine
@@ -73,6 +73,7 @@ class Step:
     next_due: datetime | None = None
 
 
+@dataclass(eq=False)
 class Pipeline:
     """Claims, sends and records deliveries for the worker named ``name``.
 
@@ -85,31 +86,19 @@ class Pipeline:
     :param rng: the jitter's randomness.
     """
 
-    def __init__(
-        self,
-        engine: Engine,
-        name: str,
-        *,
-        sender: Sender,
-        policy: RetryPolicy,
-        lease_seconds: float,
-        allow_private: bool,
-        disable_after: float,
-        stopping: threading.Event,
-        rng: random.Random,
-    ) -> None:
-        self.engine = engine
-        self.name = name
-        self.sender = sender
-        self.policy = policy
-        self.lease_seconds = lease_seconds
-        self.allow_private = allow_private
-        self.disable_after = disable_after
-        self._stopping = stopping
-        self._rng = rng
-        #: A connection kept between steps (the worker's loop opens it); None: each step takes
-        #: one from the pool.
-        self.conn: Connection | None = None
+    engine: Engine
+    name: str
+    _: KW_ONLY
+    sender: Sender
+    policy: RetryPolicy
+    lease_seconds: float
+    allow_private: bool
+    disable_after: float
+    stopping: threading.Event
+    rng: random.Random
+    #: A connection kept between steps (the worker's loop opens it); None: each step takes
+    #: one from the pool.
+    conn: Connection | None = field(default=None, init=False)
 
     def close(self) -> None:
         """Close the kept connection, if any."""
@@ -191,7 +180,7 @@ class Pipeline:
         result = finished.result
         assert result is not None
         number = finished.item.delivery.attempts + 1
-        after = next_step(self.policy, result, number, now, self._rng.random)
+        after = next_step(self.policy, result, number, now, self.rng.random)
         return AttemptRecord(
             delivery_id=finished.item.delivery.id,
             number=number,
@@ -229,7 +218,7 @@ class Pipeline:
     def send(self, item: ClaimedDelivery) -> Finished:
         """Sign and POST one claimed delivery (no database); unsent when stopping."""
         started = utcnow()
-        if self._stopping.is_set():
+        if self.stopping.is_set():
             return Finished(item, None, started, unsent=True)
         sub = item.subscriber
         if not self.allow_private:

@@ -418,9 +418,7 @@ def confirm_terminal(
     if status is None or not status.is_terminal:
         return task, True
     with UnitOfWork(engine, read_only=True) as uow:
-        job = uow.repo.get_job(claims.job_id)
-    if job is None:
-        raise JobNotFound(f"no job {claims.job_id}")
+        job = JobNotFound.require(uow.repo.get_job(claims.job_id), f"no job {claims.job_id}")
     try:
         check_bound(job, task.taskId)
     except TaskBoundElsewhere as exc:

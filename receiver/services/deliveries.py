@@ -20,9 +20,7 @@ def retry_delivery(engine: Engine, delivery_id: str, now: datetime) -> Delivery:
     :raises Conflict: it is pending already.
     """
     with UnitOfWork(engine) as uow:
-        current = uow.repo.get_delivery(delivery_id)
-        if current is None:
-            raise DeliveryNotFound(f"no delivery {delivery_id}")
+        DeliveryNotFound.require(uow.repo.get_delivery(delivery_id), f"no delivery {delivery_id}")
         if not uow.repo.requeue_delivery(delivery_id, now):
             raise Conflict(f"delivery {delivery_id} is pending already")
         uow.repo.notify_deliveries()

@@ -103,9 +103,9 @@ def rotate_secret(
     :raises SubscriberNotFound:
     """
     with UnitOfWork(engine) as uow:
-        sub = uow.repo.get_subscriber(subscriber_id)
-        if sub is None:
-            raise SubscriberNotFound(f"no subscriber {subscriber_id}")
+        sub = SubscriberNotFound.require(
+            uow.repo.get_subscriber(subscriber_id), f"no subscriber {subscriber_id}"
+        )
         keep_old = grace_seconds > 0
         rotated = replace(
             sub,

@@ -3,7 +3,7 @@ of them) and the log of refused callbacks. Each function runs one read-only unit
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from sqlalchemy import Engine
 
@@ -17,7 +17,8 @@ from receiver.views.schemas import DeliveryDetail
 @dataclass(frozen=True)
 class DeliveryFilter:
     """Which deliveries a list shows: each filter only when given. ``status="failed"``: the
-    dead letters (retries exhausted, or the subscriber answered 410)."""
+    dead letters (retries exhausted, or the subscriber answered 410). The fields are
+    :meth:`~receiver.store.repositories.Repository.list_deliveries`'s arguments."""
 
     status: str | None = None
     subscriber_id: str | None = None
@@ -30,9 +31,9 @@ def delivery(engine: Engine, delivery_id: str) -> DeliveryDetail:
     :raises DeliveryNotFound: there is none.
     """
     with UnitOfWork(engine, read_only=True) as uow:
-        row = uow.repo.get_delivery(delivery_id)
-        if row is None:
-            raise DeliveryNotFound(f"no delivery {delivery_id}")
+        row = DeliveryNotFound.require(
+            uow.repo.get_delivery(delivery_id), f"no delivery {delivery_id}"
+        )
         attempts = uow.repo.list_attempts(delivery_id)
     return DeliveryDetail.with_attempts(row, attempts)
 
@@ -43,20 +44,7 @@ def deliveries(
     """Up to ``limit`` deliveries matching ``filters``, newest first, older than the delivery
     id ``before`` when given; ``next_before`` pages on."""
     with UnitOfWork(engine, read_only=True) as uow:
-        return _page(uow.repo, filters, before, limit)
-
-
-def _page(
-    repo: store.Repository, filters: DeliveryFilter, before: str | None, limit: int
-) -> Page[store.Delivery]:
-    rows = repo.list_deliveries(
-        status=filters.status,
-        subscriber_id=filters.subscriber_id,
-        event_id=filters.event_id,
-        before_id=before,
-        limit=limit + 1,
-    )
-    return Page.of(rows, limit)
+        return Page.read(uow.repo.list_deliveries, before, limit, **asdict(filters))
 
 
 @dataclass(frozen=True)
@@ -80,7 +68,7 @@ def delivery_board(
     older than ``before`` when given), read in one transaction."""
     with UnitOfWork(engine, read_only=True) as uow:
         repo = uow.repo
-        page = _page(repo, filters, before, limit)
+        page = Page.read(repo.list_deliveries, before, limit, **asdict(filters))
         attempts = repo.attempts_by_delivery([d.id for d in page.items])
         events = repo.events_by_id(sorted({d.event_id for d in page.items}))
         subscribers = repo.subscribers_by_id(sorted({d.subscriber_id for d in page.items}))
@@ -102,5 +90,4 @@ def refused_callbacks(
     """Up to ``limit`` refused callbacks, newest first, older than the id ``before`` when
     given; ``next_before`` pages on."""
     with UnitOfWork(engine, read_only=True) as uow:
-        rows = uow.repo.list_refused(limit=limit + 1, before_id=before)
-    return Page.of(rows, limit)
+        return Page.read(uow.repo.list_refused, before, limit)

@@ -3,7 +3,7 @@ overview. Each function runs one read-only unit of work."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -25,7 +25,9 @@ RECENT_JOBS = 8
 
 @dataclass(frozen=True)
 class JobFilter:
-    """Which jobs a list shows: each filter only when given. ``since``: created at or after."""
+    """Which jobs a list shows: each filter only when given. ``since``: created at or after.
+    The fields are :meth:`~receiver.store.repositories.Repository.list_jobs`'s and
+    :meth:`~receiver.store.repositories.Repository.count_jobs`'s arguments."""
 
     status: str | None = None
     model: str | None = None
@@ -39,9 +41,7 @@ def job(engine: Engine, job_id: str) -> Job:
     """
     with UnitOfWork(engine, read_only=True) as uow:
         row = uow.repo.get_job(job_id)
-    if row is None:
-        raise JobNotFound(f"no job {job_id}")
-    return Job.of(row)
+    return Job.of(JobNotFound.require(row, f"no job {job_id}"))
 
 
 def job_detail(engine: Engine, job_id: str) -> JobDetail:
@@ -65,11 +65,8 @@ class _Rows:
 
 def _history(repo: store.Repository, job_id: str, most_deliveries: int) -> _Rows:
     """The job's row, its events, callbacks and newest deliveries. :raises JobNotFound:"""
-    row = repo.get_job(job_id)
-    if row is None:
-        raise JobNotFound(f"no job {job_id}")
     return _Rows(
-        job=row,
+        job=JobNotFound.require(repo.get_job(job_id), f"no job {job_id}"),
         events=repo.list_events(job_id),
         callbacks=repo.list_callbacks(job_id),
         deliveries=repo.list_deliveries(job_id=job_id, limit=most_deliveries),
@@ -82,20 +79,13 @@ def jobs(
     """Up to ``limit`` jobs matching ``filters``, newest first, older than the job id
     ``before`` when given; ``next_before`` pages on."""
     with UnitOfWork(engine, read_only=True) as uow:
-        rows = uow.repo.list_jobs(
-            status=filters.status,
-            model=filters.model,
-            since=filters.since,
-            before_id=before,
-            limit=limit + 1,
-        )
-    return Page.of(rows, limit)
+        return Page.read(uow.repo.list_jobs, before, limit, **asdict(filters))
 
 
 def count_jobs(engine: Engine, filters: JobFilter) -> int:
     """How many jobs match ``filters`` (all the pages of :func:`jobs`)."""
     with UnitOfWork(engine, read_only=True) as uow:
-        return uow.repo.count_jobs(status=filters.status, model=filters.model, since=filters.since)
+        return uow.repo.count_jobs(**asdict(filters))
 
 
 @dataclass(frozen=True)

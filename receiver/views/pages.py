@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -29,3 +29,14 @@ class Page(Generic[R]):
         another page follows)."""
         items = list(rows[:limit])
         return cls(items, items[-1].id if len(rows) > limit and items else None)
+
+    @classmethod
+    def read(
+        cls, list_rows: Callable[..., Sequence[R]], before: Any, limit: int, **filters: Any
+    ) -> Page[R]:
+        """The page of ``list_rows(**filters, before_id=before, limit=limit + 1)``, a repository's
+        list method read newest first (:meth:`of`).
+
+        :param before: the id the page starts below, or None for the first page.
+        """
+        return cls.of(list_rows(**filters, before_id=before, limit=limit + 1), limit)

@@ -21,9 +21,7 @@ def subscriber(engine: Engine, subscriber_id: str) -> Subscriber:
     """
     with UnitOfWork(engine, read_only=True) as uow:
         row = uow.repo.get_subscriber(subscriber_id)
-    if row is None:
-        raise SubscriberNotFound(f"no subscriber {subscriber_id}")
-    return Subscriber.of(row)
+    return Subscriber.of(SubscriberNotFound.require(row, f"no subscriber {subscriber_id}"))
 
 
 @dataclass(frozen=True)
