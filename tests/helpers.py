@@ -87,7 +87,7 @@ def job_columns(engine: Engine, job_id: str, *names: str) -> dict[str, Any]:
         return dict(conn.execute(query).one()._mapping)
 
 
-def sql_rows(engine: Engine, sql: str, **params: Any) -> Sequence[Row[Any]]:
+def sql_rows(engine: Engine, sql: str, **params: Any) -> Sequence[Row[*tuple[Any, ...]]]:
     """Every row the SQL text ``sql`` answers, its ``:name`` placeholders bound from ``params``,
     read on a connection of its own."""
     with engine.connect() as conn:
