@@ -7,16 +7,17 @@ import os
 import shutil
 import subprocess
 import threading
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from socketserver import BaseServer
-from typing import Any
+from typing import Any, TypeVar
 
 from flask.testing import FlaskClient
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, Row, select, text
 
 from receiver.delivery.worker import WorkerConfig
 from receiver.ingest.applier import apply_pending
@@ -31,6 +32,8 @@ ROOT = Path(__file__).resolve().parents[1]
 #: The admin token and the replyRef signing secret of every test configuration.
 ADMIN_TOKEN = "test-admin-token"
 SECRET = "test-secret-key-0123456789abcdef"
+
+T = TypeVar("T")
 
 
 def add_job(
@@ -82,6 +85,48 @@ def job_columns(engine: Engine, job_id: str, *names: str) -> dict[str, Any]:
     with engine.connect() as conn:
         query = select(*(jobs.c[name] for name in names)).where(jobs.c.id == job_id)
         return dict(conn.execute(query).one()._mapping)
+
+
+def sql_rows(engine: Engine, sql: str, **params: Any) -> Sequence[Row[*tuple[Any, ...]]]:
+    """Every row the SQL text ``sql`` answers, its ``:name`` placeholders bound from ``params``,
+    read on a connection of its own."""
+    with engine.connect() as conn:
+        return conn.execute(text(sql), params).all()
+
+
+def sql_column(engine: Engine, sql: str, **params: Any) -> list[Any]:
+    """The first column of every row the SQL text ``sql`` answers (see :func:`sql_rows`)."""
+    return [row[0] for row in sql_rows(engine, sql, **params)]
+
+
+def sql_value(engine: Engine, sql: str, **params: Any) -> Any:
+    """The first column of the one row the SQL text ``sql`` answers (see :func:`sql_rows`),
+    e.g. a ``count(*)``.
+
+    Raises:
+        sqlalchemy.exc.NoResultFound, sqlalchemy.exc.MultipleResultsFound: not one row.
+    """
+    with engine.connect() as conn:
+        return conn.execute(text(sql), params).scalar_one()
+
+
+def wait_until(
+    read: Callable[[], T], done: Callable[[T], bool], *, seconds: float, every: float
+) -> T:
+    """Call ``read`` every ``every`` seconds until ``done`` holds for what it returned; that
+    value.
+
+    Raises:
+        AssertionError: ``done`` did not hold within ``seconds`` (the message is the last value
+            read).
+    """
+    deadline = time.monotonic() + seconds
+    while True:
+        value = read()
+        if done(value):
+            return value
+        assert time.monotonic() < deadline, value
+        time.sleep(every)
 
 
 def run_in_threads(*calls: Callable[[], object], timeout: float) -> None:

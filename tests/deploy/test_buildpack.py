@@ -44,6 +44,8 @@ SECRET_KEY = "deploy-secret-key-0123456789abcdef"
 IMAGE = "data:image/png;base64," + base64.b64encode(tiny_png()).decode()
 #: A PaaS sends SIGKILL this long after SIGTERM (Heroku, Render).
 KILL_AFTER_SECONDS = 30.0
+#: The admin API's credentials.
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 OURS = {f.upper() for f in Settings.model_fields} | {
     "WEB_CONCURRENCY",
     "PROMETHEUS_MULTIPROC_DIR",
@@ -151,9 +153,7 @@ def database_url(postgres_base_url: str | None) -> Iterator[str]:
 
 
 def scrape(base: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    response = requests.get(
-        base + "/metrics", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=10
-    )
+    response = requests.get(base + "/metrics", headers=ADMIN, timeout=10)
     assert response.status_code == 200, response.text
     return {
         (s.name, tuple(sorted(s.labels.items()))): s.value
@@ -177,6 +177,24 @@ def job_events(received: list[Any], job_id: str) -> list[dict[str, Any]]:
     return [
         r.body for r in received if r.verified and r.body and r.body["data"]["job_id"] == job_id
     ]
+
+
+def submit(base: str, prompt: str) -> str:
+    """``POST /api/tasks`` on the web at ``base`` (a tiny PNG and ``prompt``); the new job's id.
+    Asserts that it answers 201."""
+    submitted = requests.post(
+        base + "/api/tasks", json={"image": IMAGE, "prompt": prompt}, headers=ADMIN, timeout=30
+    )
+    assert submitted.status_code == 201, submitted.text
+    return str(submitted.json()["job_id"])
+
+
+def wait_succeeded(subscriber: SubscriberServer, job_id: str) -> list[Any]:
+    """What ``subscriber`` received, once a verified ``task.succeeded`` of ``job_id`` is among
+    it (60 s at most)."""
+    return subscriber.wait_for(
+        lambda r: any(e["type"] == "task.succeeded" for e in job_events(r, job_id)), timeout=60
+    )
 
 
 def test_a_buildpack_deploy_runs_end_to_end(slug: Slug, database_url: str, tmp_path: Path) -> None:
@@ -231,26 +249,15 @@ def test_a_buildpack_deploy_runs_end_to_end(slug: Slug, database_url: str, tmp_p
         assert web.output().count("Booting worker") == 2, web.output()
         assert f"0.0.0.0:{web_port}" in web.output(), web.output()
 
-        api = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
         with SubscriberServer(hang_seconds=3.0) as subscriber:
             added = requests.post(
-                base + "/api/subscribers", json={"url": subscriber.url}, headers=api, timeout=10
+                base + "/api/subscribers", json={"url": subscriber.url}, headers=ADMIN, timeout=10
             )
             assert added.status_code == 201, added.text
             subscriber.secrets.append(added.json()["secret"])
 
-            submitted = requests.post(
-                base + "/api/tasks",
-                json={"image": IMAGE, "prompt": "deploy"},
-                headers=api,
-                timeout=30,
-            )
-            assert submitted.status_code == 201, submitted.text
-            job_id = submitted.json()["job_id"]
-            got = subscriber.wait_for(
-                lambda r: any(e["type"] == "task.succeeded" for e in job_events(r, job_id)),
-                timeout=60,
-            )
+            job_id = submit(base, "deploy")
+            got = wait_succeeded(subscriber, job_id)
             events = job_events(got, job_id)
             assert [e["type"] for e in events][-1] == "task.succeeded", events
             assert all(r.verified for r in got), [r.error for r in got if not r.verified]
@@ -271,14 +278,7 @@ def test_a_buildpack_deploy_runs_end_to_end(slug: Slug, database_url: str, tmp_p
             # exits in time; what it had not sent stays pending for the next worker.
             subscriber.script("hang")
             arrived = subscriber.arrivals
-            second = requests.post(
-                base + "/api/tasks",
-                json={"image": IMAGE, "prompt": "sigterm"},
-                headers=api,
-                timeout=30,
-            )
-            assert second.status_code == 201, second.text
-            second_id = second.json()["job_id"]
+            second_id = submit(base, "sigterm")
             assert subscriber.wait_for_arrivals(arrived + 1, timeout=30) >= arrived + 1
             code, took = stop_within(worker, KILL_AFTER_SECONDS)
             assert code == 0 and took < KILL_AFTER_SECONDS, worker.output()
@@ -287,10 +287,7 @@ def test_a_buildpack_deploy_runs_end_to_end(slug: Slug, database_url: str, tmp_p
             hung = [r for r in list(subscriber.received)[arrived:] if r.status_answered == 200]
             assert len(hung) == 1 and hung[0].verified, hung
             processes.append(slug.start("worker", "worker.2", slug.env("worker.2", **config)))
-            got = subscriber.wait_for(
-                lambda r: any(e["type"] == "task.succeeded" for e in job_events(r, second_id)),
-                timeout=60,
-            )
+            got = wait_succeeded(subscriber, second_id)
             assert any(e["type"] == "task.succeeded" for e in job_events(got, second_id))
             # Every event of the second task was delivered, and none was sent twice: the
             # attempt in flight at SIGTERM was recorded before the worker exited.
@@ -298,7 +295,10 @@ def test_a_buildpack_deploy_runs_end_to_end(slug: Slug, database_url: str, tmp_p
             pending: list[Any] = []
             for _ in range(300):
                 pending = requests.get(
-                    base + "/api/deliveries", params={"status": "pending"}, headers=api, timeout=10
+                    base + "/api/deliveries",
+                    params={"status": "pending"},
+                    headers=ADMIN,
+                    timeout=10,
                 ).json()["items"]
                 if not pending:
                     break

@@ -19,7 +19,7 @@ from standardwebhooks.webhooks import Webhook
 
 from receiver import services
 from simulator.demo import tiny_png
-from simulator.processes import bin_path
+from simulator.processes import Process, bin_path
 from simulator.subscriber import Received, SubscriberProcess, SubscriberServer
 from tests.e2e.conftest import Stack
 
@@ -275,19 +275,34 @@ def test_subscriber_urls_are_guarded_at_registration(stack: Stack) -> None:
     assert r.status_code == 201
 
 
-def test_sigterm_finishes_the_attempt_in_flight(stack: Stack) -> None:
+def signal_mid_delivery(
+    stack: Stack, server: SubscriberProcess, signal_name: str, exit_code: int
+) -> tuple[Process, str, str]:
+    """Register ``server``, have it send the stack's newest worker ``SIG<signal_name>`` the
+    moment a request arrives (the attempt is surely in flight at the signal), submit a task,
+    and wait (20 s at most) for the request and for the worker to exit with ``exit_code``
+    (a negative signal number: killed by it); the worker is then taken off the stack.
+
+    Returns:
+        The stopped worker, the subscriber's id and the job's id.
+    """
     worker = stack.workers[-1]
+    sub_id = add(stack, server)
+    server.script(f"signal:{signal_name}:{worker.pid}")
+    job_id = submit(stack)
+    assert server.wait_for_arrivals(1, timeout=20) == 1
+    assert worker.proc.wait(20) == exit_code
+    stack.workers.remove(worker)
+    worker.stop()
+    return worker, sub_id, job_id
+
+
+def test_sigterm_finishes_the_attempt_in_flight(stack: Stack) -> None:
     # A subscriber process of its own sends the worker SIGTERM the moment the request arrives
     # and answers 200 half a second later: the attempt is surely in flight at the signal, and
     # the answer comes well within the 2 s timeout.
     with SubscriberProcess(hang_seconds=0.5) as server:
-        sub_id = add(stack, server)
-        server.script(f"signal:TERM:{worker.pid}")
-        job_id = submit(stack)
-        assert server.wait_for_arrivals(1, timeout=20) == 1
-        assert worker.proc.wait(20) == 0
-        stack.workers.remove(worker)
-        worker.stop()
+        worker, sub_id, job_id = signal_mid_delivery(stack, server, "TERM", 0)
         assert "worker stopped" in worker.output()
         (delivery,) = deliveries_of(stack, sub_id)
         assert delivery["status"] == "succeeded" and delivery["attempts"] == 1
@@ -297,17 +312,10 @@ def test_sigterm_finishes_the_attempt_in_flight(stack: Stack) -> None:
 
 
 def test_kill_9_mid_delivery_loses_nothing(stack: Stack) -> None:
-    worker = stack.workers[-1]
     # The subscriber process SIGKILLs the worker the moment the request arrives: the attempt
     # is surely in flight, and never recorded.
     with SubscriberProcess(hang_seconds=0.5) as server:
-        sub_id = add(stack, server)
-        server.script(f"signal:KILL:{worker.pid}")
-        job_id = submit(stack)
-        assert server.wait_for_arrivals(1, timeout=20) == 1
-        assert worker.proc.wait(20) == -signal.SIGKILL
-        stack.workers.remove(worker)
-        worker.stop()
+        _, sub_id, job_id = signal_mid_delivery(stack, server, "KILL", -signal.SIGKILL)
         (delivery,) = deliveries_of(stack, sub_id)
         assert delivery["status"] == "pending" and delivery["attempts"] == 0
         stack.start_worker()  # claims it again once the dead worker's lease (9 s) expires

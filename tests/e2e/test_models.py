@@ -67,6 +67,15 @@ def wait_succeeded(server: SubscriberServer, job_id: str) -> dict[str, Any]:
     return mine[0].body
 
 
+def submit(stack: Stack, **options: str) -> Any:
+    """``relay submit`` with each of ``options`` as ``--name value`` (underscores written as
+    dashes: ``last_image=…`` is ``--last-image …``); its JSON answer. Asserts that it exits 0."""
+    flags = [
+        arg for name, value in options.items() for arg in (f"--{name.replace('_', '-')}", value)
+    ]
+    return stack.relay_json("submit", *flags)
+
+
 def counts(stack: Stack) -> tuple[int, int, dict[str, int], int]:
     """(creates, uploads, creates per endpoint, jobs stored): what a refusal must not change."""
     stats = stack.sim_stats()
@@ -81,7 +90,7 @@ def test_cli_default_is_gen45_on_videos_create(
     stack: Stack, subscriber: SubscriberServer, image: str
 ) -> None:
     before = stack.sim_stats()
-    submitted = stack.relay_json("submit", "--image", image, "--prompt", "a paper boat")
+    submitted = submit(stack, image=image, prompt="a paper boat")
     assert (submitted["model"], submitted["endpoint"]) == ("gen4.5", "/videos/create")
     assert submitted["task_id"]
     event = wait_succeeded(subscriber, submitted["job_id"])
@@ -100,18 +109,8 @@ def test_cli_default_is_gen45_on_videos_create(
 def test_cli_vendor_model_names_pick_the_endpoint(
     stack: Stack, subscriber: SubscriberServer, image: str
 ) -> None:
-    submitted = stack.relay_json(
-        "submit",
-        "--model",
-        "seedance-2",
-        "--image",
-        image,
-        "--last-image",
-        image,
-        "--resolution",
-        "1080p",
-        "--seconds",
-        "12",
+    submitted = submit(
+        stack, model="seedance-2", image=image, last_image=image, resolution="1080p", seconds="12"
     )
     assert (submitted["model"], submitted["endpoint"]) == ("seedance-2", "/videos/create")
     wait_succeeded(subscriber, submitted["job_id"])
@@ -144,22 +143,15 @@ def test_cli_gen3turbo_refusal_advises_a_live_model(stack: Stack, image: str) ->
 
 def test_cli_gen4turbo(stack: Stack, subscriber: SubscriberServer, image: str) -> None:
     before = stack.sim_stats()["creates_by_endpoint"]
-    submitted = stack.relay_json(
-        "submit",
-        "--model",
-        "gen4turbo",
-        "--image",
-        image,
-        "--prompt",
-        "a glacier calving",
-        "--seconds",
-        "10",
-        "--aspect-ratio",
-        "21:9",
-        "--seed",
-        "42",
-        "--metadata",
-        json.dumps({"order": "G4"}),
+    submitted = submit(
+        stack,
+        model="gen4turbo",
+        image=image,
+        prompt="a glacier calving",
+        seconds="10",
+        aspect_ratio="21:9",
+        seed="42",
+        metadata=json.dumps({"order": "G4"}),
     )
     assert submitted["model"] == "gen4turbo" and submitted["task_id"]
 
@@ -190,20 +182,14 @@ def test_cli_gen4turbo(stack: Stack, subscriber: SubscriberServer, image: str) -
 def test_cli_videos_maps_seconds_to_duration(
     stack: Stack, subscriber: SubscriberServer, image: str
 ) -> None:
-    submitted = stack.relay_json(
-        "submit",
-        "--model",
-        "videos",
-        "--video-model",
-        "gen4-turbo",
-        "--image",
-        image,
-        "--prompt",
-        "rain on a tin roof",
-        "--seconds",
-        "10",
-        "--aspect-ratio",
-        "9:16",
+    submitted = submit(
+        stack,
+        model="videos",
+        video_model="gen4-turbo",
+        image=image,
+        prompt="rain on a tin roof",
+        seconds="10",
+        aspect_ratio="9:16",
     )
     event = wait_succeeded(subscriber, submitted["job_id"])
     assert event["data"]["model"] == "gen4-turbo"  # the alias records the vendor's model

@@ -8,7 +8,6 @@ killed worker had in flight."""
 from __future__ import annotations
 
 import base64
-import time
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -17,11 +16,12 @@ from pathlib import Path
 
 import pytest
 import requests
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine
 
 from simulator.demo import tiny_png
 from simulator.subscriber import SubscriberProcess
 from tests.e2e.conftest import Stack, _database
+from tests.helpers import sql_column, sql_rows, sql_value, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -82,37 +82,29 @@ def run_load(stack: Stack, servers: list[SubscriberProcess], kill_a_worker: bool
 
     engine = create_engine(stack.database_url)
     try:
-        deadline = time.monotonic() + 240
-        while True:
-            with engine.connect() as conn:
-                live = conn.execute(
-                    text("SELECT count(*) FROM jobs WHERE status NOT IN ('SUCCEEDED', 'FAILED')")
-                ).scalar_one()
-                pending = conn.execute(
-                    text("SELECT count(*) FROM deliveries WHERE status = 'pending'")
-                ).scalar_one()
-            if live == 0 and pending == 0:
-                break
-            assert time.monotonic() < deadline, (live, pending)
-            time.sleep(0.5)
-        with engine.connect() as conn:
-            event_ids = {r[0] for r in conn.execute(text("SELECT id FROM events"))}
-            callbacks = conn.execute(text("SELECT count(*) FROM callbacks")).scalar_one()
-            failed = conn.execute(
-                text("SELECT count(*) FROM deliveries WHERE status <> 'succeeded'")
-            ).scalar_one()
-            terminal = conn.execute(
-                text("SELECT count(*) FROM events WHERE type = 'task.succeeded'")
-            ).scalar_one()
-            # per delivery: its attempt rows, and how many of them succeeded
-            rows = conn.execute(
-                text(
-                    "SELECT d.subscriber_id, d.event_id, count(a.id), "
-                    "count(a.id) FILTER (WHERE a.outcome = 'success') "
-                    "FROM deliveries d LEFT JOIN attempts a ON a.delivery_id = d.id "
-                    "GROUP BY d.id"
-                )
-            ).all()
+
+        def unfinished() -> tuple[int, int]:
+            """(jobs not terminal, deliveries pending)."""
+            return (
+                sql_value(
+                    engine, "SELECT count(*) FROM jobs WHERE status NOT IN ('SUCCEEDED', 'FAILED')"
+                ),
+                sql_value(engine, "SELECT count(*) FROM deliveries WHERE status = 'pending'"),
+            )
+
+        wait_until(unfinished, lambda counts: counts == (0, 0), seconds=240, every=0.5)
+        event_ids = set(sql_column(engine, "SELECT id FROM events"))
+        callbacks = sql_value(engine, "SELECT count(*) FROM callbacks")
+        failed = sql_value(engine, "SELECT count(*) FROM deliveries WHERE status <> 'succeeded'")
+        terminal = sql_value(engine, "SELECT count(*) FROM events WHERE type = 'task.succeeded'")
+        # per delivery: its attempt rows, and how many of them succeeded
+        rows = sql_rows(
+            engine,
+            "SELECT d.subscriber_id, d.event_id, count(a.id), "
+            "count(a.id) FILTER (WHERE a.outcome = 'success') "
+            "FROM deliveries d LEFT JOIN attempts a ON a.delivery_id = d.id "
+            "GROUP BY d.id",
+        )
     finally:
         engine.dispose()
     assert callbacks >= TASKS * (STEPS + 1) * 0.99  # thousands of callbacks went through

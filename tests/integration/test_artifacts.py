@@ -5,9 +5,11 @@ a real HTTP server on loopback."""
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
@@ -78,6 +80,15 @@ def settings_overrides(tmp_path: Path) -> dict[str, Any]:
     return {"artifact_store": str(tmp_path / "videos")}
 
 
+@contextmanager
+def subscribed(engine: Engine) -> Iterator[SubscriberServer]:
+    """A subscriber on loopback inside the block, registered in ``engine``'s database for the
+    default event types."""
+    with SubscriberServer() as server:
+        register(engine, server)
+        yield server
+
+
 def configured(settings: Settings) -> CopierConfig:
     """The copier's configuration of ``settings`` (which name an artifact store)."""
     config = copier_config(settings)
@@ -97,17 +108,27 @@ def succeed(client: FlaskClient, make_job: JobFactory, url: str) -> None:
     assert post_and_apply(client, body).status_code == 202
 
 
+@pytest.fixture
+def task_succeeds(client: FlaskClient, make_job: JobFactory, cdn: VendorCdn) -> Callable[[], None]:
+    """:func:`succeed` on the test's app, with the artifact on ``cdn``: each call, one more
+    job whose task succeeded."""
+    return functools.partial(succeed, client, make_job, cdn.url())
+
+
 def copy_row(engine: Engine) -> dict[str, Any]:
     with engine.connect() as conn:
         return dict(conn.execute(text("SELECT * FROM artifact_copies")).one()._mapping)
 
 
 def test_delivery_waits_for_the_copy_and_carries_a_durable_url(
-    client: FlaskClient, engine: Engine, make_job: JobFactory, cdn: VendorCdn, settings: Settings
+    client: FlaskClient,
+    engine: Engine,
+    cdn: VendorCdn,
+    settings: Settings,
+    task_succeeds: Callable[[], None],
 ) -> None:
-    with SubscriberServer() as subscriber:
-        register(engine, subscriber)
-        succeed(client, make_job, cdn.url())
+    with subscribed(engine) as subscriber:
+        task_succeeds()
         worker = worker_for(engine)
         assert worker.run_until_idle() == 0  # held for the copy
         assert copy_row(engine)["status"] == "pending"
@@ -135,9 +156,9 @@ def test_delivery_waits_for_the_copy_and_carries_a_durable_url(
 
 
 def test_a_failing_download_is_retried_then_done(
-    client: FlaskClient, engine: Engine, make_job: JobFactory, cdn: VendorCdn, settings: Settings
+    engine: Engine, cdn: VendorCdn, settings: Settings, task_succeeds: Callable[[], None]
 ) -> None:
-    succeed(client, make_job, cdn.url())
+    task_succeeds()
     cdn.fail_next = 1
     config = configured(settings)
     copier = Copier(engine, config)
@@ -152,11 +173,10 @@ def test_a_failing_download_is_retried_then_done(
 
 
 def test_too_large_or_unsafe_goes_out_with_the_vendor_url_only(
-    client: FlaskClient, engine: Engine, make_job: JobFactory, cdn: VendorCdn, settings: Settings
+    engine: Engine, cdn: VendorCdn, settings: Settings, task_succeeds: Callable[[], None]
 ) -> None:
-    with SubscriberServer() as subscriber:
-        register(engine, subscriber)
-        succeed(client, make_job, cdn.url())
+    with subscribed(engine) as subscriber:
+        task_succeeds()
         config = configured(settings)
         assert Copier(engine, replace(config, max_bytes=1024)).run_once() is True
         row = copy_row(engine)
@@ -167,7 +187,7 @@ def test_too_large_or_unsafe_goes_out_with_the_vendor_url_only(
         assert not list(Path(settings.artifact_store).rglob("*.mp4"))
 
         # Without ALLOW_PRIVATE_URLS the guard refuses a loopback (and plain http) source.
-        succeed(client, make_job, cdn.url())
+        task_succeeds()
         hits = cdn.hits
         Copier(engine, replace(config, allow_private=False)).run_once()
         with engine.connect() as conn:
@@ -180,11 +200,10 @@ def test_too_large_or_unsafe_goes_out_with_the_vendor_url_only(
 
 @pytest.mark.parametrize("settings_overrides", [{}])
 def test_without_artifact_store_nothing_is_held(
-    client: FlaskClient, engine: Engine, make_job: JobFactory, cdn: VendorCdn
+    client: FlaskClient, engine: Engine, task_succeeds: Callable[[], None]
 ) -> None:
-    with SubscriberServer() as subscriber:
-        register(engine, subscriber)
-        succeed(client, make_job, cdn.url())
+    with subscribed(engine) as subscriber:
+        task_succeeds()
         assert worker_for(engine).run_until_idle() == 1
         (event,) = subscriber.verified_events()
     assert "durable_url" not in event["data"]["artifacts"][0]
@@ -252,8 +271,7 @@ def test_s3_store_copy_redirects_to_a_presigned_url_and_purge_deletes_it(
     try:
         app = create_app(runtime=runtime)
         client, engine = app.test_client(), runtime.engine
-        with SubscriberServer() as subscriber:
-            register(engine, subscriber)
+        with subscribed(engine) as subscriber:
             succeed(client, JobFactory(runtime), cdn.url())
             config = configured(settings)
             assert Copier(engine, config).run_once() is True

@@ -29,7 +29,7 @@ from receiver import create_app
 from receiver.clock import utcnow
 from receiver.runtime import Runtime, build_runtime
 from tests.conftest import SECRET, JobFactory, make_settings, subscribe, table_counts, task_body
-from tests.helpers import apply_for, job_columns
+from tests.helpers import apply_for, job_columns, sql_column, sql_rows, sql_value
 from tests.helpers import post_and_apply as post
 
 WRONG_KEY = "an-attackers-guess-at-the-key-0000"
@@ -83,19 +83,16 @@ def job_row(engine: Engine, job_id: str) -> dict[str, Any]:
 
 def snapshot(engine: Engine) -> tuple[dict[str, int], list[tuple[Any, ...]]]:
     """Everything a callback may change: row counts and every job's state."""
-    with engine.connect() as conn:
-        jobs = conn.execute(
-            text(
-                "SELECT id, status, task_id, progress, progress_text, sequence, updated_at, "
-                "last_callback_at FROM jobs ORDER BY id"
-            )
-        ).all()
+    jobs = sql_rows(
+        engine,
+        "SELECT id, status, task_id, progress, progress_text, sequence, updated_at, "
+        "last_callback_at FROM jobs ORDER BY id",
+    )
     return table_counts(engine), [tuple(r) for r in jobs]
 
 
 def refused(engine: Engine) -> list[dict[str, Any]]:
-    with engine.connect() as conn:
-        rows = conn.execute(text("SELECT * FROM refused_callbacks ORDER BY id")).all()
+    rows = sql_rows(engine, "SELECT * FROM refused_callbacks ORDER BY id")
     return [dict(r._mapping) for r in rows]
 
 
@@ -481,8 +478,7 @@ def test_unknown_fields_and_lenient_values_are_kept(
     )
     r = post(client, body)
     assert r.status_code == 202 and r.outcome == "applied"
-    with engine.connect() as conn:
-        kept = conn.execute(text("SELECT body FROM callbacks")).scalar_one()
+    kept = sql_value(engine, "SELECT body FROM callbacks")
     kept = kept if isinstance(kept, dict) else json.loads(kept)
     assert kept["brandNewField"] == {"deep": [1, 2, {"x": None}]}
     assert kept["big"] == 12345678901234567890
@@ -788,11 +784,9 @@ def test_fuzz_valid_reply_ref_with_junk_fields_never_5xx(
             now_rank = rank.get(row["status"], 9)
             assert now_rank >= last_rank, (row["status"], fields)
             last_rank = now_rank
-            with engine.connect() as conn:
-                events = conn.execute(
-                    text("SELECT sequence FROM events WHERE job_id = :j ORDER BY sequence"),
-                    {"j": job.id},
-                ).scalars()
-                assert list(events) == list(range(1, row["sequence"] + 1))
+            events = sql_column(
+                engine, "SELECT sequence FROM events WHERE job_id = :j ORDER BY sequence", j=job.id
+            )
+            assert events == list(range(1, row["sequence"] + 1))
 
     check()

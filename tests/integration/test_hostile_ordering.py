@@ -14,12 +14,12 @@ from typing import Any
 from flask.testing import FlaskClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
 from receiver import create_app
 from receiver.runtime import Runtime
 from tests.conftest import JobFactory, subscribe, task_body
-from tests.helpers import apply_for, job_columns
+from tests.helpers import apply_for, job_columns, sql_column, sql_rows
 
 VIDEO = {"url": "https://cdn.example/v.mp4", "assetId": "asset-1", "fileSize": "1234567"}
 TERMINAL = ("task.succeeded", "task.failed")
@@ -80,13 +80,11 @@ def final_state(engine: Engine, job_id: str) -> dict[str, Any]:
 
 
 def events_of(engine: Engine, job_id: str) -> list[dict[str, Any]]:
-    with engine.connect() as conn:
-        rows = conn.execute(
-            text(
-                "SELECT id, type, sequence, payload FROM events WHERE job_id = :j ORDER BY sequence"
-            ),
-            {"j": job_id},
-        ).all()
+    rows = sql_rows(
+        engine,
+        "SELECT id, type, sequence, payload FROM events WHERE job_id = :j ORDER BY sequence",
+        j=job_id,
+    )
     return [
         {"id": r.id, "type": r.type, "sequence": r.sequence, "data": json.loads(r.payload)["data"]}
         for r in rows
@@ -94,12 +92,9 @@ def events_of(engine: Engine, job_id: str) -> list[dict[str, Any]]:
 
 
 def deliveries_of(engine: Engine, event_id: str) -> list[str]:
-    with engine.connect() as conn:
-        return list(
-            conn.execute(
-                text("SELECT subscriber_id FROM deliveries WHERE event_id = :e"), {"e": event_id}
-            ).scalars()
-        )
+    return sql_column(
+        engine, "SELECT subscriber_id FROM deliveries WHERE event_id = :e", e=event_id
+    )
 
 
 @st.composite

@@ -13,8 +13,9 @@ import json
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from flask.testing import FlaskClient
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
 from receiver import metrics
 from receiver.clock import utcnow
@@ -24,19 +25,24 @@ from receiver.services.callbacks import ApplyOptions
 from receiver.store import retention
 from receiver.store.uow import UnitOfWork
 from tests.conftest import JobFactory, subscribe, table_counts, task_body
-from tests.helpers import post_callback, run_in_threads
+from tests.helpers import post_callback, run_in_threads, sql_column, sql_rows
 
 OPTIONS = ApplyOptions(allow_http_artifacts=True)
 
 
+@pytest.fixture(autouse=True)
+def subscriber(engine: Engine) -> str:
+    """Every test here has one subscriber to every event type: an applied callback writes its
+    event's delivery."""
+    return subscribe(engine, ["task.progress", "task.succeeded", "task.failed"])
+
+
 def callbacks_of(engine: Engine) -> list[dict[str, Any]]:
-    with engine.connect() as conn:
-        rows = conn.execute(
-            text(
-                "SELECT id, job_id, outcome, body, apply_attempts, apply_error, apply_after "
-                "FROM callbacks ORDER BY id"
-            )
-        ).all()
+    rows = sql_rows(
+        engine,
+        "SELECT id, job_id, outcome, body, apply_attempts, apply_error, apply_after "
+        "FROM callbacks ORDER BY id",
+    )
     out = []
     for r in rows:
         row = dict(r._mapping)
@@ -47,17 +53,13 @@ def callbacks_of(engine: Engine) -> list[dict[str, Any]]:
 
 
 def job_status(engine: Engine, job_id: str) -> tuple[str, int]:
-    with engine.connect() as conn:
-        row = conn.execute(
-            text("SELECT status, sequence FROM jobs WHERE id = :j"), {"j": job_id}
-        ).one()
+    (row,) = sql_rows(engine, "SELECT status, sequence FROM jobs WHERE id = :j", j=job_id)
     return row[0], row[1]
 
 
 def test_the_door_stores_the_callback_and_changes_nothing_else(
     client: FlaskClient, engine: Engine, make_job: JobFactory
 ) -> None:
-    subscribe(engine, ["task.progress", "task.succeeded", "task.failed"])
     job, ref = make_job()
     before = table_counts(engine)
     body = task_body(ref, "RUNNING", progressRatio="0.5")
@@ -91,7 +93,6 @@ def test_the_door_stores_the_callback_and_changes_nothing_else(
 def test_a_batch_applies_each_jobs_callbacks_in_arrival_order(
     client: FlaskClient, engine: Engine, make_job: JobFactory
 ) -> None:
-    subscribe(engine, ["task.progress", "task.succeeded", "task.failed"])
     first, ref1 = make_job()
     second, ref2 = make_job()
     bodies = [
@@ -122,11 +123,10 @@ def test_a_batch_applies_each_jobs_callbacks_in_arrival_order(
     assert not report.deferred and not report.full
     assert job_status(engine, first.id) == ("SUCCEEDED", 3)
     assert job_status(engine, second.id) == ("RUNNING", 1)
-    with engine.connect() as conn:
-        types = conn.execute(
-            text("SELECT type FROM events WHERE job_id = :j ORDER BY sequence"), {"j": first.id}
-        ).scalars()
-        assert list(types) == ["task.progress", "task.progress", "task.succeeded"]
+    types = sql_column(
+        engine, "SELECT type FROM events WHERE job_id = :j ORDER BY sequence", j=first.id
+    )
+    assert types == ["task.progress", "task.progress", "task.succeeded"]
     kept = {c["id"]: c["body"] is not None for c in callbacks_of(engine)}
     assert kept == dict(zip(ids, [True, True, True, True, False, False], strict=True))
     assert apply_batch(engine, OPTIONS).applied == []  # nothing left
@@ -152,7 +152,6 @@ def _store_raw(engine: Engine, job_id: str, body: Any) -> int:
 def test_a_callback_that_fails_to_apply_is_kept_and_tried_again_and_the_others_go_through(
     client: FlaskClient, engine: Engine, make_job: JobFactory
 ) -> None:
-    subscribe(engine, ["task.progress", "task.succeeded", "task.failed"])
     job, ref = make_job()
     other, other_ref = make_job()
     good = post_callback(client, task_body(ref, "RUNNING", progressRatio="0.3")).json
@@ -184,7 +183,6 @@ def test_a_callback_that_fails_to_apply_is_kept_and_tried_again_and_the_others_g
 def test_two_appliers_at_once_apply_each_callback_exactly_once(
     client: FlaskClient, engine: Engine, make_job: JobFactory
 ) -> None:
-    subscribe(engine, ["task.progress", "task.succeeded", "task.failed"])
     jobs = [make_job() for _ in range(6)]
     posted = 0
     for step in range(1, 6):  # 30 callbacks, each moving its job forward

@@ -23,7 +23,7 @@ import pytest
 import requests
 from flask import Flask, jsonify
 from flask.testing import FlaskClient
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from client import ReplyRefSigner
@@ -127,12 +127,9 @@ def job_state(engine: Engine, job_id: str) -> tuple[str, list[dict[str, Any]]]:
 
 
 def event_types(engine: Engine, job_id: str) -> list[str]:
-    with engine.connect() as conn:
-        return list(
-            conn.execute(
-                text("SELECT type FROM events WHERE job_id = :j ORDER BY sequence"), {"j": job_id}
-            ).scalars()
-        )
+    return helpers.sql_column(
+        engine, "SELECT type FROM events WHERE job_id = :j ORDER BY sequence", j=job_id
+    )
 
 
 def subscribe(engine: Engine) -> None:
@@ -186,10 +183,9 @@ def test_confirmed_terminal_callback_emits_what_the_vendor_says(
     status, artifacts = job_state(rt.engine, job.id)
     real = vendor.object(task_id)["artifacts"][0]["url"]
     assert status == "SUCCEEDED" and [a["url"] for a in artifacts] == [real]
-    with rt.engine.connect() as conn:
-        payload = conn.execute(
-            text("SELECT payload FROM events WHERE type = 'task.succeeded'")
-        ).scalar_one()
+    payload = helpers.sql_value(
+        rt.engine, "SELECT payload FROM events WHERE type = 'task.succeeded'"
+    )
     assert EVIL not in payload and real in payload
 
     # a duplicate of the terminal callback is a no-op and asks nobody
@@ -220,8 +216,7 @@ def test_unconfirmed_terminal_callback_is_kept_and_emits_nothing(
     assert vendor.status_requests == before + 1
     assert job_state(rt.engine, job.id) == ("PENDING", [])
     assert event_types(rt.engine, job.id) == []
-    with rt.engine.connect() as conn:
-        kept = conn.execute(text("SELECT outcome, status FROM callbacks")).all()
+    kept = helpers.sql_rows(rt.engine, "SELECT outcome, status FROM callbacks")
     assert [tuple(k) for k in kept] == [("unconfirmed", claimed)]
 
 

@@ -31,6 +31,7 @@ from receiver.store.tables import (
     events,
     idempotency_keys,
     jobs,
+    metadata,
     refused_callbacks,
     sessions,
     subscribers,
@@ -278,21 +279,12 @@ def seed_history(engine: Engine, root: Path) -> Seed:
 
 
 def keys_of(engine: Engine, root: Path | None = None) -> dict[str, set[Any]]:
-    tables = {
-        "jobs": jobs,
-        "callbacks": callbacks,
-        "events": events,
-        "deliveries": deliveries,
-        "attempts": attempts,
-        "refused_callbacks": refused_callbacks,
-        "idempotency_keys": idempotency_keys,
-        "artifact_copies": artifact_copies,
-        "sessions": sessions,
-    }
+    """The primary keys in each table the purge purges (``retention.TABLES``) and, under
+    ``root``, the stored files (key ``files``, paths relative to it)."""
     out = {}
     with engine.connect() as conn:
-        for name, table in tables.items():
-            (key,) = table.primary_key.columns
+        for name in retention.TABLES:
+            (key,) = metadata.tables[name].primary_key.columns
             out[name] = set(conn.execute(select(key)).scalars())
     if root is not None:
         out["files"] = {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()}

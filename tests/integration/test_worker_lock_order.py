@@ -27,7 +27,7 @@ from tests.conftest import (
     require_postgres,
     task_body,
 )
-from tests.helpers import post_and_apply
+from tests.helpers import post_and_apply, sql_value, wait_until
 
 pytestmark = pytest.mark.postgres
 
@@ -115,16 +115,14 @@ def test_three_workers_take_locks_in_one_order(database: str) -> None:
             for thread in threads:
                 thread.start()
             try:
-                deadline = time.monotonic() + 180
-                while True:
-                    with stats.connect() as conn:
-                        done = conn.execute(
-                            text("SELECT count(*) FROM deliveries WHERE status = 'succeeded'")
-                        ).scalar_one()
-                    if done == expected:
-                        break
-                    assert time.monotonic() < deadline, f"{done} of {expected} delivered"
-                    time.sleep(0.2)
+                wait_until(
+                    lambda: sql_value(
+                        stats, "SELECT count(*) FROM deliveries WHERE status = 'succeeded'"
+                    ),
+                    lambda delivered: delivered == expected,
+                    seconds=180,
+                    every=0.2,
+                )
             finally:
                 for w in workers:
                     w.stop()
@@ -137,8 +135,7 @@ def test_three_workers_take_locks_in_one_order(database: str) -> None:
 
             assert deadlocks.count == 0, f"{deadlocks.count} deadlocks in {deadlocks.failures}"
             assert deadlocks.failures == 0
-            with stats.connect() as conn:
-                attempts = conn.execute(text("SELECT count(*) FROM attempts")).scalar_one()
+            attempts = sql_value(stats, "SELECT count(*) FROM attempts")
             sends = sum(w.sent for w in workers)
             assert sends == attempts == len(received) == expected  # sends == deliveries
             assert all(r.verified and r.status_answered == 204 for r in received)

@@ -74,22 +74,26 @@ class Vendor:
         self.server.server_close()
         self.thread.join(2)
 
+    def __enter__(self) -> Vendor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def paths(self) -> list[tuple[str, str, str | None]]:
         return [(r["method"], r["path"], r["email"]) for r in self.state.logged_requests()]
 
 
 @pytest.fixture
 def vendor() -> Iterator[Vendor]:
-    running = Vendor()
-    yield running
-    running.close()
+    with Vendor() as running:
+        yield running
 
 
 @pytest.fixture
 def two_accounts() -> Iterator[Vendor]:
-    running = Vendor(accounts=[A1, A2])
-    yield running
-    running.close()
+    with Vendor(accounts=[A1, A2]) as running:
+        yield running
 
 
 # -- the table against the vendor's facts --------------------------------------------------------
@@ -296,11 +300,8 @@ def test_task_ids_go_raw_into_paths(vendor: Vendor) -> None:
 
 
 def test_list_accounts_flags_errors() -> None:
-    running = Vendor(accounts=[A1, A2], account_errors={A1: "session expired"})
-    try:
+    with Vendor(accounts=[A1, A2], account_errors={A1: "session expired"}) as running:
         accounts = running.client.list_accounts()
-    finally:
-        running.close()
     assert [(a["email"], a["error"]) for a in accounts] == [(A1, "session expired"), (A2, None)]
 
 

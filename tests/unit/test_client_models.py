@@ -109,45 +109,6 @@ def test_gen3_is_frozen() -> None:
         request.zoom = 2
 
 
-def test_gen3_payload_uses_vendor_names_and_adds_reply_fields() -> None:
-    request = Gen3TurboRequest(
-        first_image_asset_id="a1",
-        middle_image_asset_id="a2",
-        last_image_asset_id="a3",
-        text_prompt="a fox in snow",
-        aspect_ratio="portrait",
-        horizontal=1,
-        vertical=-2,
-        roll=3,
-        zoom=-4,
-        pan=5,
-        tilt=-6,
-        seconds=10,
-        seed=12345678,
-        explore_mode=True,
-        max_jobs=5,
-    )
-    assert request.to_payload(URL, REF) == {
-        "firstImage_assetId": "a1",
-        "middleImage_assetId": "a2",
-        "lastImage_assetId": "a3",
-        "text_prompt": "a fox in snow",
-        "aspect_ratio": "portrait",
-        "horizontal": 1,
-        "vertical": -2,
-        "roll": 3,
-        "zoom": -4,
-        "pan": 5,
-        "tilt": -6,
-        "seconds": 10,
-        "seed": 12345678,
-        "exploreMode": True,
-        "maxJobs": 5,
-        "replyUrl": URL,
-        "replyRef": REF,
-    }
-
-
 def test_payload_leaves_out_unset_fields_including_max_jobs() -> None:
     payload = Gen3TurboRequest(text_prompt="x", static=False).to_payload(URL, REF)
     assert payload == {"text_prompt": "x", "static": False, "replyUrl": URL, "replyRef": REF}
@@ -228,55 +189,88 @@ def test_gen4_rejects_out_of_range(name: str, value: Any) -> None:
         Gen4TurboRequest(first_image_asset_id="a", **{name: value})
 
 
-def test_gen4_payload() -> None:
-    request = Gen4TurboRequest(
-        first_image_asset_id="a1",
-        text_prompt="p",
-        aspect_ratio="21:9",
-        seconds=5,
-        seed=7,
-        max_jobs=1,
-    )
-    assert request.to_payload(URL, REF) == {
-        "firstImage_assetId": "a1",
-        "text_prompt": "p",
-        "aspect_ratio": "21:9",
-        "seconds": 5,
-        "seed": 7,
-        "maxJobs": 1,
-        "replyUrl": URL,
-        "replyRef": REF,
-    }
-
-
-def test_videos_requires_model_and_maps_vendor_names() -> None:
+def test_videos_requires_model() -> None:
     with pytest.raises(ValidationError):
         VideosCreateRequest()  # type: ignore[call-arg]
-    # A model not in the table (veo-3.1) is passed through: every field under its vendor name.
-    request = VideosCreateRequest(
-        model="veo-3.1",
-        text_prompt="p",
-        first_image_asset_id="s",
-        last_image_asset_id="e",
-        aspect_ratio="9:16",
-        duration=10,
-        seed=3,
-        explore_mode=False,
-        max_jobs=2,
-    )
-    assert request.to_payload(URL, REF) == {
-        "model": "veo-3.1",
-        "text_prompt": "p",
-        "imageAssetId1": "s",
-        "imageAssetId2": "e",
-        "aspect_ratio": "9:16",
-        "duration": 10,
-        "seed": 3,
-        "exploreMode": False,
-        "maxJobs": 2,
-        "replyUrl": URL,
-        "replyRef": REF,
-    }
+
+
+@pytest.mark.parametrize(
+    ("cls", "fields", "vendor_names"),
+    [
+        pytest.param(
+            Gen3TurboRequest,
+            {
+                "first_image_asset_id": "a1",
+                "middle_image_asset_id": "a2",
+                "last_image_asset_id": "a3",
+                "text_prompt": "a fox in snow",
+                "aspect_ratio": "portrait",
+                "horizontal": 1,
+                "vertical": -2,
+                "roll": 3,
+                "zoom": -4,
+                "pan": 5,
+                "tilt": -6,
+                "seconds": 10,
+                "seed": 12345678,
+                "explore_mode": True,
+                "max_jobs": 5,
+            },
+            {
+                "first_image_asset_id": "firstImage_assetId",
+                "middle_image_asset_id": "middleImage_assetId",
+                "last_image_asset_id": "lastImage_assetId",
+                "explore_mode": "exploreMode",
+                "max_jobs": "maxJobs",
+            },
+            id="gen3turbo",
+        ),
+        pytest.param(
+            Gen4TurboRequest,
+            {
+                "first_image_asset_id": "a1",
+                "text_prompt": "p",
+                "aspect_ratio": "21:9",
+                "seconds": 5,
+                "seed": 7,
+                "max_jobs": 1,
+            },
+            {"first_image_asset_id": "firstImage_assetId", "max_jobs": "maxJobs"},
+            id="gen4turbo",
+        ),
+        # A model not in the table (veo-3.1) is passed through: every field under its vendor
+        # name.
+        pytest.param(
+            VideosCreateRequest,
+            {
+                "model": "veo-3.1",
+                "text_prompt": "p",
+                "first_image_asset_id": "s",
+                "last_image_asset_id": "e",
+                "aspect_ratio": "9:16",
+                "duration": 10,
+                "seed": 3,
+                "explore_mode": False,
+                "max_jobs": 2,
+            },
+            {
+                "first_image_asset_id": "imageAssetId1",
+                "last_image_asset_id": "imageAssetId2",
+                "explore_mode": "exploreMode",
+                "max_jobs": "maxJobs",
+            },
+            id="videos",
+        ),
+    ],
+)
+def test_payload_uses_vendor_names_and_adds_reply_fields(
+    cls: type[CreateRequest], fields: dict[str, Any], vendor_names: dict[str, str]
+) -> None:
+    """Every field set is sent, under its vendor name (``vendor_names``; the same name when
+    not there), and nothing else but ``replyUrl`` and ``replyRef``."""
+    expected = {vendor_names.get(name, name): value for name, value in fields.items()}
+    payload = cls(**fields).to_payload(URL, REF)
+    assert payload == {**expected, "replyUrl": URL, "replyRef": REF}
 
 
 @pytest.mark.parametrize(

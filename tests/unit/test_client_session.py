@@ -71,6 +71,11 @@ class Drop:
 Action = Reply | Hang | Drop
 
 
+def busy(retry_after: str) -> Reply:
+    """The vendor's 429 (account busy) with ``Retry-After: retry_after``."""
+    return Reply(429, {"error": "busy"}, {"Retry-After": retry_after})
+
+
 @dataclass
 class Seen:
     method: str
@@ -317,12 +322,7 @@ def test_busy_without_retry_after_uses_jitter_then_gives_up(
 def test_large_retry_after_is_clamped_to_120_seconds(
     vendor: FakeUseapi, client: UseapiClient, delays: list[float]
 ) -> None:
-    vendor.on(
-        "POST",
-        "/gen3turbo/create",
-        Reply(429, {"error": "busy"}, {"Retry-After": "900"}),
-        Reply(200, task_body()),
-    )
+    vendor.on("POST", "/gen3turbo/create", busy("900"), Reply(200, task_body()))
     client.create(GEN3, reply_url=REPLY_URL, reply_ref=REPLY_REF)
     assert delays == [120.0]
 
@@ -506,7 +506,7 @@ def test_invalid_reply_url_fails_before_any_request(
 def test_token_is_never_logged(
     vendor: FakeUseapi, client: UseapiClient, caplog: pytest.LogCaptureFixture
 ) -> None:
-    vendor.on("POST", "/gen3turbo/create", Reply(429, {"error": "busy"}, {"Retry-After": "0"}))
+    vendor.on("POST", "/gen3turbo/create", busy("0"))
     vendor.on("GET", "/scheduler/", Reply(200, []))
     with caplog.at_level(logging.DEBUG):
         with pytest.raises(AccountBusy):
@@ -561,12 +561,7 @@ def test_upload_asset_without_asset_id_is_unexpected(
 def test_upload_asset_retries_after_429(
     vendor: FakeUseapi, client: UseapiClient, delays: list[float]
 ) -> None:
-    vendor.on(
-        "POST",
-        "/assets/",
-        Reply(429, {"error": "busy"}, {"Retry-After": "2"}),
-        Reply(200, {"assetId": "a-2"}),
-    )
+    vendor.on("POST", "/assets/", busy("2"), Reply(200, {"assetId": "a-2"}))
     assert client.upload_asset(PNG) == "a-2"
     assert delays == [2.0]
 
