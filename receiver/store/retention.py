@@ -113,6 +113,10 @@ PAUSE_SECONDS = 0.05
 #: Share of the wall-clock time the purge spends in batches (0 < DUTY <= 1): after a batch of
 #: ``t`` seconds it pauses ``max(PAUSE_SECONDS, t * (1 / DUTY - 1))`` seconds.
 DUTY = 0.2
+#: The share while callbacks are arriving (some came in since the last batch): the purge gives
+#: way to ingest, whose every stored callback needs the write lock on SQLite and the cores on
+#: both databases; it goes back to :data:`DUTY` once none arrive.
+DUTY_WHILE_INGESTING = 0.05
 #: SQLite: how long one batch should hold the write lock, seconds; the next batch's size is
 #: scaled to it (between :data:`SQLITE_MIN_BATCH_ROWS` and the largest batch).
 SQLITE_LOCK_SECONDS = 0.005
@@ -380,6 +384,13 @@ def _checkpoint(engine: Engine) -> None:
         raw.close()
 
 
+def _last_callback(engine: Engine) -> int | None:
+    """The id of the newest stored callback (ids only grow): a change means callbacks came."""
+    with UnitOfWork(engine, read_only=True) as reader:
+        newest = reader.repo.conn.execute(select(func.max(callbacks.c.id))).scalar_one()
+    return None if newest is None else int(newest)
+
+
 def pause_after(seconds: float, *, duty: float = DUTY, least: float = PAUSE_SECONDS) -> float:
     """The pause after a batch that took ``seconds``: ``max(least, seconds * (1 / duty - 1))``,
     so that batches take at most ``duty`` of the time (seconds in, seconds out).
@@ -411,6 +422,7 @@ def purge(
     batch: int = BATCH_ROWS,
     pause: float = PAUSE_SECONDS,
     duty: float = DUTY,
+    busy_duty: float = DUTY_WHILE_INGESTING,
     stop: threading.Event | None = None,
     sleep: Callable[[float], Any] = time.sleep,
     artifact_store: str = "",
@@ -419,22 +431,25 @@ def purge(
     """Remove every row that retention lets go (see the module's docstring), table by table,
     in batches of at most ``batch`` rows (on SQLite fewer, so that one holds the write lock
     about :data:`SQLITE_LOCK_SECONDS`), pausing after each batch that removed rows for
-    :func:`pause_after` its wall-clock duration (at least ``pause`` seconds; batches take at most
-    ``duty`` of the time).
+    :func:`pause_after` its wall-clock duration (at least ``pause`` seconds): batches take at
+    most ``duty`` of the time, or ``busy_duty`` after a batch during which (or during whose
+    pause before) callbacks arrived.
 
     :param stop: when set, the purge returns after the batch in progress (the rest waits for
         the next one).
     :param sleep: how to pause (seconds); ``stop.wait`` when ``stop`` is given.
     :returns: rows removed, ``{table: rows}`` for every table of :data:`TABLES`.
-    :raises ValueError: ``duty`` is not in (0, 1].
+    :raises ValueError: ``duty`` or ``busy_duty`` is not in (0, 1].
     :raises sqlalchemy.exc.SQLAlchemyError: the database failed (batches already committed
         stay removed).
     """
-    pause_after(0.0, duty=duty, least=pause)  # checks duty before any row goes
+    for share in (duty, busy_duty):  # checked before any row goes
+        pause_after(0.0, duty=share, least=pause)
     removed = dict.fromkeys(TABLES, 0)
     wait: Callable[[float], Any] = stop.wait if stop is not None else sleep
     dialect = engine.dialect.name
     rows = batch
+    arrived = _last_callback(engine)
     for name in TABLES:
         if name == "attempts":
             continue
@@ -453,7 +468,9 @@ def purge(
                 removed[table] += n
             if not done[name]:
                 break
-            wait(pause_after(took, duty=duty, least=pause))
+            last, arrived = arrived, _last_callback(engine)
+            share = busy_duty if arrived != last else duty
+            wait(pause_after(took, duty=share, least=pause))
             if done[name] < rows:  # the table's last rows
                 break
             rows = next_batch_rows(rows, held, batch, dialect)

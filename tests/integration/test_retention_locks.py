@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -176,3 +177,45 @@ def test_a_purge_running_beside_a_writer_thread_loses_none_of_its_rows(engine: E
         ).scalar_one()
     assert (fresh, old) == (len(written), 0)
     assert written  # the writer did write while the purge ran
+
+
+def test_the_purge_gives_way_while_callbacks_arrive(engine: Engine, tmp_path: Path) -> None:
+    writer = Writer(engine, Seed(), tmp_path)
+    job_id = writer.job("RUNNING", utcnow(), None, keep=True)
+    batches = 16
+    with engine.begin() as conn:
+        conn.execute(
+            insert(refused_callbacks),
+            [
+                {"received_at": OLD, "reason": "bad_signature", "http_status": 401, "body_size": 1}
+                for _ in range(batches * retention.SQLITE_MIN_BATCH_ROWS)
+            ],
+        )
+    pauses: list[tuple[float, float]] = []  # (work since the last pause, pause), seconds
+    mark = time.monotonic()
+
+    def sleep(seconds: float) -> None:
+        nonlocal mark
+        pauses.append((time.monotonic() - mark, seconds))
+        if 2 <= len(pauses) <= 8:  # a callback is stored while the purge pauses
+            writer.callback(job_id, utcnow(), keep=True)
+        mark = time.monotonic()
+
+    removed = retention.purge(
+        engine,
+        CUTOFF,
+        batch=retention.SQLITE_MIN_BATCH_ROWS,
+        pause=0.0,
+        duty=0.5,  # calm: pauses as long as the batch
+        busy_duty=0.1,  # callbacks arriving: 9 times as long
+        sleep=sleep,
+    )
+    assert removed["refused_callbacks"] == batches * retention.SQLITE_MIN_BATCH_ROWS
+    assert len(pauses) == batches
+    # A callback stored during pause k shows after batch k + 1: pauses 3..9 give way.
+    busy, calm = pauses[2:9], pauses[:2] + pauses[9:]
+    busy_ratio = sum(p for _, p in busy) / sum(w for w, _ in busy)
+    calm_ratio = sum(p for _, p in calm) / sum(w for w, _ in calm)
+    assert busy_ratio > 3 * calm_ratio, (busy_ratio, calm_ratio)
+    with pytest.raises(ValueError, match="duty"):
+        retention.purge(engine, CUTOFF, busy_duty=1.5)
