@@ -180,10 +180,21 @@ def write_bodies(path: Path, bodies: Iterator[str]) -> int:
     return count
 
 
-def backlog_payloads(
-    count: int, *, job_id: str, now: datetime, first_sequence: int
-) -> list[tuple[str, str]]:
-    """``count`` ``task.progress`` webhook bodies of ``job_id``: ``[(event_id, payload)]``."""
+@dataclass(frozen=True)
+class Backlog:
+    """``task.progress`` webhook bodies of one job, numbered on from ``first_sequence``.
+
+    ``items``: ``[(event_id, payload JSON)]``, in sequence order.
+    """
+
+    job_id: str
+    first_sequence: int
+    items: list[tuple[str, str]]
+
+
+def backlog_payloads(count: int, *, job_id: str, now: datetime, first_sequence: int) -> Backlog:
+    """``count`` ``task.progress`` webhook bodies of ``job_id``, the first numbered
+    ``first_sequence``."""
     made: list[tuple[str, str]] = []
     for index in range(count):
         event_id = new_id("msg")
@@ -205,24 +216,18 @@ def backlog_payloads(
             },
         }
         made.append((event_id, json.dumps(payload, separators=(",", ":"))))
-    return made
+    return Backlog(job_id, first_sequence, made)
 
 
-def insert_backlog(
-    engine: Engine,
-    subscriber_id: str,
-    items: Sequence[tuple[str, str]],
-    *,
-    job_id: str,
-    now: datetime,
-    first_sequence: int,
-) -> None:
-    """The events ``items`` of ``job_id`` and one due delivery of each to the subscriber, in one
-    transaction, as ``accept_callback`` writes them (with its PostgreSQL ``NOTIFY``)."""
+def insert_backlog(engine: Engine, subscriber_id: str, backlog: Backlog, *, now: datetime) -> None:
+    """The events of ``backlog`` and one due delivery of each to the subscriber, in one
+    transaction, as the applier writes them (with its PostgreSQL ``NOTIFY``)."""
     event_rows: list[dict[str, Any]] = []
     delivery_rows: list[dict[str, Any]] = []
+    items = backlog.items
     for index, (event_id, payload) in enumerate(items):
-        event = Event(event_id, job_id, "task.progress", first_sequence + index, payload, now)
+        sequence = backlog.first_sequence + index
+        event = Event(event_id, backlog.job_id, "task.progress", sequence, payload, now)
         event_rows.append(as_values(event))
         delivery_rows.append(as_values(Delivery.new_pending(event_id, subscriber_id, now)))
     with engine.begin() as conn:

@@ -449,12 +449,10 @@ def fanout(
             count = plan.fanout_count
             if relay_rates:
                 count = max(200, min(count, int(relay_rates[-1] * 10)))
-            items = data.backlog_payloads(
-                count,
-                job_id=fanout_job,
-                now=datetime.now(UTC),
-                first_sequence=sequence,
+            backlog = data.backlog_payloads(
+                count, job_id=fanout_job, now=datetime.now(UTC), first_sequence=sequence
             )
+            items = backlog.items
             for side in _rotate(["relay", "plain"], round_no):
                 _sink(sink_url, "/_reset", "POST")
                 if side == "relay":
@@ -462,12 +460,7 @@ def fanout(
                     if profile_dir is not None and round_no == 0 and stack.worker is not None:
                         profiler = Profiler(profile_dir, f"fanout-{stack.kind}", [stack.worker.pid])
                     data.insert_backlog(
-                        stack.engine,
-                        subscriber["id"],
-                        items,
-                        job_id=fanout_job,
-                        now=datetime.now(UTC),
-                        first_sequence=sequence,
+                        stack.engine, subscriber["id"], backlog, now=datetime.now(UTC)
                     )
                     start = time.monotonic()
                     done_total += len(items)

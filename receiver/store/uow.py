@@ -23,17 +23,19 @@ class UnitOfWork:
     ignores the flag (its readers never block writers).
 
     ``durable=False`` is for work that may be lost at a power cut and simply done again (the
-    retention purge's deletes): on SQLite its commit does not wait for the disk
-    (``synchronous=NORMAL`` for this transaction, so it holds the write lock for less time).
-    What it wrote reaches the disk with the next durable commit of any connection, which
-    syncs the write-ahead log up to its own end; a power cut before then loses this
-    transaction whole, never part of it. PostgreSQL ignores the flag.
+    retention purge's deletes): its commit does not wait for the disk (SQLite
+    ``synchronous=NORMAL`` for this transaction, so it holds the write lock for less time;
+    PostgreSQL ``SET LOCAL synchronous_commit = off``). What it wrote reaches the disk with the
+    next durable commit of any connection, which syncs the write-ahead log up to its own end
+    (or, on PostgreSQL, the WAL writer within a fraction of a second); a crash before then
+    loses this transaction whole, never part of it.
     """
 
     def __init__(self, engine: Engine, *, read_only: bool = False, durable: bool = True) -> None:
         self._engine = engine
         self._read_only = read_only
         self._relaxed = not durable and not read_only and engine.dialect.name == "sqlite"
+        self._async_commit = not durable and not read_only and engine.dialect.name == "postgresql"
         self._conn: Connection | None = None
 
     def __enter__(self) -> UnitOfWork:
@@ -43,6 +45,8 @@ class UnitOfWork:
         if self._relaxed:  # outside any transaction: SQLite refuses it inside one
             self._driver().execute("PRAGMA synchronous=NORMAL")
         self._conn.begin()
+        if self._async_commit:  # this transaction only
+            self._conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
         self.repo = Repository(self._conn)
         return self
 

@@ -417,7 +417,7 @@ def test_the_worker_purges_on_its_schedule(
 def test_the_purge_pauses_in_proportion_to_its_work(engine: Engine) -> None:
     # 750 expired refused callbacks: 30 batches of 25 rows, each timed for real (25 rows is
     # SQLite's smallest batch, so the size cannot adapt to the lock time there).
-    rows = 30 * retention.SQLITE_MIN_BATCH_ROWS
+    rows = 30 * retention.MIN_BATCH_ROWS
     with engine.begin() as conn:
         conn.execute(
             insert(refused_callbacks),
@@ -438,7 +438,7 @@ def test_the_purge_pauses_in_proportion_to_its_work(engine: Engine) -> None:
     removed = retention.purge(
         engine,
         retention.cutoff_for(30),
-        batch=retention.SQLITE_MIN_BATCH_ROWS,
+        batch=retention.MIN_BATCH_ROWS,
         pause=0.0,
         duty=duty,
         sleep=sleep,
@@ -454,14 +454,13 @@ def test_the_purge_pauses_in_proportion_to_its_work(engine: Engine) -> None:
         retention.purge(engine, retention.cutoff_for(30), duty=0.0)
 
 
-def test_sqlite_batches_follow_the_time_they_hold_the_write_lock() -> None:
-    target = retention.SQLITE_LOCK_SECONDS
+def test_batches_follow_the_time_their_write_transaction_lasts() -> None:
+    target = retention.BATCH_SECONDS
     # 500 rows held the lock 4 times the target: the next batch has a quarter of them.
-    assert retention.next_batch_rows(500, 4 * target, 500, "sqlite") == 125
-    floor = retention.SQLITE_MIN_BATCH_ROWS
-    assert retention.next_batch_rows(500, 100 * target, 500, "sqlite") == floor
-    assert retention.next_batch_rows(floor, target / 100, 500, "sqlite") == 500  # the ceiling
-    assert retention.next_batch_rows(1, 100 * target, 1, "sqlite") == 1  # never above batch
-    assert retention.next_batch_rows(500, 4 * target, 500, "postgresql") == 500
+    assert retention.next_batch_rows(500, 4 * target, 500) == 125
+    floor = retention.MIN_BATCH_ROWS
+    assert retention.next_batch_rows(500, 100 * target, 500) == floor
+    assert retention.next_batch_rows(floor, target / 100, 500) == 500  # the ceiling
+    assert retention.next_batch_rows(1, 100 * target, 1) == 1  # never above batch
     assert retention.pause_after(0.03, duty=0.2, least=0.05) == pytest.approx(0.12)
     assert retention.pause_after(0.001, duty=0.2, least=0.05) == 0.05

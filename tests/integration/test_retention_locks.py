@@ -25,9 +25,13 @@ from tests.integration.test_retention import OLD, Seed, Writer
 CUTOFF = retention.cutoff_for(30)
 
 
-def synchronous(uow: UnitOfWork) -> int:
-    """SQLite's ``synchronous`` of the unit of work's connection (1 NORMAL, 2 FULL)."""
-    return int(uow.repo.conn.execute(text("PRAGMA synchronous")).scalar_one())
+def synchronous(uow: UnitOfWork) -> str:
+    """How the unit of work's commit waits for the disk: SQLite's ``synchronous`` (1 NORMAL,
+    2 FULL) or PostgreSQL's ``synchronous_commit`` (``off``, ``on``)."""
+    conn = uow.repo.conn
+    if conn.dialect.name == "sqlite":
+        return str(conn.execute(text("PRAGMA synchronous")).scalar_one())
+    return str(conn.execute(text("SHOW synchronous_commit")).scalar_one())
 
 
 def test_a_purge_transaction_skips_the_wait_for_the_disk_and_only_it(database_url: str) -> None:
@@ -39,16 +43,18 @@ def test_a_purge_transaction_skips_the_wait_for_the_disk_and_only_it(database_ur
                     received_at=OLD, reason="bad_signature", http_status=401, body_size=1
                 )
             )
-            relaxed = synchronous(uow) if engine.dialect.name == "sqlite" else None
+            relaxed = synchronous(uow)
             uow.commit()
         with UnitOfWork(engine) as uow:
-            after = synchronous(uow) if engine.dialect.name == "sqlite" else None
+            after = synchronous(uow)
             kept = uow.repo.conn.execute(select(func.count()).select_from(refused_callbacks))
             assert kept.scalar_one() == 1  # committed all the same
     finally:
         engine.dispose()
     if engine.dialect.name == "sqlite":
-        assert (relaxed, after) == (1, 2)  # NORMAL for the purge, FULL again for the next
+        assert (relaxed, after) == ("1", "2")  # NORMAL for the purge, FULL again for the next
+    else:
+        assert (relaxed, after) == ("off", "on")  # SET LOCAL: this transaction only
 
 
 def test_the_search_runs_while_another_writer_holds_sqlites_lock(tmp_path: Path) -> None:
@@ -188,7 +194,7 @@ def test_the_purge_gives_way_while_callbacks_arrive(engine: Engine, tmp_path: Pa
             insert(refused_callbacks),
             [
                 {"received_at": OLD, "reason": "bad_signature", "http_status": 401, "body_size": 1}
-                for _ in range(batches * retention.SQLITE_MIN_BATCH_ROWS)
+                for _ in range(batches * retention.MIN_BATCH_ROWS)
             ],
         )
     pauses: list[tuple[float, float]] = []  # (work since the last pause, pause), seconds
@@ -204,13 +210,13 @@ def test_the_purge_gives_way_while_callbacks_arrive(engine: Engine, tmp_path: Pa
     removed = retention.purge(
         engine,
         CUTOFF,
-        batch=retention.SQLITE_MIN_BATCH_ROWS,
+        batch=retention.MIN_BATCH_ROWS,
         pause=0.0,
         duty=0.5,  # calm: pauses as long as the batch
         busy_duty=0.1,  # callbacks arriving: 9 times as long
         sleep=sleep,
     )
-    assert removed["refused_callbacks"] == batches * retention.SQLITE_MIN_BATCH_ROWS
+    assert removed["refused_callbacks"] == batches * retention.MIN_BATCH_ROWS
     assert len(pauses) == batches
     # A callback stored during pause k shows after batch k + 1: pauses 3..9 give way.
     busy, calm = pauses[2:9], pauses[:2] + pauses[9:]
