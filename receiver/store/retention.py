@@ -39,14 +39,14 @@ A good neighbour by design (the constants below, all times in seconds):
   (:func:`candidates`; searching is the costly part, up to tens of milliseconds), and the write
   transaction checks them again by key, deletes and commits without waiting for the disk
   (``synchronous=NORMAL`` for it alone: a purge lost at a power cut is simply redone, and the
-  next callback's durable commit syncs it anyway). On PostgreSQL one transaction picks, locks
-  (``FOR UPDATE SKIP LOCKED``) and deletes, and commits with ``synchronous_commit = off``;
-  ingest never waits for those finished rows, but every commit flushes the WAL written before
-  it, so a large batch's WAL delays the callbacks committed right after it (measured: p99 45
-  and 159 ms during a purge of 500-row batches against at most 23 and 65 ms without, at 90 and
-  190 callbacks/s). On both, the batch size follows the time the last write transaction lasted:
-  the next has ``rows * BATCH_SECONDS / held`` rows, between :data:`MIN_BATCH_ROWS` and
-  ``batch``.
+  next callback's durable commit syncs it anyway); the batch size follows the time the last one
+  held the lock: the next has ``rows * BATCH_SECONDS / held`` rows, between
+  :data:`MIN_BATCH_ROWS` and ``batch``. On PostgreSQL one transaction of ``batch`` rows picks,
+  locks (``FOR UPDATE SKIP LOCKED``) and deletes, and commits with ``synchronous_commit =
+  off``; ingest never waits for those finished rows. Sizing PostgreSQL's batches by time as
+  well was tried: its round trips alone take about 5 ms under load, so batches fell to the
+  smallest size and a purge of 100,000 rows beside a saturating load did not finish in 10
+  minutes.
 - **No checkpoints of its own.** The write-ahead log is left to SQLite's automatic checkpoints
   (about one per 1,000 pages written): checkpointing after every batch, as the purge once did,
   synced the database file several times a second and stalled callbacks' commits behind those
@@ -126,11 +126,11 @@ DUTY = 0.2
 #: way to ingest, whose every stored callback needs the write lock on SQLite and the cores on
 #: both databases; it goes back to :data:`DUTY` once none arrive.
 DUTY_WHILE_INGESTING = 0.05
-#: How long one batch's write transaction should last, seconds (on SQLite: hold the write
-#: lock); the next batch's size is scaled to it (between :data:`MIN_BATCH_ROWS` and the
+#: SQLite: how long one batch should hold the write lock, seconds; the next batch's size is
+#: scaled to it (between :data:`MIN_BATCH_ROWS` and the
 #: largest batch).
 BATCH_SECONDS = 0.005
-#: The smallest batch, rows (below it a transaction's fixed costs outweigh its rows).
+#: SQLite: the smallest batch, rows (below it the transaction's fixed costs outweigh its rows).
 MIN_BATCH_ROWS = 25
 
 _TERMINAL = [s.value for s in TaskStatus if s.is_terminal]
@@ -396,8 +396,8 @@ def pause_after(seconds: float, *, duty: float = DUTY, least: float = PAUSE_SECO
 
 
 def next_batch_rows(rows: int, held: float, largest: int) -> int:
-    """The size of the next batch after one of ``rows`` rows that held its write transaction
-    ``held`` seconds, scaled so that a batch lasts about :data:`BATCH_SECONDS` (between
+    """SQLite: the size of the next batch after one of ``rows`` rows that held the write lock
+    ``held`` seconds, scaled so that a batch holds it about :data:`BATCH_SECONDS` (between
     ``min(MIN_BATCH_ROWS, largest)`` and ``largest``)."""
     least = min(MIN_BATCH_ROWS, largest)
     if held <= 0:
@@ -438,6 +438,7 @@ def purge(
     removed = dict.fromkeys(TABLES, 0)
     wait: Callable[[float], Any] = stop.wait if stop is not None else sleep
     rows = batch
+    sqlite = engine.dialect.name == "sqlite"
     arrived = _last_callback(engine)
     for name in TABLES:
         if name == "attempts":
@@ -462,5 +463,6 @@ def purge(
             wait(pause_after(took, duty=share, least=pause))
             if done[name] < rows:  # the table's last rows
                 break
-            rows = next_batch_rows(rows, held, batch)
+            if sqlite:  # PostgreSQL keeps ``batch``: see the module's docstring
+                rows = next_batch_rows(rows, held, batch)
     return removed

@@ -454,7 +454,7 @@ def test_the_purge_pauses_in_proportion_to_its_work(engine: Engine) -> None:
         retention.purge(engine, retention.cutoff_for(30), duty=0.0)
 
 
-def test_batches_follow_the_time_their_write_transaction_lasts() -> None:
+def test_sqlite_batches_follow_the_time_they_hold_the_write_lock() -> None:
     target = retention.BATCH_SECONDS
     # 500 rows held the lock 4 times the target: the next batch has a quarter of them.
     assert retention.next_batch_rows(500, 4 * target, 500) == 125
