@@ -26,9 +26,9 @@ import weakref
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
-from receiver.store.engine import is_sqlite
+from receiver.store.engine import is_sqlite, writer_turn
 from receiver.store.repositories import Repository
 from receiver.store.uow import UnitOfWork
 
@@ -103,8 +103,8 @@ class GroupCommit:
                 batch = sorted([work, *others], key=self._queue.index)
                 self._queue = [w for w in self._queue if w not in batch]
             try:
-                if self._sqlite:
-                    _off_the_hub(self._run_batch, batch)
+                if self._sqlite and _gevent_patched():
+                    self._run_off_the_hub(batch)
                 else:  # psycopg already yields to gevent while it waits for the server
                     self._run_batch(batch)
             finally:
@@ -115,16 +115,46 @@ class GroupCommit:
             raise work.error
         return work.value
 
-    def _run_batch(self, batch: list[_Work[Any]]) -> None:
-        """Run a batch; every piece ends with a value or an error, each raised in its own
-        thread by :meth:`run` (a ``BaseException`` included: it is never raised in the
-        leader's thread on another piece's behalf)."""
+    def _run_off_the_hub(self, batch: list[_Work[Any]]) -> None:
+        """Run a SQLite batch's transactions where their blocking calls do not stop the
+        process: on a native thread of gevent's pool, so that while SQLite's commit waits for
+        its fsync (a C call that never yields) the process's greenlets keep serving requests
+        and queueing their callbacks for the next batch.
+
+        Every lock is taken and given back here, on the hub: the writer turn and the pooled
+        connection (:func:`~receiver.store.engine.writer_turn`). The native thread runs
+        SQLite's calls on that connection and nothing else, because gevent's locks (the writer
+        queue's, the pool's, this class's condition) must not be released on a thread other
+        than the one whose greenlets wait on them: such a release can go unseen.
+        """
+        import gevent
+
+        try:
+            with writer_turn(self._engine) as conn:
+                task = gevent.get_hub().threadpool.spawn(self._run_batch, batch, conn)
+                try:
+                    task.get()
+                finally:  # interrupted (a kill): the connection and turn stay until it is done
+                    task.wait()
+        except BaseException as exc:  # no turn or connection, or a kill: answer every piece
+            for work in batch:
+                if not work.done:
+                    work.error = exc
+                    work.done = True
+            if not isinstance(exc, Exception):
+                raise
+
+    def _run_batch(self, batch: list[_Work[Any]], conn: Connection | None = None) -> None:
+        """Run a batch (on ``conn`` when given, else on connections of the pool); every piece
+        ends with a value or an error, each raised in its own thread by :meth:`run` (a
+        ``BaseException`` included: it is never raised in the leader's thread on another
+        piece's behalf)."""
         try:
             batch.sort(key=lambda piece: piece.key)
-            if len(batch) == 1 or not self._run_together(batch):
+            if len(batch) == 1 or not self._run_together(batch, conn):
                 for work in batch:
                     if work.error is None:
-                        self._run_alone(work)
+                        self._run_alone(work, conn)
         except BaseException as exc:  # the database failed, or the process is stopping
             for work in batch:
                 if work.value is _UNSET and work.error is None:
@@ -135,10 +165,10 @@ class GroupCommit:
                     work.error = RuntimeError("the batch was abandoned")
                 work.done = True
 
-    def _run_together(self, batch: list[_Work[Any]]) -> bool:
+    def _run_together(self, batch: list[_Work[Any]], conn: Connection | None) -> bool:
         """Run every piece in one transaction; False (all rolled back) if one raised."""
         values: list[object] = []
-        with UnitOfWork(self._engine) as uow:
+        with UnitOfWork(self._engine, connection=conn) as uow:
             for work in batch:
                 try:
                     values.append(work.fn(uow.repo))
@@ -154,9 +184,9 @@ class GroupCommit:
         self.pieces += len(batch)
         return True
 
-    def _run_alone(self, work: _Work[Any]) -> None:
+    def _run_alone(self, work: _Work[Any], conn: Connection | None) -> None:
         try:
-            with UnitOfWork(self._engine) as uow:
+            with UnitOfWork(self._engine, connection=conn) as uow:
                 value = work.fn(uow.repo)
                 uow.commit()
         except BaseException as exc:
@@ -165,21 +195,6 @@ class GroupCommit:
         work.value = value
         self.batches += 1
         self.pieces += 1
-
-
-def _off_the_hub(fn: Callable[[list[_Work[Any]]], None], batch: list[_Work[Any]]) -> None:
-    """Run ``fn(batch)`` (a SQLite batch's transaction) where its blocking calls do not stop
-    the process: under gevent (the web's gunicorn worker), on a native thread of gevent's pool,
-    so that while SQLite's commit waits for its fsync (a C call that never yields) the
-    process's greenlets keep serving requests and queueing their callbacks for the next batch;
-    without gevent, here. (The writer queue's locks are gevent's when patched, which native
-    threads may wait on too.)"""
-    if not _gevent_patched():
-        fn(batch)
-        return
-    import gevent
-
-    gevent.get_hub().threadpool.apply(fn, (batch,))
 
 
 def _gevent_patched() -> bool:

@@ -19,9 +19,11 @@ import os
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -174,9 +176,12 @@ class _QueuedConnection(sqlite3.Connection):
     _lock_path: str | None
     _held_thread = False
     _held_file = False
+    _pinned = False
     _fd = -1
 
     def queue_for_write(self) -> None:
+        if self._pinned:  # the turn is held for it by :func:`writer_turn`
+            return
         deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
         self._held_thread = self._thread_lock.acquire(timeout=SQLITE_BUSY_TIMEOUT_MS / 1000)
         if not self._held_thread or self._lock_path is None:
@@ -195,6 +200,8 @@ class _QueuedConnection(sqlite3.Connection):
                 return
 
     def leave_queue(self) -> None:
+        if self._pinned:
+            return
         if self._held_file:
             self._held_file = False
             fcntl.flock(self._fd, fcntl.LOCK_UN)
@@ -222,6 +229,34 @@ class _QueuedConnection(sqlite3.Connection):
             if self._fd >= 0:
                 os.close(self._fd)
                 self._fd = -1
+
+
+@contextmanager
+def writer_turn(engine: Engine) -> Iterator[Connection]:
+    """A SQLite connection that holds the engine's writer turn (the writer queue of
+    :class:`_QueuedConnection`) from entry to exit, across as many transactions as are run on
+    it; the turn is taken on entry and given back on exit, *in the calling thread*.
+
+    For running write transactions on another thread while every lock of the queue is taken and
+    given back here: under gevent (the web's gunicorn worker) the queue's thread lock is one of
+    gevent's, which must be released on the thread that waits on it, so a native thread that
+    took or released it could leave greenlets of this thread waiting for a release they never
+    see (until the busy timeout, 30 s: a request that hung 10 s and more, found by a flaky
+    end-to-end test). The thread the connection is handed to runs SQLite's calls only.
+
+    :raises ValueError: ``engine`` is not a SQLite engine of :func:`make_engine`.
+    """
+    with engine.connect() as conn:
+        driver = conn.connection.dbapi_connection
+        if not isinstance(driver, _QueuedConnection):
+            raise ValueError("writer_turn needs a SQLite engine made by make_engine")
+        driver.queue_for_write()
+        driver._pinned = True
+        try:
+            yield conn
+        finally:
+            driver._pinned = False
+            driver.leave_queue()
 
 
 def _writer_queue(database: str | None) -> type[_QueuedConnection]:

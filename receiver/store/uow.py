@@ -29,17 +29,28 @@ class UnitOfWork:
     next durable commit of any connection, which syncs the write-ahead log up to its own end
     (or, on PostgreSQL, the WAL writer within a fraction of a second); a crash before then
     loses this transaction whole, never part of it.
+
+    ``connection`` runs the transaction on a connection the caller checked out (and closes):
+    for several transactions in a row on one, e.g. under :func:`~receiver.store.engine.writer_turn`.
     """
 
-    def __init__(self, engine: Engine, *, read_only: bool = False, durable: bool = True) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        read_only: bool = False,
+        durable: bool = True,
+        connection: Connection | None = None,
+    ) -> None:
         self._engine = engine
         self._read_only = read_only
         self._relaxed = not durable and not read_only and engine.dialect.name == "sqlite"
         self._async_commit = not durable and not read_only and engine.dialect.name == "postgresql"
+        self._given = connection
         self._conn: Connection | None = None
 
     def __enter__(self) -> UnitOfWork:
-        self._conn = self._engine.connect()
+        self._conn = self._given if self._given is not None else self._engine.connect()
         if self._read_only:
             self._conn.execution_options(**{READ_ONLY: True})
         if self._relaxed:  # outside any transaction: SQLite refuses it inside one
@@ -68,7 +79,8 @@ class UnitOfWork:
             if self._relaxed:  # the pooled connection goes back durable
                 self._driver().execute(f"PRAGMA synchronous={SQLITE_SYNCHRONOUS}")
         finally:
-            self._conn.close()
+            if self._given is None:
+                self._conn.close()
             self._conn = None
 
     def _driver(self) -> Any:
