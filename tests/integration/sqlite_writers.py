@@ -24,7 +24,8 @@ if TYPE_CHECKING:  # imported for real after gevent's patching, as in the web
 STALL_SECONDS = 10.0
 
 
-def _refusal(reason: str) -> Callable[[Repository], None]:
+def refusal(reason: str) -> Callable[[Repository], None]:
+    """A piece of work that stores one refused callback with ``reason`` (no trimming)."""
     from receiver.clock import utcnow
 
     def write(repo: Repository) -> None:
@@ -57,8 +58,8 @@ def run_gevent(url: str, rounds: int) -> None:
 
     engine = make_engine(url)
     batch = group_commit(engine)
-    grouped = _refusal("group")
-    alone = _refusal("alone")
+    grouped = refusal("group")
+    alone = refusal("alone")
 
     def through_the_group() -> None:
         batch.run(grouped)
@@ -93,7 +94,7 @@ def run_rival(url: str, seconds: float) -> None:
     from receiver.store.uow import UnitOfWork
 
     engine = make_engine(url)
-    write = _refusal("rival")
+    write = refusal("rival")
     end = time.monotonic() + seconds
     while time.monotonic() < end:
         with UnitOfWork(engine) as uow:

@@ -26,6 +26,7 @@ from receiver.services import ApplyOptions, StoredCallback
 from receiver.store.batch import GroupCommit, group_commit
 from receiver.store.repositories import Repository
 from tests.conftest import ADMIN_TOKEN, JobFactory, make_settings, subscribe, task_body
+from tests.integration.sqlite_writers import refusal
 
 
 @pytest.fixture
@@ -36,18 +37,10 @@ def sqlite_runtime(sqlite_url: str) -> Any:
 
 
 def _refusal(reason: str) -> Callable[[Repository], str]:
+    store = refusal(reason)
+
     def write(repo: Repository) -> str:
-        repo.add_refused(
-            received_at=utcnow(),
-            reason=reason,
-            detail=None,
-            http_status=400,
-            source_ip=None,
-            body_sha256=None,
-            body_size=0,
-            job_id=None,
-            keep=1000,
-        )
+        store(repo)
         if reason == "boom":
             raise ValueError("this piece fails after writing")
         if reason == "exit":
