@@ -121,11 +121,13 @@ class GroupCommit:
         its fsync (a C call that never yields) the process's greenlets keep serving requests
         and queueing their callbacks for the next batch.
 
-        Every lock is taken and given back here, on the hub: the writer turn and the pooled
-        connection (:func:`~receiver.store.engine.writer_turn`). The native thread runs
-        SQLite's calls on that connection and nothing else, because gevent's locks (the writer
-        queue's, the pool's, this class's condition) must not be released on a thread other
-        than the one whose greenlets wait on them: such a release can go unseen.
+        The locks of this process are taken and given back here, on the hub: the writer
+        queue's thread lock and the pooled connection
+        (:func:`~receiver.store.engine.writer_turn`). The native thread runs SQLite's calls on
+        that connection and waits, if it must, only for the file lock that other processes
+        hold (a kernel lock): gevent's locks (the writer queue's, the pool's, this class's
+        condition) must not be taken or released on a thread other than the one whose greenlets
+        wait on them, where a release can go unseen.
         """
         import gevent
 

@@ -180,11 +180,12 @@ class _QueuedConnection(sqlite3.Connection):
     _fd = -1
 
     def queue_for_write(self) -> None:
-        if self._pinned:  # the turn is held for it by :func:`writer_turn`
-            return
         deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
-        self._held_thread = self._thread_lock.acquire(timeout=SQLITE_BUSY_TIMEOUT_MS / 1000)
-        if not self._held_thread or self._lock_path is None:
+        if not self._pinned:  # else :func:`writer_turn` holds the thread lock for it
+            self._held_thread = self._thread_lock.acquire(timeout=SQLITE_BUSY_TIMEOUT_MS / 1000)
+            if not self._held_thread:
+                return
+        if self._lock_path is None:
             return
         if self._fd < 0:
             self._fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600)
@@ -200,8 +201,6 @@ class _QueuedConnection(sqlite3.Connection):
                 return
 
     def leave_queue(self) -> None:
-        if self._pinned:
-            return
         if self._held_file:
             self._held_file = False
             fcntl.flock(self._fd, fcntl.LOCK_UN)
@@ -233,16 +232,16 @@ class _QueuedConnection(sqlite3.Connection):
 
 @contextmanager
 def writer_turn(engine: Engine) -> Iterator[Connection]:
-    """A SQLite connection that holds the engine's writer turn (the writer queue of
-    :class:`_QueuedConnection`) from entry to exit, across as many transactions as are run on
-    it; the turn is taken on entry and given back on exit, *in the calling thread*.
+    """A SQLite connection checked out, and the writer queue's thread lock (the process's part
+    of :class:`_QueuedConnection`'s queue) held for it, from entry to exit, *in the calling
+    thread*; its transactions, wherever they run, still take and give back the file lock
+    between processes each (a kernel lock that any thread may release).
 
-    For running write transactions on another thread while every lock of the queue is taken and
-    given back here: under gevent (the web's gunicorn worker) the queue's thread lock is one of
-    gevent's, which must be released on the thread that waits on it, so a native thread that
-    took or released it could leave greenlets of this thread waiting for a release they never
-    see (until the busy timeout, 30 s: a request that hung 10 s and more, found by a flaky
-    end-to-end test). The thread the connection is handed to runs SQLite's calls only.
+    For running write transactions on another thread: under gevent (the web's gunicorn worker)
+    the thread lock is one of gevent's, and a native thread that took or released it could
+    leave greenlets of this thread waiting for a release they never saw, until the busy timeout
+    (30 s: a ``POST /api/tasks`` that hung, found by a flaky end-to-end test). The thread the
+    connection is handed to then waits only for the other processes, on the file lock.
 
     :raises ValueError: ``engine`` is not a SQLite engine of :func:`make_engine`.
     """
@@ -250,13 +249,13 @@ def writer_turn(engine: Engine) -> Iterator[Connection]:
         driver = conn.connection.dbapi_connection
         if not isinstance(driver, _QueuedConnection):
             raise ValueError("writer_turn needs a SQLite engine made by make_engine")
-        driver.queue_for_write()
+        driver._thread_lock.acquire()
         driver._pinned = True
         try:
             yield conn
         finally:
             driver._pinned = False
-            driver.leave_queue()
+            driver._thread_lock.release()
 
 
 def _writer_queue(database: str | None) -> type[_QueuedConnection]:
