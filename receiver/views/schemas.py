@@ -121,6 +121,12 @@ class Callback(Shape):
     outcome: str
     body_sha256: str
     unsafe_urls: int = Field(ge=0, description="artifact or preview URLs dropped as unsafe")
+    apply_attempts: int = Field(
+        ge=0, description="failed applications so far (the worker tries again with backoff)"
+    )
+    apply_error: str | None = Field(
+        description="why the last application failed; null once applied"
+    )
 
     @classmethod
     def of(cls, c: store.CallbackRecord) -> Callback:

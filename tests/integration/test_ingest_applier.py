@@ -10,6 +10,7 @@ purge never removes a callback that is not applied yet.
 from __future__ import annotations
 
 import json
+import re
 from datetime import timedelta
 from typing import Any
 
@@ -26,6 +27,7 @@ from receiver.store import retention
 from receiver.store.uow import UnitOfWork
 from tests.conftest import JobFactory, subscribe, table_counts, task_body
 from tests.helpers import post_callback, run_in_threads, sql_column, sql_rows
+from tests.integration.test_dashboard import Operator
 
 OPTIONS = ApplyOptions(allow_http_artifacts=True)
 
@@ -178,6 +180,30 @@ def test_a_callback_that_fails_to_apply_is_kept_and_tried_again_and_the_others_g
     assert again.deferred == [poison]
     assert {c["id"]: c for c in callbacks_of(engine)}[poison]["apply_attempts"] == 2
     assert job_status(engine, other.id) == ("SUBMITTING", 0)
+
+
+def test_the_api_and_the_dashboard_show_why_a_callback_is_not_applied(
+    client: FlaskClient, engine: Engine, make_job: JobFactory, admin: dict[str, str]
+) -> None:
+    job, ref = make_job()
+    applied = post_callback(client, task_body(ref, "RUNNING", progressRatio="0.3")).json
+    poison = _store_raw(engine, job.id, ["not", "a", "task", "object"])
+    assert apply_batch(engine, OPTIONS).deferred == [poison]
+
+    detail = client.get(f"/api/tasks/{job.id}", headers=admin)
+    assert detail.status_code == 200
+    shown = {c["outcome"]: c for c in detail.json["callbacks"]}
+    assert shown["applied"]["apply_error"] is None and shown["applied"]["apply_attempts"] == 0
+    assert shown["queued"]["apply_attempts"] == 1
+    assert "not a task object" in shown["queued"]["apply_error"]
+    assert applied["callback_id"] != poison
+
+    operator = Operator(client)
+    assert operator.sign_in() == 303
+    html = operator.page(f"/dashboard/tasks/{job.id}")
+    assert html.count('data-testid="apply-error"') == 1
+    assert "failed 1 time, retried" in html
+    assert re.search(r'data-testid="apply-error-text">[^<]*not a task object', html)
 
 
 def test_two_appliers_at_once_apply_each_callback_exactly_once(

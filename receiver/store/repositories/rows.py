@@ -232,7 +232,9 @@ class Attempt(AttemptFields):
 class CallbackRecord:
     """One accepted callback as received (``body`` keeps unknown vendor fields; None for a
     callback that changed nothing, whose hash and metadata only are kept). ``unsafe_urls``:
-    how many artifact or preview URLs were dropped as unsafe (None: none)."""
+    how many artifact or preview URLs were dropped as unsafe (None: none).
+    ``apply_attempts``: failed applications so far; ``apply_error``: why the last one failed
+    (None once applied; the applier tries again with backoff)."""
 
     id: int
     job_id: str
@@ -244,6 +246,8 @@ class CallbackRecord:
     body_sha256: str
     source_ip: str | None
     unsafe_urls: int | None
+    apply_attempts: int
+    apply_error: str | None
 
 
 @dataclass(frozen=True)
