@@ -53,8 +53,7 @@ A good neighbour by design (the constants below, all times in seconds):
   syncs for up to 100 ms (measured on a 2-core machine).
 - **Giving way to ingest.** After each batch the purge reads the newest callback id; when
   callbacks came since the last batch it works :data:`DUTY_WHILE_INGESTING` (a twentieth) of
-  the time instead of :data:`DUTY`, and on SQLite sizes its next batch to hold the write lock
-  :data:`BATCH_SECONDS_WHILE_INGESTING` instead of :data:`BATCH_SECONDS`.
+  the time instead of :data:`DUTY`.
 """
 
 from __future__ import annotations
@@ -131,10 +130,6 @@ DUTY_WHILE_INGESTING = 0.05
 #: scaled to it (between :data:`MIN_BATCH_ROWS` and the
 #: largest batch).
 BATCH_SECONDS = 0.005
-#: SQLite: the same while callbacks are arriving. Shorter holds do not change the share of
-#: callbacks that meet a batch (that follows the duty: more, smaller batches), but shorten the
-#: wait of each, and the write-ahead log that the next callback's commit syncs.
-BATCH_SECONDS_WHILE_INGESTING = 0.002
 #: SQLite: the smallest batch, rows (below it the transaction's fixed costs outweigh its rows).
 MIN_BATCH_ROWS = 25
 
@@ -400,15 +395,14 @@ def pause_after(seconds: float, *, duty: float = DUTY, least: float = PAUSE_SECO
     return max(least, seconds * (1 / duty - 1))
 
 
-def next_batch_rows(rows: int, held: float, largest: int, target: float = BATCH_SECONDS) -> int:
+def next_batch_rows(rows: int, held: float, largest: int) -> int:
     """SQLite: the size of the next batch after one of ``rows`` rows that held the write lock
-    ``held`` seconds, scaled so that a batch holds it about ``target`` seconds
-    (:data:`BATCH_SECONDS`, or :data:`BATCH_SECONDS_WHILE_INGESTING`), between
-    ``min(MIN_BATCH_ROWS, largest)`` and ``largest``."""
+    ``held`` seconds, scaled so that a batch holds it about :data:`BATCH_SECONDS` (between
+    ``min(MIN_BATCH_ROWS, largest)`` and ``largest``)."""
     least = min(MIN_BATCH_ROWS, largest)
     if held <= 0:
         return largest
-    return max(least, min(largest, round(rows * target / held)))
+    return max(least, min(largest, round(rows * BATCH_SECONDS / held)))
 
 
 def purge(
@@ -465,11 +459,10 @@ def purge(
             if not done[name]:
                 break
             last, arrived = arrived, _last_callback(engine)
-            busy = arrived != last
-            wait(pause_after(took, duty=busy_duty if busy else duty, least=pause))
+            share = busy_duty if arrived != last else duty
+            wait(pause_after(took, duty=share, least=pause))
             if done[name] < rows:  # the table's last rows
                 break
             if sqlite:  # PostgreSQL keeps ``batch``: see the module's docstring
-                target = BATCH_SECONDS_WHILE_INGESTING if busy else BATCH_SECONDS
-                rows = next_batch_rows(rows, held, batch, target)
+                rows = next_batch_rows(rows, held, batch)
     return removed
