@@ -823,7 +823,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--out", type=Path, default=ROOT / "bench" / "results" / "latest.json", help="JSON file"
     )
-    parser.add_argument("--keep", action="store_true", help="keep the work folder (logs)")
+    parser.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the whole work folder (else only its logs: latency files and SQLite go)",
+    )
     parser.add_argument(
         "--profile",
         action="store_true",
@@ -938,9 +942,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 stop()
             except Exception as exc:  # keep stopping the others
                 log(f"stopping: {type(exc).__name__}: {exc}")
-        if not args.keep:
+        if not args.keep:  # the logs stay; the latency files and the SQLite files go
             for path in sorted(work.rglob("*"), reverse=True):
-                if path.is_file() and path.suffix in (".txt", ".lua"):
+                if path.is_file() and (path.suffix in (".txt", ".lua") or ".sqlite3" in path.name):
                     path.unlink()
     result["machine"]["load_average_end"] = list(os.getloadavg())
     result["duration_s"] = round(time.monotonic() - t0, 1)
