@@ -24,8 +24,6 @@ import tempfile  # noqa: E402
 # ever shared between processes.
 preload_app = False
 worker_class = "receiver.web.gunicorn_worker.RelayGeventWorker"  # gevent, see that module
-# Connections one worker process holds at once (gevent: each a greenlet).
-worker_connections = int(os.environ.get("WEB_CONNECTIONS", "1000"))
 timeout = 30
 # SIGTERM: stop accepting, finish requests in flight for up to 25 s, exit; a PaaS sends SIGKILL
 # 30 s after SIGTERM (Heroku, Render), so the master is gone before that.
@@ -35,7 +33,6 @@ graceful_timeout = 25
 # AWS ALB: 60 s), so that the router, never gunicorn, closes it: were gunicorn to close first,
 # a request the router sends at that moment would meet a closed socket (Heroku: H13/502).
 keepalive = 95
-accesslog = "-" if os.environ.get("ACCESS_LOG", "") == "1" else None
 # Forwarded headers are read in one place only: ProxyFix in the app, for TRUSTED_PROXY_HOPS hops.
 # gunicorn trusts no peer: from a trusted one it would take X-Forwarded-Proto, and SCRIPT_NAME and
 # PATH_INFO headers (which rewrite every URL the app builds: an open redirect).
@@ -50,9 +47,13 @@ if not os.environ.get("PORT"):
 try:
     from receiver.settings import ConfigError, load_settings
 
-    load_settings()
+    _settings = load_settings()
 except ConfigError as _error:
     raise SystemExit(f"error: {_error}") from None
+
+# Connections one worker process holds at once (gevent: each a greenlet): WEB_CONNECTIONS.
+worker_connections = _settings.web_connections
+accesslog = "-" if _settings.access_log else None  # ACCESS_LOG=1
 
 # Prometheus multiprocess mode (receiver/metrics.py): the web workers add up their counters
 # through files in one directory, which must be named before a worker imports prometheus_client,

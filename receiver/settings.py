@@ -177,6 +177,17 @@ class Settings(BaseSettings):
         "connection is closed (gunicorn's gevent worker)",
     )
 
+    # -- the web's gunicorn (read by gunicorn.conf.py; gunicorn reads WEB_CONCURRENCY) -------
+    web_connections: int = Field(
+        1000,
+        ge=1,
+        le=100_000,
+        description="connections one web worker process holds at once (gevent greenlets)",
+    )
+    access_log: bool = Field(
+        False, description="1: gunicorn's access log (one line per request) on the web's output"
+    )
+
     @field_validator("secret_key", "delivery_retry_schedule", mode="before")
     @classmethod
     def _lists(cls, value: object) -> object:

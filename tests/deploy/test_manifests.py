@@ -23,7 +23,7 @@ from simulator.processes import procfile_command
 ROOT = Path(__file__).resolve().parents[2]
 PROCFILE = ROOT / "Procfile"
 #: Variables runway-relay reads: its settings, and gunicorn's own (gunicorn.conf.py).
-SETTINGS = {name.upper() for name in Settings.model_fields} | {"WEB_CONCURRENCY", "WEB_CONNECTIONS"}
+SETTINGS = {name.upper() for name in Settings.model_fields} | {"WEB_CONCURRENCY"}
 
 
 def check_relay_command(argv: list[str]) -> click.Command:

@@ -125,6 +125,20 @@ def test_every_process_refuses_with_one_line_naming_database_url(tmp_path: Path,
     assert not (tmp_path / "instance").exists()
 
 
+def test_gunicorn_takes_its_connections_and_access_log_from_the_settings(tmp_path: Path) -> None:
+    show = (
+        "import json, runpy; g = runpy.run_path('gunicorn.conf.py'); "
+        "print(json.dumps({k: g[k] for k in ('worker_connections', 'accesslog')}))"
+    )
+    base = {"RELAY_ENV": "test", "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    assert json.loads(python_output(show, clean_env(**base))) == {
+        "worker_connections": 1000,
+        "accesslog": None,
+    }
+    chosen = clean_env(**base, WEB_CONNECTIONS="250", ACCESS_LOG="1")
+    assert json.loads(python_output(show, chosen)) == {"worker_connections": 250, "accesslog": "-"}
+
+
 def pool_limits(pool: object) -> tuple[int, int]:
     assert isinstance(pool, QueuePool)
     return pool.size(), pool._max_overflow

@@ -158,6 +158,9 @@ def web_argv() -> list[str]:
         ({"RELAY_ENV": "production"}, "SECRET_KEY"),
         ({"RELAY_ENV": "production", "SECRET_KEY": SHORT_KEY}, "SECRET_KEY"),
         ({"SECRET_KEY": GOOD_KEY, "TRUSTED_PROXY_HOPS": "lots"}, "TRUSTED_PROXY_HOPS"),
+        ({"SECRET_KEY": GOOD_KEY, "WEB_CONNECTIONS": "lots"}, "WEB_CONNECTIONS"),
+        ({"SECRET_KEY": GOOD_KEY, "WEB_CONNECTIONS": "0"}, "WEB_CONNECTIONS"),
+        ({"SECRET_KEY": GOOD_KEY, "ACCESS_LOG": "maybe"}, "ACCESS_LOG"),
     ],
 )
 def test_gunicorn_refuses_to_start_and_names_the_variable(

@@ -85,8 +85,8 @@ def test_event_types_agree_everywhere() -> None:
     assert named == {*EVENT_TYPES, WEBHOOK_TEST}
 
 
-#: Read by gunicorn.conf.py (gunicorn's own settings), not by Settings.
-GUNICORN_VARIABLES = {"WEB_CONCURRENCY", "WEB_CONNECTIONS", "ACCESS_LOG"}
+#: Read by gunicorn itself, not by Settings (WEB_CONNECTIONS and ACCESS_LOG are settings).
+GUNICORN_VARIABLES = {"WEB_CONCURRENCY"}
 
 
 def test_configuration_table_names_every_setting_and_only_those() -> None:
