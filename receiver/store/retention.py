@@ -266,37 +266,6 @@ def _pick(table: Table, where: ColumnElement[bool], limit: int) -> Select[Any]:
     return select(key).where(where).limit(limit).with_for_update(of=table, skip_locked=True)
 
 
-def purge_batch(
-    engine: Engine,
-    name: str,
-    cutoff: datetime,
-    *,
-    limit: int = BATCH_ROWS,
-    artifact_store: str = "",
-    s3_endpoint_url: str = "",
-) -> dict[str, int]:
-    """Remove at most ``limit`` rows of table ``name`` (of :data:`TABLES`, not ``attempts``:
-    a batch of deliveries takes their attempts along) in one transaction.
-
-    :param artifact_store: ``ARTIFACT_STORE``: the files of removed copies are deleted there
-        (``s3_endpoint_url``: ``ARTIFACT_S3_ENDPOINT_URL``).
-    :returns: rows removed, by table (``{"deliveries": n, "attempts": m}`` for deliveries).
-    :raises KeyError: an unknown table name.
-    :raises sqlalchemy.exc.SQLAlchemyError: the database failed; nothing of this batch is
-        removed.
-    :raises OSError: (a directory) or botocore's errors (S3): a removed copy's file could not
-        be deleted; its rows are gone already, the file stays behind.
-    """
-    return _timed_batch(
-        engine,
-        name,
-        cutoff,
-        limit=limit,
-        artifact_store=artifact_store,
-        s3_endpoint_url=s3_endpoint_url,
-    )[0]
-
-
 def _timed_batch(
     engine: Engine,
     name: str,
@@ -306,8 +275,12 @@ def _timed_batch(
     artifact_store: str,
     s3_endpoint_url: str,
 ) -> tuple[dict[str, int], float]:
-    """:func:`purge_batch`, and the seconds its write transaction lasted (on SQLite: how long
-    it held the write lock, from ``BEGIN IMMEDIATE`` granted to the commit).
+    """Remove at most ``limit`` rows of table ``name`` (of :data:`TABLES`, not ``attempts``:
+    a batch of deliveries takes their attempts along) in one transaction; the rows removed by
+    table (``{"deliveries": n, "attempts": m}`` for deliveries), and the seconds its write
+    transaction lasted (on SQLite: how long it held the write lock, from ``BEGIN IMMEDIATE``
+    granted to the commit). The files of removed copies are deleted from ``artifact_store``
+    (``ARTIFACT_STORE``; ``s3_endpoint_url``: ``ARTIFACT_S3_ENDPOINT_URL``) after the commit.
 
     On SQLite the rows are picked first in a reader's snapshot (:func:`candidates`), so the
     search, the costly part, never holds the write lock that every stored callback needs; the
