@@ -9,7 +9,9 @@ Per backend (each purge gets its own 100,000 seeded rows):
 2. the ingest load of the ingest section (wrk, one thread, the same connections, fresh jobs,
    valid state-changing callbacks; the ingest subscriber still registered, so each callback
    writes its event and delivery) three times: without purge for ``ingest_seconds``; while
-   ``relay purge`` runs, from the command's start to its exit (wrk is stopped when it exits);
+   ``relay purge`` runs, from the command's start to its exit or for
+   :data:`PURGE_BODY_SECONDS`, whichever comes first (on SQLite the purge gives way to the
+   load and takes longer: its rest runs without load, and the next run waits for its exit);
    without purge again for ``ingest_seconds``. The baseline is the two runs without purge
    taken together (before and after, so that a drift over the run falls on both sides).
 
@@ -59,12 +61,12 @@ SEED_ROWS = 100_000
 RETENTION_DAYS = 30
 SEEDED_AGE_DAYS = 60
 #: The longest one ``relay purge`` may take (seconds); past it, it is killed and the run fails.
-#: The purge gives way to the load (a twentieth of the time while callbacks arrive): beside a
-#: saturating load 100,000 rows took 457 s on SQLite (2026-12-01).
+#: The purge gives way to the load (on SQLite a hundredth of the time while callbacks arrive,
+#: a fifth once they stop).
 PURGE_TIMEOUT = 1800.0
-#: Bodies prepared for the run during the purge, in seconds of the warm-up rate (a longer purge
-#: sends some bodies again: duplicates, which the report flags). The purge works a fifth of the
-#: time (its duty cycle), so under a saturating load it takes a minute or more.
+#: The longest saturating load during a purge, seconds, and the bodies prepared for it (in
+#: seconds of the warm-up rate): the load stops when the purge exits or after this long,
+#: whichever comes first (a purge beside a saturating load takes minutes: it gives way).
 PURGE_BODY_SECONDS = 120.0
 #: Offered loads of the fixed-rate runs, as fractions of the callbacks/s that the saturating
 #: load reached without purge in the same run (rounded to 10/s): well below saturation. Fixed
@@ -74,12 +76,14 @@ FIXED_FRACTIONS = (0.2, 0.4)
 #: The fixed-rate runs purge their seeded rows in this many tranches (one ``relay purge`` each),
 #: with a window without purge before, between and after them.
 FIXED_TRANCHES = 4
-#: Length of each window without purge in the fixed-rate runs, seconds (about a tranche's purge
-#: on a quiet machine, so that both sides have about as many requests).
-FIXED_GAP_SECONDS = 12.0
+#: Length of each window without purge in the fixed-rate runs, seconds (a tranche's purge takes
+#: 30 s on PostgreSQL and minutes on SQLite, where it gives way more: each window without still
+#: has thousands of requests, enough for a p99).
+FIXED_GAP_SECONDS = 30.0
 #: Bodies prepared for a fixed-rate run, in seconds of its rate (it ends after the last window,
-#: or when they run out: the overlap says so).
-FIXED_BODY_SECONDS = 400.0
+#: or when they run out: the overlap says so). SQLite's four purges beside a steady load take
+#: about 15 minutes.
+FIXED_BODY_SECONDS = 1500.0
 #: Concurrent senders of the fixed-rate runs (a late request waits for one; measured from its
 #: due time all the same).
 FIXED_SENDERS = 16
@@ -391,7 +395,7 @@ def _one(
             bodies,
             script=script,
             connections=plan.connections,
-            seconds=PURGE_TIMEOUT if until is not None else seconds,
+            seconds=PURGE_BODY_SECONDS if until is not None else seconds,
             until=until,
         )
 
