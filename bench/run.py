@@ -895,8 +895,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             result["purge"] = purge.ingest_during_purge(
                 plan, stacks, {k: str(s["id"]) for k, s in ingest_subs.items()}, work
             )
-            for stack in stacks.values():  # what that ingest stored, applied before fan-out
-                _apply_stored(stack.engine)
+            if sections & {"fanout", "e2e"}:  # what that ingest stored, applied before them
+                for stack in stacks.values():
+                    _apply_stored(stack.engine)
         result["memory"] = {"bare": memory_of(bare, None)}
         bare.stop()
         for kind, stack in stacks.items():
