@@ -133,9 +133,9 @@ DUTY_WHILE_INGESTING = 0.05
 #: callbacks/s on a 2-core machine, 2026-12-01: such callbacks took 9-11 ms against 3-4 ms).
 #: At a twentieth of the time, 6% of the callbacks that came during a purge met a batch, enough
 #: to raise the p99; at a hundredth, 1.2%. The price: while callbacks keep coming, a purge
-#: removes about 125 rows/s (a task with its 3 callbacks, events, deliveries and attempts is
-#: 13 rows), so retention keeps up with about 10 tasks/s (30 callbacks/s) sustained, and works
-#: at a fifth of the time whenever they pause.
+#: removes about 110 rows/s (a task with its 3 callbacks, events, deliveries and attempts is
+#: 13 rows), so retention keeps up with about 8 tasks/s (25 callbacks/s) around the clock, and
+#: catches up at a fifth of the time whenever they pause.
 SQLITE_DUTY_WHILE_INGESTING = 0.01
 #: SQLite: how long one batch should hold the write lock, seconds; the next batch's size is
 #: scaled to it (between :data:`MIN_BATCH_ROWS` and the
