@@ -368,6 +368,15 @@ def _last_callback(engine: Engine) -> int | None:
     return None if newest is None else int(newest)
 
 
+def busy_share(engine: Engine) -> float:
+    """The share of the time a purge works while callbacks arrive, by default:
+    :data:`SQLITE_DUTY_WHILE_INGESTING` on SQLite, :data:`DUTY_WHILE_INGESTING` otherwise
+    (PostgreSQL)."""
+    if engine.dialect.name == "sqlite":
+        return SQLITE_DUTY_WHILE_INGESTING
+    return DUTY_WHILE_INGESTING
+
+
 def pause_after(seconds: float, *, duty: float = DUTY, least: float = PAUSE_SECONDS) -> float:
     """The pause after a batch that took ``seconds``: ``max(least, seconds * (1 / duty - 1))``,
     so that batches take at most ``duty`` of the time (seconds in, seconds out).
@@ -407,8 +416,7 @@ def purge(
     about :data:`BATCH_SECONDS`), pausing after each batch that removed rows for
     :func:`pause_after` its wall-clock duration (at least ``pause`` seconds): batches take at
     most ``duty`` of the time, or ``busy_duty`` after a batch during which (or during whose
-    pause before) callbacks arrived (None: :data:`SQLITE_DUTY_WHILE_INGESTING` on SQLite,
-    :data:`DUTY_WHILE_INGESTING` on PostgreSQL).
+    pause before) callbacks arrived (None: :func:`busy_share`).
 
     :param stop: when set, the purge returns after the batch in progress (the rest waits for
         the next one).
@@ -420,7 +428,7 @@ def purge(
     """
     sqlite = engine.dialect.name == "sqlite"
     if busy_duty is None:
-        busy_duty = SQLITE_DUTY_WHILE_INGESTING if sqlite else DUTY_WHILE_INGESTING
+        busy_duty = busy_share(engine)
     for share in (duty, busy_duty):  # checked before any row goes
         pause_after(0.0, duty=share, least=pause)
     removed = dict.fromkeys(TABLES, 0)

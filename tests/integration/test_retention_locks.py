@@ -259,10 +259,13 @@ def test_while_callbacks_arrive_the_purge_gives_way_more_on_sqlite(
     assert removed["refused_callbacks"] == batches * retention.MIN_BATCH_ROWS
     busy = ratios[1:]  # the first batch saw none arrive yet
     assert len(busy) == batches - 1
-    if engine.dialect.name == "sqlite":
-        share = retention.SQLITE_DUTY_WHILE_INGESTING
-    else:
-        share = retention.DUTY_WHILE_INGESTING
-    # Work as seen from here also counts reading the newest callback id: a little more.
-    assert all(0.6 * (1 / share - 1) < r <= 1 / share - 1 for r in busy), (share, busy)
+    sqlite = engine.dialect.name == "sqlite"
+    share = retention.busy_share(engine)
+    expected = retention.SQLITE_DUTY_WHILE_INGESTING if sqlite else retention.DUTY_WHILE_INGESTING
+    assert share == expected
+    # The purge times its own work, which lies inside what is timed here (with the read of
+    # the newest callback id besides): never more than 1 / share - 1 times as long a pause.
+    assert all(r <= 1 / share - 1 for r in busy), (share, busy)
+    if sqlite:  # and far more than PostgreSQL's share would give, all batches together
+        assert sum(busy) / len(busy) > 1 / retention.DUTY_WHILE_INGESTING - 1, busy
     assert retention.SQLITE_DUTY_WHILE_INGESTING < retention.DUTY_WHILE_INGESTING
