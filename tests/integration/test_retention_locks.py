@@ -185,10 +185,13 @@ def test_a_purge_running_beside_a_writer_thread_loses_none_of_its_rows(engine: E
     assert written  # the writer did write while the purge ran
 
 
-def test_the_purge_gives_way_while_callbacks_arrive(engine: Engine, tmp_path: Path) -> None:
+def expired_batches_and_a_running_job(
+    engine: Engine, tmp_path: Path, batches: int
+) -> tuple[Writer, str]:
+    """``batches`` of SQLite's smallest batch of expired refused callbacks, and a running job
+    to store callbacks for while the purge runs: its writer and its id."""
     writer = Writer(engine, Seed(), tmp_path)
     job_id = writer.job("RUNNING", utcnow(), None, keep=True)
-    batches = 16
     with engine.begin() as conn:
         conn.execute(
             insert(refused_callbacks),
@@ -197,6 +200,12 @@ def test_the_purge_gives_way_while_callbacks_arrive(engine: Engine, tmp_path: Pa
                 for _ in range(batches * retention.MIN_BATCH_ROWS)
             ],
         )
+    return writer, job_id
+
+
+def test_the_purge_gives_way_while_callbacks_arrive(engine: Engine, tmp_path: Path) -> None:
+    batches = 16
+    writer, job_id = expired_batches_and_a_running_job(engine, tmp_path, batches)
     pauses: list[tuple[float, float]] = []  # (work since the last pause, pause), seconds
     mark = time.monotonic()
 
@@ -233,17 +242,8 @@ def test_while_callbacks_arrive_the_purge_gives_way_more_on_sqlite(
     """Every callback waits for SQLite's write lock while a batch holds it: by default the
     purge works a hundredth of the time there while callbacks arrive, a twentieth on
     PostgreSQL (whose ingest never waits for the purge's rows)."""
-    writer = Writer(engine, Seed(), tmp_path)
-    job_id = writer.job("RUNNING", utcnow(), None, keep=True)
     batches = 6
-    with engine.begin() as conn:
-        conn.execute(
-            insert(refused_callbacks),
-            [
-                {"received_at": OLD, "reason": "bad_signature", "http_status": 401, "body_size": 1}
-                for _ in range(batches * retention.MIN_BATCH_ROWS)
-            ],
-        )
+    writer, job_id = expired_batches_and_a_running_job(engine, tmp_path, batches)
     ratios: list[float] = []  # pause / work before it
     mark = time.monotonic()
 
