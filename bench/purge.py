@@ -77,8 +77,8 @@ FIXED_FRACTIONS = (0.2, 0.4)
 #: with a window without purge before, between and after them.
 FIXED_TRANCHES = 4
 #: Length of each window without purge in the fixed-rate runs, seconds (a tranche's purge takes
-#: 30 s on PostgreSQL and minutes on SQLite, where it gives way more: each window without still
-#: has thousands of requests, enough for a p99).
+#: about a minute on PostgreSQL and minutes on SQLite, where it gives way more: a window without
+#: still has thousands of requests, enough for a p99).
 FIXED_GAP_SECONDS = 30.0
 #: Bodies prepared for a fixed-rate run, in seconds of its rate (it ends after the last window,
 #: or when they run out: the overlap says so). SQLite's four purges beside a steady load take

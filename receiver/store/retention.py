@@ -130,7 +130,7 @@ DUTY = 0.2
 DUTY_WHILE_INGESTING = 0.05
 #: SQLite: the share while callbacks are arriving. Every stored callback needs the single
 #: write lock, and one that comes while a batch holds it waits (measured at a steady 250
-#: callbacks/s on a 2-core machine, 2026-12-01: such callbacks took 9-11 ms against 3-4 ms).
+#: callbacks/s on a 2-core machine, 2026-12-01: such callbacks took 9-12 ms against 3-4 ms).
 #: At a twentieth of the time, 6% of the callbacks that came during a purge met a batch, enough
 #: to raise the p99; at a hundredth, 1.2%. The price: while callbacks keep coming, a purge
 #: removes about 110 rows/s (a task with its 3 callbacks, events, deliveries and attempts is
