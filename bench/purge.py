@@ -87,8 +87,8 @@ FIXED_GAP_SECONDS = 30.0
 #: without a purge, and with it the spread that "unchanged" is judged against.
 FIXED_WARMUP_SECONDS = 10.0
 #: Bodies prepared for a fixed-rate run, in seconds of its rate (it ends after the last window,
-#: or when they run out: the overlap says so). SQLite's four purges beside a steady load take
-#: about 20 minutes on a 2-core machine.
+#: or when they run out: the overlap says so). SQLite's four purges beside a steady load took
+#: 22-26 minutes on a 2-core machine.
 FIXED_BODY_SECONDS = 2400.0
 #: Concurrent senders of the fixed-rate runs (a late request waits for one; measured from its
 #: due time all the same).

@@ -132,12 +132,12 @@ DUTY_WHILE_INGESTING = 0.05
 #: write lock, and one that comes while a batch holds it waits (measured at a steady 250
 #: callbacks/s on a 2-core machine, 2026-12-01: such callbacks took 9-12 ms against 3-4 ms).
 #: The p99 is the slowest 1% of callbacks, so the share of them that meet a batch must stay
-#: well below 1%: at a twentieth of the time it was 6%, at a hundredth 1.2-2% (the p99 at 680
-#: callbacks/s rose from 11-16 ms to 17-19 ms), at a three-hundredth a third of that (15 ms,
-#: within the windows without a purge). The price: while callbacks keep coming, a purge
-#: removes about 80 rows/s (a task with its 3 callbacks, events, deliveries and attempts is 13
-#: rows), so retention keeps up with about 6 tasks/s (18 callbacks/s) around the clock, and
-#: catches up at a fifth of the time whenever they pause.
+#: well below 1%: at a twentieth of the time it was 6%, at a hundredth 1.2%, still enough (at
+#: 680 callbacks/s an A/B run gave a p99 of 17.5 ms at a hundredth, 14.7 ms at a
+#: three-hundredth, against 11.2-15.8 ms without a purge). The price: while callbacks keep
+#: coming, a purge removes 64-75 rows/s (a task with its 3 callbacks, events, deliveries and
+#: attempts is 13 rows), so retention keeps up with about 5 tasks/s (15 callbacks/s) around the
+#: clock, and catches up at a fifth of the time whenever they pause.
 SQLITE_DUTY_WHILE_INGESTING = 1 / 300
 #: SQLite: how long one batch should hold the write lock, seconds; the next batch's size is
 #: scaled to it (between :data:`MIN_BATCH_ROWS` and the
