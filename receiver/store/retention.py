@@ -85,6 +85,7 @@ from receiver.clock import utcnow
 from receiver.domain.statuses import DeliveryStatus
 from receiver.domain.tasks import Outcome, TaskStatus
 from receiver.store import artifacts as copies_sql
+from receiver.store.engine import is_sqlite
 from receiver.store.tables import (
     artifact_copies,
     attempts,
@@ -300,7 +301,7 @@ def _timed_batch(
     write transaction only checks them again and deletes. On PostgreSQL one transaction picks
     and locks them (``SKIP LOCKED``: concurrent purges take disjoint rows)."""
     picked = None
-    if engine.dialect.name == "sqlite":
+    if is_sqlite(engine):
         picked = candidates(engine, name, cutoff, limit)
         if not picked:
             return {name: 0}, 0.0
@@ -374,7 +375,7 @@ def busy_share(engine: Engine) -> float:
     """The share of the time a purge works while callbacks arrive, by default:
     :data:`SQLITE_DUTY_WHILE_INGESTING` on SQLite, :data:`DUTY_WHILE_INGESTING` otherwise
     (PostgreSQL)."""
-    if engine.dialect.name == "sqlite":
+    if is_sqlite(engine):
         return SQLITE_DUTY_WHILE_INGESTING
     return DUTY_WHILE_INGESTING
 
@@ -428,7 +429,7 @@ def purge(
     :raises sqlalchemy.exc.SQLAlchemyError: the database failed (batches already committed
         stay removed).
     """
-    sqlite = engine.dialect.name == "sqlite"
+    sqlite = is_sqlite(engine)
     if busy_duty is None:
         busy_duty = busy_share(engine)
     for share in (duty, busy_duty):  # checked before any row goes
