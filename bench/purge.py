@@ -15,21 +15,24 @@ Per backend (each purge gets its own 100,000 seeded rows):
    without purge again for ``ingest_seconds``. The baseline is the two runs without purge
    taken together (before and after, so that a drift over the run falls on both sides).
 
-3. at a fixed offered load, well below saturation (what a real deployment sees): for each
-   fraction of :data:`FIXED_FRACTIONS` of the rate reached in 2 without purge, an open-loop
-   sender (:func:`bench.loadgen.open_loop`: requests on a timetable whether or not earlier ones
-   were answered, latency measured from each request's due time so that a stall is not hidden
-   by the sender waiting) runs while windows without and with a purge alternate: the seeded
-   rows in :data:`FIXED_TRANCHES` tranches of different ages, each removed by a ``relay purge``
-   of its own, with :data:`FIXED_GAP_SECONDS` without purge before, between and after them
-   (after :data:`FIXED_WARMUP_SECONDS` of load that no window counts). A
-   drift of the machine (other work on it) then falls on both sides, and the p99s of the
-   windows without a purge show how much the figure moves without one: the p99 during the
-   purges is "unchanged" when it is within that spread.
+3. at a fixed offered load, well below saturation (what a real deployment sees): for each fraction
+   of :data:`FIXED_FRACTIONS` of the rate reached in 2 without purge, an open-loop sender
+   (:func:`bench.loadgen.open_loop`: requests on a timetable whether or not earlier ones were
+   answered, latency measured from each request's due time so that a stall is not hidden by the
+   sender waiting) runs while windows without and with a purge alternate: the seeded rows in
+   :data:`FIXED_TRANCHES` tranches of different ages, each removed by a purge of its own (the
+   worker's purge function, in a process started before the load, as the worker is:
+   :mod:`bench.purger`), with :data:`FIXED_GAP_SECONDS` without purge before, between and after them
+   (after :data:`FIXED_WARMUP_SECONDS` of load that no window counts). A drift of the machine (other
+   work on it) then falls on both sides, and the p99s of the windows without a purge show how much
+   the figure moves without one: the p99 during the purges is "unchanged" when it is within that
+   spread.
 
-``relay purge`` is what the worker's schedule runs (:func:`receiver.store.retention.purge`
-with the same batches, duty cycle and pauses), as a separate process, like a worker beside the
-web. The run checks that each purge removed every seeded row and reports how long it took.
+``relay purge`` is what the worker's schedule runs (:func:`receiver.store.retention.purge` with the
+same batches, duty cycle and pauses), as a separate process, like a worker beside the web; the
+fixed-rate runs call that function in a process that is already up, as the worker does (``relay
+purge`` first spends about 1.5 s of a core starting Python, which a short window would count against
+the purge). The run checks that each purge removed every seeded row and reports how long it took.
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ from sqlalchemy import text
 
 from bench import data, loadgen
 from bench.procs import log
+from bench.purger import Purger
 from bench.stack import RelayStack
 from simulator.processes import bin_path
 
@@ -213,8 +217,10 @@ def _fixed_rate(
     seed_rows: int,
     variants: Sequence[Mapping[str, str]] = ({},),
 ) -> dict[str, Any]:
-    """Open-loop ingest at ``rate`` callbacks/s, with ``relay purge`` running in alternate
-    windows: no purge for :data:`FIXED_GAP_SECONDS`, a purge of a tranche, no purge, … for
+    """Open-loop ingest at ``rate`` callbacks/s, with a purge running in alternate windows (the
+    worker's :func:`receiver.store.retention.purge`, in a :class:`bench.purger.Purger` process
+    started before the load, as the worker is: ``relay purge``'s own start-up is not counted): no
+    purge for :data:`FIXED_GAP_SECONDS`, a purge of a tranche, no purge, … for
     :data:`FIXED_TRANCHES` tranches of ``seed_rows / FIXED_TRANCHES`` rows, so that ``seed_rows``
     rows go in all and the machine's own drift (other work on it) falls on both sides.
 
@@ -232,7 +238,8 @@ def _fixed_rate(
         a purge (the spread of the machine alone) and ``unchanged`` whether the p99 during the
         purges is within it; the p50 and p99 ratios; ``purge``: rows, seconds, CPU, overlap.
     :param variants: more environment for the purges, taken in turn (tranche ``k`` gets
-        ``variants[k % len(variants)]``): an A/B comparison of two ways to purge in one run, each
+        ``variants[k % len(variants)]``, each with a purge process of its own): an A/B
+        comparison of two ways to purge in one run, each
         window's ``variant`` says which; ``by_variant`` pools the purge windows of each.
     :raises AssertionError: the purges did not remove every seeded row.
     """
@@ -244,7 +251,6 @@ def _fixed_rate(
     until = threading.Event()
     windows: list[tuple[int | None, float, float]] = []  # (variant or None, Unix start, end)
     removed = dict.fromkeys(seeded, 0)
-    purges: list[_Purge] = []
     failure: list[BaseException] = []
 
     def gap() -> None:
@@ -258,11 +264,8 @@ def _fixed_rate(
             gap()
             for k, age in enumerate(ages):
                 variant = k % len(variants)
-                env = {**stack.env, **variants[variant], "RETENTION_DAYS": str(age - 5)}
                 begin = time.time()
-                purge = _Purge(stack, env)
-                purges.append(purge)
-                for table, n in purge.removed().items():
+                for table, n in purgers[variant].purge(age - 5, PURGE_TIMEOUT).items():
                     if table in removed:
                         removed[table] += n
                 windows.append((variant, begin, time.time()))
@@ -272,16 +275,23 @@ def _fixed_rate(
         finally:
             until.set()
 
-    load_start = time.monotonic()
     cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    controller = threading.Thread(target=timetable, daemon=True)
-    controller.start()
-    sent = loadgen.open_loop(
-        stack.reply_url, list(enumerate(bodies)), rate=rate, senders=FIXED_SENDERS, until=until
-    )
-    load_end = time.monotonic()
-    controller.join(PURGE_TIMEOUT * FIXED_TRANCHES)
-    # No other child process ended meanwhile: RUSAGE_CHILDREN counts the purges' CPU alone.
+    # Up before the load, as the worker is (see bench.purger): one process per variant.
+    purgers = [Purger({**stack.env, **variant}, stack.dir) for variant in variants]
+    try:
+        load_start = time.monotonic()
+        controller = threading.Thread(target=timetable, daemon=True)
+        controller.start()
+        sent = loadgen.open_loop(
+            stack.reply_url, list(enumerate(bodies)), rate=rate, senders=FIXED_SENDERS, until=until
+        )
+        load_end = time.monotonic()
+        controller.join(PURGE_TIMEOUT * FIXED_TRANCHES)
+    finally:
+        for purger in purgers:
+            purger.close()
+    # No other child process ended meanwhile: RUSAGE_CHILDREN counts the purgers' CPU alone
+    # (their start-up included).
     cpu_after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if failure:
         raise failure[0]
