@@ -354,6 +354,24 @@ def test_small_batches_remove_the_same_and_a_stop_leaves_the_rest(
     assert_purged(engine, seed)
 
 
+def test_the_purge_returns_without_pausing_after_its_last_rows(
+    engine: Engine, tmp_path: Path
+) -> None:
+    """Nothing follows the last table's last rows: no pause after them (a pause there only made
+    ``relay purge`` take longer)."""
+    seed = seed_history(engine, tmp_path)
+    pauses: list[float] = []
+    removed = retention.purge(
+        engine, retention.cutoff_for(30), batch=10_000, pause=0.0, sleep=pauses.append
+    )
+    assert removed == seed.expected_counts()
+    assert removed["jobs"] > 0
+    # Each table's rows fit one batch: a pause after each table's batch, but the jobs' (last).
+    assert retention.TABLES[-1] == "jobs"
+    tables_with_rows = [k for k, v in removed.items() if v and k != "attempts"]
+    assert len(pauses) == len(tables_with_rows) - 1, (pauses, removed)
+
+
 def test_a_shorter_retention_removes_more_and_never_live_work(
     engine: Engine, tmp_path: Path
 ) -> None:

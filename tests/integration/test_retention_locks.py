@@ -240,7 +240,7 @@ def test_while_callbacks_arrive_the_purge_gives_way_more_on_sqlite(
     engine: Engine, tmp_path: Path
 ) -> None:
     """Every callback waits for SQLite's write lock while a batch holds it: by default the
-    purge works a three-hundredth of the time there while callbacks arrive, a twentieth on
+    purge works a three-hundredth of the time there while callbacks arrive, a sixtieth on
     PostgreSQL (whose ingest never waits for the purge's rows)."""
     batches = 6
     writer, job_id = expired_batches_and_a_running_job(engine, tmp_path, batches)
