@@ -70,7 +70,8 @@ class Purger:
             text=True,
         )
         self._lines: queue.Queue[str] = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
         if self._answer(timeout).get("ready") is not True:
             raise RuntimeError("bench.purger did not start")
 
@@ -105,7 +106,7 @@ class Purger:
         return removed
 
     def close(self) -> None:
-        """Close its stdin and wait for its exit (killed after 30 s)."""
+        """Close its stdin and wait for its exit (killed after 30 s), then close its stdout."""
         if self.proc.stdin is not None and not self.proc.stdin.closed:
             self.proc.stdin.close()
         try:
@@ -113,6 +114,9 @@ class Purger:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+        self._reader.join(30)  # it reads to the end of its stdout, which the exit closed
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
 
 
 if __name__ == "__main__":

@@ -301,16 +301,24 @@ def assert_purged(engine: Engine, seed: Seed, root: Path | None = None) -> None:
             assert not keys & present[table], (table, keys & present[table])
 
 
-def relay(database_url: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    full_env = {
+def relay_env(database_url: str, **env: str) -> dict[str, str]:
+    """The environment of a ``relay`` command on ``database_url`` (``env`` added)."""
+    return {
         **{k: v for k, v in os.environ.items() if not k.startswith(("RELAY_", "DATABASE_"))},
         "RELAY_ENV": "test",
         "SECRET_KEY": SECRET,
         "DATABASE_URL": database_url,
         **env,
     }
+
+
+def relay(database_url: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [bin_path("relay"), *args], env=full_env, capture_output=True, text=True, timeout=60
+        [bin_path("relay"), *args],
+        env=relay_env(database_url, **env),
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 
@@ -336,6 +344,27 @@ def test_dry_run_counts_and_removes_nothing_then_purge_removes_exactly_that(
     assert_purged(engine, seed, root)  # the purged copy's file too
     again = relay(database_url, "purge", **env)
     assert json.loads(again.stdout)["removed"] == dict.fromkeys(retention.TABLES, 0)
+
+
+def test_the_bench_purge_process_removes_what_relay_purge_would(
+    database_url: str, engine: Engine, tmp_path: Path
+) -> None:
+    """``bench.purger``, the process the fixed-rate bench purges with (started before the load,
+    as the worker is), runs the purge ``relay purge`` runs: the same counts, files included."""
+    from bench.purger import Purger
+
+    root = tmp_path / "artifacts"
+    seed = seed_history(engine, root)
+    expected = seed.expected_counts()
+    env = relay_env(database_url, ARTIFACT_STORE=str(root), PUBLIC_BASE_URL="http://127.0.0.1:9")
+    purger = Purger(env, Path(__file__).resolve().parents[2], timeout=60)
+    try:
+        assert purger.purge(30, timeout=60) == expected
+        assert purger.purge(30, timeout=60) == dict.fromkeys(retention.TABLES, 0)
+    finally:
+        purger.close()
+    assert purger.proc.returncode == 0
+    assert_purged(engine, seed, root)
 
 
 def test_small_batches_remove_the_same_and_a_stop_leaves_the_rest(

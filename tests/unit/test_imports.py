@@ -20,6 +20,7 @@ ENTRY_POINTS = [
     "receiver.cli",
     "receiver.app",
     "bench.run",
+    "bench.purger",
     "simulator.demo",
 ]
 
