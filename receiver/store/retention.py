@@ -133,7 +133,9 @@ DUTY = 0.2
 #: 500 callbacks/s on a 2-core machine (2026-12-01, an A/B run, the purge in a process already
 #: up, tranches purged alternately at each share) the p99 was 15.6 ms at a twentieth and 13.3
 #: ms at a sixtieth (windows without a purge 9.9-15.0 ms, one of 28.8), the p90 6.9 and 6.5
-#: against 5.7. At a sixtieth a purge removes about 310-370 rows/s while callbacks keep coming.
+#: against 5.7. At a sixtieth a purge removes about 230-460 rows/s while callbacks keep coming,
+#: but beside 490 callbacks/s (``make bench``) every purge window's p99 was still 15.3-15.8 ms
+#: against 9.1-11.9 without: 2% of callbacks met a batch (README, Retention, says what next).
 DUTY_WHILE_INGESTING = 1 / 60
 #: SQLite: the share while callbacks are arriving. Every stored callback needs the single
 #: write lock, and one that comes while a batch holds it waits (measured at a steady 250
