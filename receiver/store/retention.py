@@ -52,11 +52,10 @@ A good neighbour by design (the constants below, all times in seconds):
   synced the database file several times a second and stalled callbacks' commits behind those
   syncs for up to 100 ms (measured on a 2-core machine).
 - **Giving way to ingest.** After each batch the purge reads the newest callback id; when
-  callbacks came since the last batch it works less of the time instead of :data:`DUTY`:
-  :data:`SQLITE_DUTY_WHILE_INGESTING` (a three-hundredth) on SQLite, whose every stored
-  callback waits for a batch that holds the write lock, :data:`DUTY_WHILE_INGESTING` (a
-  sixtieth) on PostgreSQL, where ingest never waits for the purge's rows but shares the
-  cores with it.
+  callbacks came since the last batch it works :data:`DUTY_WHILE_INGESTING` (a
+  three-hundredth) of the time instead of :data:`DUTY`: on SQLite every stored callback waits
+  for a batch that holds the write lock; on PostgreSQL none waits for the purge's rows, but a
+  batch takes one of the cores.
 """
 
 from __future__ import annotations
@@ -127,28 +126,24 @@ PAUSE_SECONDS = 0.05
 #: Share of the wall-clock time the purge spends in batches (0 < DUTY <= 1): after a batch of
 #: ``t`` seconds it pauses ``max(PAUSE_SECONDS, t * (1 / DUTY - 1))`` seconds.
 DUTY = 0.2
-#: PostgreSQL: the share while callbacks are arriving (some came in since the last batch): the
-#: purge gives way to ingest, which needs the cores; it goes back to :data:`DUTY` once none
-#: arrive. Ingest never waits for the purge's rows here, but a batch (20-30 ms for 500 rows)
-#: takes a core: callbacks that came meanwhile took 6.6 ms (p50) against 3.3. Beside a steady
-#: 500 callbacks/s on a 2-core machine (2026-12-01, an A/B run, the purge in a process already
-#: up, tranches purged alternately at each share) the p99 was 15.6 ms at a twentieth and 13.3
-#: ms at a sixtieth (windows without a purge 9.9-15.0 ms, one of 28.8), the p90 6.9 and 6.5
-#: against 5.7. At a sixtieth a purge removes about 230-460 rows/s while callbacks keep coming,
-#: but beside 490 callbacks/s (``make bench``) every purge window's p99 was still 15.3-15.8 ms
-#: against 9.1-11.9 without: 2% of callbacks met a batch (README, Retention, says what next).
-DUTY_WHILE_INGESTING = 1 / 60
-#: SQLite: the share while callbacks are arriving. Every stored callback needs the single
-#: write lock, and one that comes while a batch holds it waits (measured at a steady 250
-#: callbacks/s on a 2-core machine, 2026-12-01: such callbacks took 9-12 ms against 3-4 ms).
-#: The p99 is the slowest 1% of callbacks, so the share of them that meet a batch must stay
-#: well below 1%: at a twentieth of the time it was 6%, at a hundredth 1.2%, still enough (at
-#: 680 callbacks/s an A/B run gave a p99 of 17.5 ms at a hundredth, 14.7 ms at a
-#: three-hundredth, against 11.2-15.8 ms without a purge). The price: while callbacks keep
-#: coming, a purge removes 64-75 rows/s (a task with its 3 callbacks, events, deliveries and
-#: attempts is 13 rows), so retention keeps up with about 5 tasks/s (15 callbacks/s) around the
-#: clock, and catches up at a fifth of the time whenever they pause.
-SQLITE_DUTY_WHILE_INGESTING = 1 / 300
+#: The share while callbacks are arriving (some came in since the last batch): the purge gives
+#: way to ingest, and goes back to :data:`DUTY` once none arrive. The p99 is the slowest 1% of
+#: callbacks, so the share of them that meet a batch must stay well below 1%. On SQLite every
+#: stored callback needs the single write lock, and one that comes while a batch holds it waits
+#: (at a steady 250 callbacks/s on a 2-core machine, 2026-12-01: such callbacks took 9-12 ms
+#: against 3-4 ms); at a twentieth of the time 6% of them met a batch, at a hundredth 1.2%,
+#: still enough (at 680 callbacks/s an A/B run gave a p99 of 17.5 ms at a hundredth, 14.7 ms at
+#: a three-hundredth, against 11.2-15.8 ms without a purge). On PostgreSQL ingest never waits
+#: for the purge's rows, but a batch (20-30 ms for 500 rows) takes one of the cores: callbacks
+#: that came meanwhile took 6.6 ms (p50) against 3.3, and at a sixtieth of the time (2% of
+#: them) every purge window beside a steady 490 callbacks/s had a p99 of 15.3-15.8 ms against
+#: 9.1-11.9 ms in the windows without (2026-12-01, ``make bench``). A three-hundredth was
+#: tried then and stalled (pauses of minutes after batches that read every finished job: see
+#: :func:`_job_done_before`); with those bounded it is the share here too. The price: while
+#: callbacks keep coming, a purge removes 64-80 rows/s (a task with its 3 callbacks, events,
+#: deliveries and attempts is 13 rows), so retention keeps up with about 5 tasks/s (15
+#: callbacks/s) around the clock, and catches up at a fifth of the time whenever they pause.
+DUTY_WHILE_INGESTING = 1 / 300
 #: SQLite: how long one batch should hold the write lock, seconds; the next batch's size is
 #: scaled to it (between :data:`MIN_BATCH_ROWS` and the
 #: largest batch).
@@ -387,15 +382,6 @@ def _last_callback(engine: Engine) -> int | None:
     return None if newest is None else int(newest)
 
 
-def busy_share(engine: Engine) -> float:
-    """The share of the time a purge works while callbacks arrive, by default:
-    :data:`SQLITE_DUTY_WHILE_INGESTING` on SQLite, :data:`DUTY_WHILE_INGESTING` otherwise
-    (PostgreSQL)."""
-    if is_sqlite(engine):
-        return SQLITE_DUTY_WHILE_INGESTING
-    return DUTY_WHILE_INGESTING
-
-
 def pause_after(seconds: float, *, duty: float = DUTY, least: float = PAUSE_SECONDS) -> float:
     """The pause after a batch that took ``seconds``: ``max(least, seconds * (1 / duty - 1))``,
     so that batches take at most ``duty`` of the time (seconds in, seconds out).
@@ -436,7 +422,7 @@ def purge(
     all: nothing follows it) for :func:`pause_after` its wall-clock duration (at least
     ``pause`` seconds): batches take at most ``duty`` of the time, or ``busy_duty`` after a
     batch during which (or during whose pause before) callbacks arrived (None:
-    :func:`busy_share`).
+    :data:`DUTY_WHILE_INGESTING`).
 
     :param stop: when set, the purge returns after the batch in progress (the rest waits for
         the next one).
@@ -448,7 +434,7 @@ def purge(
     """
     sqlite = is_sqlite(engine)
     if busy_duty is None:
-        busy_duty = busy_share(engine)
+        busy_duty = DUTY_WHILE_INGESTING
     for share in (duty, busy_duty):  # checked before any row goes
         pause_after(0.0, duty=share, least=pause)
     removed = dict.fromkeys(TABLES, 0)
