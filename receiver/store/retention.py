@@ -34,6 +34,7 @@ A good neighbour by design (the constants below, all times in seconds):
   the lock and the commit), the purge pauses ``max(PAUSE_SECONDS, t * (1 / DUTY - 1))``: it
   works at most :data:`DUTY` (a fifth) of the time, whatever the machine, so on a slow or busy
   machine it slows down instead of taking more of the cores that ingest and delivery need.
+  No pause is longer than :data:`MAX_PAUSE_SECONDS` (one slow batch does not stall a purge).
 - **Short write transactions.** On SQLite every stored callback needs the single write lock, so
   a batch holds it only to delete: the rows are searched for beforehand in a reader's snapshot
   (:func:`candidates`; searching is the costly part, up to tens of milliseconds), and the write
@@ -43,9 +44,10 @@ A good neighbour by design (the constants below, all times in seconds):
   held the lock: the next has ``rows * BATCH_SECONDS / held`` rows, between
   :data:`MIN_BATCH_ROWS` and ``batch``. On PostgreSQL one transaction of ``batch`` rows picks,
   locks (``FOR UPDATE SKIP LOCKED``) and deletes, and commits with ``synchronous_commit =
-  off``; ingest never waits for those finished rows. Sizing PostgreSQL's batches by time as
-  well was tried: its round trips alone take about 5 ms under load, so batches fell to the
-  smallest size and a purge of 100,000 rows beside a saturating load did not finish in 10
+  off``, searching by index only (``enable_seqscan = off``: never a whole table read for the
+  last rows of one); ingest never waits for those finished rows. Sizing PostgreSQL's batches
+  by time as well was tried: its round trips alone take about 5 ms under load, so batches fell
+  to the smallest size and a purge of 100,000 rows beside a saturating load did not finish in 10
   minutes.
 - **No checkpoints of its own.** The write-ahead log is left to SQLite's automatic checkpoints
   (about one per 1,000 pages written): checkpointing after every batch, as the purge once did,
@@ -144,6 +146,10 @@ DUTY = 0.2
 #: deliveries and attempts is 13 rows), so retention keeps up with about 5 tasks/s (15
 #: callbacks/s) around the clock, and catches up at a fifth of the time whenever they pause.
 DUTY_WHILE_INGESTING = 1 / 300
+#: The longest pause after a batch, seconds: at a three-hundredth of the time a batch of
+#: 2.4 s (a whole table read on PostgreSQL: see :data:`_INDEXES_ONLY`) was followed by 12
+#: minutes of nothing; a slow batch is rare, and need not stall the purge for that long.
+MAX_PAUSE_SECONDS = 30.0
 #: SQLite: how long one batch should hold the write lock, seconds; the next batch's size is
 #: scaled to it (between :data:`MIN_BATCH_ROWS` and the
 #: largest batch).
@@ -285,6 +291,17 @@ def count(engine: Engine, cutoff: datetime) -> dict[str, int]:
     return {name: out[name] for name in TABLES}
 
 
+#: PostgreSQL, for a batch's transaction alone: search by index, never by reading a whole table.
+#: A batch wants a few hundred rows, which every table's indexes find by their age (a time
+#: column, or a job's ``created_at``) and by key; but a planner whose statistics are older than
+#: the rows (a table analysed when small, or never: ``autovacuum`` off) may read a whole table
+#: instead, cheap for the first batches (the old rows lie first) and not for the last, which
+#: reads to the end: 0.3-0.4 s for 400,000 callbacks on an idle 2-core machine, 2.4 s beside a
+#: steady load, then a pause of 299 times that (2026-12-01). ``enable_seqscan = off`` weighs
+#: against such reads (a table without a usable index is still read).
+_INDEXES_ONLY = "SET LOCAL enable_seqscan = off"
+
+
 def _pick(table: Table, where: ColumnElement[bool], limit: int) -> Select[Any]:
     """PostgreSQL: at most ``limit`` keys of rows to remove, locked (``SKIP LOCKED``)."""
     (key,) = table.primary_key.columns
@@ -355,6 +372,8 @@ def remove(
     with UnitOfWork(engine, durable=False) as uow:
         began = time.monotonic()
         conn = uow.repo.conn
+        if picked is None:  # PostgreSQL: see _INDEXES_ONLY
+            conn.exec_driver_sql(_INDEXES_ONLY)
         pick = (
             _pick(table, where, limit)
             if picked is None
@@ -420,7 +439,9 @@ def purge(
     in batches of at most ``batch`` rows (on SQLite fewer, so that one holds the write lock
     about :data:`BATCH_SECONDS`), pausing after each batch that removed rows (but the last of
     all: nothing follows it) for :func:`pause_after` its wall-clock duration (at least
-    ``pause`` seconds): batches take at most ``duty`` of the time, or ``busy_duty`` after a
+    ``pause`` seconds, at most :data:`MAX_PAUSE_SECONDS`): batches take at most ``duty`` of the
+    time (but for batches longer than ``MAX_PAUSE_SECONDS * duty / (1 - duty)``), or
+    ``busy_duty`` after a
     batch during which (or during whose pause before) callbacks arrived (None:
     :data:`DUTY_WHILE_INGESTING`).
 
@@ -463,7 +484,7 @@ def purge(
                 break
             last, arrived = arrived, _last_callback(engine)
             share = busy_duty if arrived != last else duty
-            wait(pause_after(took, duty=share, least=pause))
+            wait(min(MAX_PAUSE_SECONDS, pause_after(took, duty=share, least=pause)))
             if done[name] < rows:  # the table's last rows
                 break
             if sqlite:  # PostgreSQL keeps ``batch``: see the module's docstring

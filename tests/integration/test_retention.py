@@ -18,11 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, func, insert, select
+from sqlalchemy import Engine, func, insert, select, text
 
 from receiver.clock import utcnow
 from receiver.ids import new_id
 from receiver.store import retention
+from receiver.store.engine import make_engine
 from receiver.store.tables import (
     artifact_copies,
     attempts,
@@ -511,3 +512,111 @@ def test_sqlite_batches_follow_the_time_they_hold_the_write_lock() -> None:
     assert retention.next_batch_rows(1, 100 * target, 1) == 1  # never above batch
     assert retention.pause_after(0.03, duty=0.2, least=0.05) == pytest.approx(0.12)
     assert retention.pause_after(0.001, duty=0.2, least=0.05) == 0.05
+
+
+def _jobs_rows_read(plan: dict[str, Any]) -> int:
+    """Rows of ``jobs`` that an ``EXPLAIN (ANALYZE, FORMAT JSON)`` plan node and those under it
+    read: returned or filtered out, in every loop."""
+    read = 0
+    if plan.get("Relation Name") == "jobs":
+        returned = plan.get("Actual Rows", 0) * plan.get("Actual Loops", 1)
+        read += returned + plan.get("Rows Removed by Filter", 0)
+    for child in plan.get("Plans", []):
+        read += _jobs_rows_read(child)
+    return read
+
+
+def test_a_batch_reads_only_jobs_as_old_as_the_cutoff(postgres_database_url: str) -> None:
+    """On PostgreSQL the search for a batch of callbacks, events or jobs reads the jobs that
+    finished before the cutoff, not every finished job: it once read all of them for each
+    batch (35-40 ms of a 60-80 ms batch with 100,000 finished jobs). 3,000 tasks that finished
+    today beside 40 that finished 40 days ago, each with a callback and an event."""
+    engine = make_engine(postgres_database_url)
+    recent, old = 3000, 40
+    rows: dict[str, list[dict[str, Any]]] = {"jobs": [], "callbacks": [], "events": []}
+    for n in range(recent + old):
+        at = OLD if n < old else NOW - timedelta(minutes=5)
+        job_id = f"job_{n:05d}"
+        rows["jobs"].append(
+            {
+                "id": job_id,
+                "model": "gen3turbo",
+                "request": {},
+                "metadata": {},
+                "status": "SUCCEEDED",
+                "artifacts": [],
+                "sequence": 1,
+                "created_at": at - timedelta(minutes=2),
+                "updated_at": at,
+                "finished_at": at,
+            }
+        )
+        rows["callbacks"].append(
+            {
+                "job_id": job_id,
+                "received_at": at,
+                "status": "SUCCEEDED",
+                "outcome": "applied",
+                "body": {"raw": "x" * 100},
+                "body_sha256": "0" * 64,
+            }
+        )
+        rows["events"].append(
+            {
+                "id": f"msg_{n:05d}",
+                "job_id": job_id,
+                "type": "task.succeeded",
+                "sequence": 1,
+                "payload": "{}",
+                "created_at": at,
+            }
+        )
+    try:
+        with engine.begin() as conn:
+            for table in (jobs, callbacks, events):
+                conn.execute(insert(table), rows[table.name])
+            conn.execute(text("ANALYZE jobs, callbacks, events"))
+        cutoff = retention.cutoff_for(30)
+        plans = {
+            name: (table, where) for name, table, where in retention._plan(cutoff, dry_run=False)
+        }
+        for name in ("events", "callbacks"):
+            table, where = plans[name]
+            (key,) = table.primary_key.columns
+            pick = select(key).where(where).limit(retention.BATCH_ROWS)
+            sql = str(pick.compile(engine, compile_kwargs={"literal_binds": True}))
+            with engine.begin() as conn:
+                (plan,) = conn.execute(text(f"EXPLAIN (ANALYZE, FORMAT JSON) {sql}")).scalar_one()
+                picked = len(conn.execute(pick).all())
+            assert picked == old, (name, picked)
+            read = _jobs_rows_read(plan["Plan"])
+            assert old <= read < recent, (name, read, json.dumps(plan)[:2000])
+        removed = retention.purge(engine, cutoff, pause=0.0, sleep=lambda _: None)
+        assert (removed["events"], removed["callbacks"], removed["jobs"]) == (old, old, old)
+    finally:
+        engine.dispose()
+
+
+def test_no_pause_is_longer_than_the_cap(engine: Engine) -> None:
+    """At a millionth of the time a batch of even a millisecond would be followed by over 16
+    minutes of nothing: each pause is cut to MAX_PAUSE_SECONDS, and the purge goes on."""
+    rows = 3 * retention.MIN_BATCH_ROWS
+    with engine.begin() as conn:
+        conn.execute(
+            insert(refused_callbacks),
+            [
+                {"received_at": OLD, "reason": "bad_signature", "http_status": 401, "body_size": 9}
+                for _ in range(rows)
+            ],
+        )
+    asked: list[float] = []
+    removed = retention.purge(
+        engine,
+        retention.cutoff_for(30),
+        batch=retention.MIN_BATCH_ROWS,
+        duty=1e-6,
+        busy_duty=1e-6,
+        sleep=asked.append,
+    )
+    assert removed["refused_callbacks"] == rows
+    assert asked == [retention.MAX_PAUSE_SECONDS] * 3, asked
