@@ -240,10 +240,11 @@ def test_the_purge_keeps_a_callback_that_is_not_applied_yet(
     runtime: Runtime, engine: Engine, make_job: JobFactory
 ) -> None:
     job, _ = make_job()
-    with UnitOfWork(engine) as uow:
+    with UnitOfWork(engine) as uow:  # created and finished 40 days ago
         uow.repo.update_job(
             job.id,
             status="SUCCEEDED",
+            created_at=utcnow() - timedelta(days=40, minutes=5),
             finished_at=utcnow() - timedelta(days=40),
             updated_at=utcnow() - timedelta(days=40),
         )
