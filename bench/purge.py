@@ -112,14 +112,15 @@ def ingest_during_purge(
         deliveries are its).
     :returns: ``{backend: {...}}`` with ``baseline`` and ``during_purge`` (see
         :func:`bench.loadgen.merged`), their ratios, ``purge`` (rows removed per table,
-        seconds, overlap), and ``fixed_rate``: one item per fraction of
-        :data:`FIXED_FRACTIONS` (see :func:`_fixed_rate`).
+        seconds, overlap), and ``fixed_rate``: one item per fraction of the plan's
+        ``purge_fractions`` (by default :data:`FIXED_FRACTIONS`; see :func:`_fixed_rate`).
     :raises AssertionError: a purge did not remove every seeded row.
     """
     out: dict[str, Any] = {}
     for name, stack in stacks.items():
         item = _one(plan, stack, subscriber_ids[name], work, seed_rows)
-        rates = [max(10.0, round(item["baseline"]["rps"] * f, -1)) for f in FIXED_FRACTIONS]
+        fractions = plan.purge_fractions
+        rates = [max(10.0, round(item["baseline"]["rps"] * f, -1)) for f in fractions]
         item["fixed_rate"] = [
             _fixed_rate(stack, subscriber_ids[name], rate, seed_rows) for rate in rates
         ]

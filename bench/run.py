@@ -87,6 +87,8 @@ class Plan:
     light_rate: float
     heavy_fraction: float
     vendor_tasks: int
+    #: The purge section's fixed rates, as fractions of its saturating rate.
+    purge_fractions: tuple[float, ...]
 
     @classmethod
     def make(cls, quick: bool, args: argparse.Namespace) -> Plan:
@@ -100,6 +102,7 @@ class Plan:
             light_rate=args.light_rate,
             heavy_fraction=args.heavy_fraction,
             vendor_tasks=5 if quick else 20,
+            purge_fractions=args.purge_fractions,
         )
 
 
@@ -816,6 +819,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="heavy rate as a fraction of the pipeline capacity measured in this run",
     )
     parser.add_argument(
+        "--purge-fractions",
+        type=_fractions,
+        default=purge.FIXED_FRACTIONS,
+        help="the purge section's fixed rates as fractions of its saturating rate, "
+        "comma-separated (default: 0.2,0.4; each run takes half an hour or more)",
+    )
+    parser.add_argument(
         "--sections",
         default="ingest,purge,fanout,e2e,vendor",
         help="which sections to run (comma-separated; purge: ingest during a 100k-row purge)",
@@ -835,6 +845,20 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "those rounds run slower (figures are marked profiled)",
     )
     return parser.parse_args(argv)
+
+
+def _fractions(text: str) -> tuple[float, ...]:
+    """``"0.2,0.4"`` as ``(0.2, 0.4)``; each in (0, 1].
+
+    :raises argparse.ArgumentTypeError: not such a list.
+    """
+    try:
+        fractions = tuple(float(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not comma-separated numbers: {text!r}") from None
+    if not all(0 < f <= 1 for f in fractions):
+        raise argparse.ArgumentTypeError(f"each fraction must be in (0, 1]: {text!r}")
+    return fractions
 
 
 def main(argv: Sequence[str] | None = None) -> int:
