@@ -136,15 +136,17 @@ DUTY = 0.2
 #: against 3-4 ms); at a twentieth of the time 6% of them met a batch, at a hundredth 1.2%,
 #: still enough (at 680 callbacks/s an A/B run gave a p99 of 17.5 ms at a hundredth, 14.7 ms at
 #: a three-hundredth, against 11.2-15.8 ms without a purge). On PostgreSQL ingest never waits
-#: for the purge's rows, but a batch (20-30 ms for 500 rows) takes one of the cores: callbacks
+#: for the purge's rows, but a batch (20-50 ms for 500 rows) takes one of the cores: callbacks
 #: that came meanwhile took 6.6 ms (p50) against 3.3, and at a sixtieth of the time (2% of
 #: them) every purge window beside a steady 490 callbacks/s had a p99 of 15.3-15.8 ms against
 #: 9.1-11.9 ms in the windows without (2026-12-01, ``make bench``). A three-hundredth was
 #: tried then and stalled (pauses of minutes after batches that read every finished job: see
 #: :func:`_job_done_before`); with those bounded it is the share here too. The price: while
-#: callbacks keep coming, a purge removes 64-80 rows/s (a task with its 3 callbacks, events,
-#: deliveries and attempts is 13 rows), so retention keeps up with about 5 tasks/s (15
-#: callbacks/s) around the clock, and catches up at a fifth of the time whenever they pause.
+#: callbacks keep coming, a purge removes 64-75 rows/s on SQLite, about 35 on PostgreSQL (whose
+#: batches of 500 rows took 20-50 ms beside a steady load); a task with its 3 callbacks,
+#: events, deliveries and attempts is 13 rows, so retention keeps up with about 15 callbacks/s
+#: (SQLite) or 8 (PostgreSQL, per worker) around the clock, and catches up at a fifth of the
+#: time whenever they pause.
 DUTY_WHILE_INGESTING = 1 / 300
 #: The longest pause after a batch, seconds: at a three-hundredth of the time a batch of
 #: 2.4 s (a whole table read on PostgreSQL: see :data:`_INDEXES_ONLY`) was followed by 12

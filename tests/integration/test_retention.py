@@ -462,10 +462,8 @@ def test_the_worker_purges_on_its_schedule(
     assert_purged(engine, seed, root)
 
 
-def test_the_purge_pauses_in_proportion_to_its_work(engine: Engine) -> None:
-    # 750 expired refused callbacks: 30 batches of 25 rows, each timed for real (25 rows is
-    # SQLite's smallest batch, so the size cannot adapt to the lock time there).
-    rows = 30 * retention.MIN_BATCH_ROWS
+def expired_refused_callbacks(engine: Engine, rows: int) -> None:
+    """``rows`` refused callbacks received 40 days ago (all of them expired)."""
     with engine.begin() as conn:
         conn.execute(
             insert(refused_callbacks),
@@ -474,6 +472,13 @@ def test_the_purge_pauses_in_proportion_to_its_work(engine: Engine) -> None:
                 for _ in range(rows)
             ],
         )
+
+
+def test_the_purge_pauses_in_proportion_to_its_work(engine: Engine) -> None:
+    # 750 expired refused callbacks: 30 batches of 25 rows, each timed for real (25 rows is
+    # SQLite's smallest batch, so the size cannot adapt to the lock time there).
+    rows = 30 * retention.MIN_BATCH_ROWS
+    expired_refused_callbacks(engine, rows)
     slept: list[float] = []
 
     def sleep(seconds: float) -> None:
@@ -601,14 +606,7 @@ def test_no_pause_is_longer_than_the_cap(engine: Engine) -> None:
     """At a millionth of the time a batch of even a millisecond would be followed by over 16
     minutes of nothing: each pause is cut to MAX_PAUSE_SECONDS, and the purge goes on."""
     rows = 3 * retention.MIN_BATCH_ROWS
-    with engine.begin() as conn:
-        conn.execute(
-            insert(refused_callbacks),
-            [
-                {"received_at": OLD, "reason": "bad_signature", "http_status": 401, "body_size": 9}
-                for _ in range(rows)
-            ],
-        )
+    expired_refused_callbacks(engine, rows)
     asked: list[float] = []
     removed = retention.purge(
         engine,
