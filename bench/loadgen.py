@@ -341,3 +341,36 @@ def paced_summary(sent: Sequence[Sent], rate: float) -> dict[str, Any]:
         "errors": sum(1 for s in sent if s.status is None),
         "non_2xx": sum(1 for s in sent if s.status is not None and not 200 <= s.status < 300),
     }
+
+
+def due_at(sent: Sent) -> float:
+    """The Unix time ``sent`` was due: its send time less its wait for a free sender."""
+    return sent.sent_at - (sent.since_due - sent.elapsed)
+
+
+def slice_p99s(sent: Sequence[Sent], begin: float, end: float, seconds: float) -> list[float]:
+    """The p99 (ms, nearest rank, from each request's due time) of each whole ``seconds``-long
+    slice of ``[begin, end)`` (Unix seconds), in time order; a remainder shorter than
+    ``seconds`` is left out, and so is a slice in which nothing was due.
+
+    A long window catches more of a machine's rare stalls than a short one, so its p99 is
+    compared fairly with short windows' only slice by slice, at their length.
+
+    :raises ValueError: ``seconds`` is not positive.
+    """
+    if seconds <= 0:
+        raise ValueError(f"seconds must be positive, not {seconds!r}")
+    count = int((end - begin) // seconds)
+    slices: list[list[float]] = [[] for _ in range(count)]
+    for s in sent:
+        if s.status is None:
+            continue
+        index = math.floor((due_at(s) - begin) / seconds)
+        if 0 <= index < count:
+            slices[index].append(s.since_due * 1000)
+    result = []
+    for latencies in slices:
+        if latencies:
+            latencies.sort()
+            result.append(round(latencies[max(1, math.ceil(0.99 * len(latencies))) - 1], 2))
+    return result

@@ -41,6 +41,7 @@ import json
 import math
 import os
 import resource
+import statistics
 import subprocess
 import threading
 import time
@@ -237,7 +238,11 @@ def _fixed_rate(
         and last windows without; ``windows`` one summary per window in time order (with
         ``purge``: bool); ``no_purge_p99_ms`` the lowest and highest p99 of the windows without
         a purge (the spread of the machine alone) and ``unchanged`` whether the p99 during the
-        purges is within it; the p50 and p99 ratios; ``purge``: rows, seconds, CPU, overlap.
+        purges is within it; ``slices``: every window cut into slices as long as a window
+        without (:func:`bench.loadgen.slice_p99s`), their p99s, medians, and the share of the
+        purge's slices above the highest window without (a long window catches more of the
+        machine's rare stalls than a short one); the p50 and p99 ratios; ``purge``: rows,
+        seconds, CPU, overlap.
     :param variants: more environment for the purges, taken in turn (tranche ``k`` gets
         ``variants[k % len(variants)]``, each with a purge process of its own): an A/B
         comparison of two ways to purge in one run, each
@@ -302,7 +307,7 @@ def _fixed_rate(
     pooled: dict[int | None, list[loadgen.Sent]] = {None: []}
     for variant, begin, end in windows:
         # Due at (Unix): sent at, less the wait for a free sender.
-        mine = [s for s in sent if begin <= s.sent_at - (s.since_due - s.elapsed) < end]
+        mine = [s for s in sent if begin <= loadgen.due_at(s) < end]
         pooled.setdefault(variant, []).extend(mine)
         summaries.append(
             {
@@ -325,6 +330,12 @@ def _fixed_rate(
     quiet = [w["p99_ms"] for w in summaries if not w["purge"] and w["requests"]]
     spread = [min(quiet), max(quiet)] if quiet else [math.nan, math.nan]
     purge_seconds = sum(end - begin for variant, begin, end in windows if variant is not None)
+    # The purge windows last minutes, those without FIXED_GAP_SECONDS: slice by slice at that
+    # length, the purge windows are judged like for like (see loadgen.slice_p99s).
+    sliced: dict[bool, list[float]] = {False: [], True: []}
+    for variant, begin, end in windows:
+        sliced[variant is not None] += loadgen.slice_p99s(sent, begin, end, FIXED_GAP_SECONDS)
+    above = [p for p in sliced[True] if p > spread[1]]
     gaps = [w for w in summaries if not w["purge"]]
     item: dict[str, Any] = {
         "rate": rate,
@@ -341,6 +352,16 @@ def _fixed_rate(
         "by_variant": by_variant,
         "no_purge_p99_ms": spread,
         "unchanged": bool(under["p99_ms"] <= spread[1]),
+        "slices": {
+            "seconds": FIXED_GAP_SECONDS,
+            "without_p99_ms": sliced[False],
+            "purge_p99_ms": sliced[True],
+            "without_median_p99_ms": _median(sliced[False]),
+            "purge_median_p99_ms": _median(sliced[True]),
+            "purge_above_spread": round(len(above) / len(sliced[True]), 3)
+            if sliced[True]
+            else math.nan,
+        },
         "p50_ratio": _ratio(under["p50_ms"], baseline["p50_ms"]),
         "p99_ratio": _ratio(under["p99_ms"], baseline["p99_ms"]),
         "after_before_p99_ratio": _ratio(gaps[-1]["p99_ms"], gaps[0]["p99_ms"]),
@@ -361,7 +382,11 @@ def _fixed_rate(
         f"{FIXED_TRANCHES} purges, {item['purge']['seconds']} s; p50/p99 without "
         f"{baseline['p50_ms']}/{baseline['p99_ms']} ms (windows' p99 {spread[0]}-{spread[1]}),"
         f" during {under['p50_ms']}/{under['p99_ms']} ms; errors {under['errors']}, "
-        f"non-2xx {under['non_2xx']}; load average {item['load_average']}"
+        f"non-2xx {under['non_2xx']}; {FIXED_GAP_SECONDS:g} s slices' median p99 without "
+        f"{item['slices']['without_median_p99_ms']}, during "
+        f"{item['slices']['purge_median_p99_ms']} ms, "
+        f"{len(above)} of {len(sliced[True])} purge slices above the windows without; "
+        f"load average {item['load_average']}"
     )
     return item
 
@@ -498,6 +523,10 @@ def _timing(
         "load_seconds": round(load[1] - load[0], 2),
         "overlap_fraction_of_load": round(overlap / (load[1] - load[0]), 3),
     }
+
+
+def _median(values: Sequence[float]) -> float:
+    return round(statistics.median(values), 2) if values else math.nan
 
 
 def _ratio(a: float, b: float) -> float:

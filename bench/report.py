@@ -289,6 +289,7 @@ def _notes(result: dict[str, Any]) -> list[str]:
                 f"{run['overlap_fraction_of_load']:.0%} of the load during the purge); "
                 f"{fixed['during_purge']['errors']} errors, "
                 f"{fixed['during_purge']['non_2xx']} non-2xx during it."
+                + _slices_note(fixed.get("slices"))
             )
     sink = result.get("sink_capacity")
     if sink:
@@ -301,3 +302,17 @@ def _notes(result: dict[str, Any]) -> list[str]:
     if result.get("skipped"):
         notes.append(f"Skipped: {result['skipped']}.")
     return notes
+
+
+def _slices_note(slices: dict[str, Any] | None) -> str:
+    """The purge windows cut into slices as long as a window without (bench.purge._fixed_rate's
+    ``slices``), as a sentence; empty for results written before they were."""
+    if not slices or not slices["purge_p99_ms"]:
+        return ""
+    return (
+        f" Cut into {slices['seconds']:g} s slices, the length of a window without: median p99 "
+        f"{slices['purge_median_p99_ms']} ms during the purges against "
+        f"{slices['without_median_p99_ms']} ms without; {slices['purge_above_spread']:.0%} of "
+        f"the {len(slices['purge_p99_ms'])} slices during the purges above the highest window "
+        "without."
+    )
