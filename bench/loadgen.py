@@ -351,7 +351,7 @@ def due_at(sent: Sent) -> float:
 def slice_p99s(sent: Sequence[Sent], begin: float, end: float, seconds: float) -> list[float]:
     """The p99 (ms, nearest rank, from each request's due time) of each whole ``seconds``-long
     slice of ``[begin, end)`` (Unix seconds), in time order; a remainder shorter than
-    ``seconds`` is left out, and so is a slice in which nothing was due.
+    ``seconds`` is left out, and so is a slice in which no request was answered.
 
     A long window catches more of a machine's rare stalls than a short one, so its p99 is
     compared fairly with short windows' only slice by slice, at their length.
@@ -361,16 +361,10 @@ def slice_p99s(sent: Sequence[Sent], begin: float, end: float, seconds: float) -
     if seconds <= 0:
         raise ValueError(f"seconds must be positive, not {seconds!r}")
     count = int((end - begin) // seconds)
-    slices: list[list[float]] = [[] for _ in range(count)]
+    slices: list[list[Sent]] = [[] for _ in range(count)]
     for s in sent:
-        if s.status is None:
-            continue
         index = math.floor((due_at(s) - begin) / seconds)
         if 0 <= index < count:
-            slices[index].append(s.since_due * 1000)
-    result = []
-    for latencies in slices:
-        if latencies:
-            latencies.sort()
-            result.append(round(latencies[max(1, math.ceil(0.99 * len(latencies))) - 1], 2))
-    return result
+            slices[index].append(s)
+    p99s = (paced_summary(part, math.nan)["p99_ms"] for part in slices)
+    return [p99 for p99 in p99s if not math.isnan(p99)]

@@ -306,7 +306,6 @@ def _fixed_rate(
     summaries: list[dict[str, Any]] = []
     pooled: dict[int | None, list[loadgen.Sent]] = {None: []}
     for variant, begin, end in windows:
-        # Due at (Unix): sent at, less the wait for a free sender.
         mine = [s for s in sent if begin <= loadgen.due_at(s) < end]
         pooled.setdefault(variant, []).extend(mine)
         summaries.append(
