@@ -9,15 +9,19 @@ bare endpoint saturates).
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import json
 import math
 import queue
+import random
 import resource
 import shutil
 import signal
 import subprocess
 import threading
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -348,23 +352,95 @@ def due_at(sent: Sent) -> float:
     return sent.sent_at - (sent.since_due - sent.elapsed)
 
 
-def slice_p99s(sent: Sequence[Sent], begin: float, end: float, seconds: float) -> list[float]:
-    """The p99 (ms, nearest rank, from each request's due time) of each whole ``seconds``-long
-    slice of ``[begin, end)`` (Unix seconds), in time order; a remainder shorter than
-    ``seconds`` is left out, and so is a slice in which no request was answered.
+#: The latency buckets of :func:`p99_shift_test`: each 1% wider than the one below, from
+#: 0.01 ms (so a bucket's p99 is within 1% of the exact one).
+BUCKET_GROWTH = 1.01
+BUCKET_FLOOR_MS = 0.01
 
-    A long window catches more of a machine's rare stalls than a short one, so its p99 is
-    compared fairly with short windows' only slice by slice, at their length.
+
+def latency_slices(
+    sent: Sequence[Sent], windows: Sequence[tuple[bool, float, float]], seconds: float
+) -> list[tuple[bool, list[float]]]:
+    """Cut each window ``(label, begin, end)`` (Unix seconds) into whole ``seconds``-long
+    slices, in the windows' order: each slice's label and the latencies (ms, from the due
+    time: :func:`due_at`) of the requests due in it that were answered. A window's remainder
+    shorter than ``seconds`` is left out, and so is a slice in which nothing was answered.
 
     :raises ValueError: ``seconds`` is not positive.
     """
     if seconds <= 0:
         raise ValueError(f"seconds must be positive, not {seconds!r}")
-    count = int((end - begin) // seconds)
-    slices: list[list[Sent]] = [[] for _ in range(count)]
-    for s in sent:
-        index = math.floor((due_at(s) - begin) / seconds)
-        if 0 <= index < count:
-            slices[index].append(s)
-    p99s = (paced_summary(part, math.nan)["p99_ms"] for part in slices)
-    return [p99 for p99 in p99s if not math.isnan(p99)]
+    out: list[tuple[bool, list[float]]] = []
+    for label, begin, end in windows:
+        count = int((end - begin) // seconds)
+        parts: list[list[float]] = [[] for _ in range(count)]
+        for s in sent:
+            index = math.floor((due_at(s) - begin) / seconds)
+            if 0 <= index < count and s.status is not None:
+                parts[index].append(s.since_due * 1000)
+        out += [(label, part) for part in parts if part]
+    return out
+
+
+def _bucket(ms: float) -> int:
+    return max(0, math.floor(math.log(max(ms, BUCKET_FLOOR_MS) / BUCKET_FLOOR_MS, BUCKET_GROWTH)))
+
+
+def p99_shift_test(
+    slices: Sequence[tuple[bool, Sequence[float]]], *, rounds: int = 2000, seed: int = 17
+) -> dict[str, Any]:
+    """Is the p99 of the slices labelled True (a purge ran) higher than that of the slices
+    labelled False by more than chance? A one-sided block permutation test.
+
+    The statistic is the pooled p99 of the True slices less that of the False slices (ms, each
+    the upper edge of its :data:`BUCKET_GROWTH` bucket). The labels are then shuffled among the
+    slices ``rounds`` times (as many True as before; each slice keeps its requests together,
+    so a stall inside a slice moves as one) and the statistic taken again: where the windows
+    with and without alternate through one run, the shuffled statistics are what the machine's
+    own noise makes of the same requests. ``p_value`` is ``(1 + shuffles at or above the
+    observed) / (rounds + 1)``, ``noise_ms`` the 95th percentile of the shuffled statistics.
+
+    :param slices: ``(label, latencies in ms)``, as :func:`latency_slices` gives.
+    :param seed: of the shuffles (the same slices give the same answer).
+    :returns: ``{"difference_ms", "noise_ms", "p_value", "rounds", "slices": [True, False]}``
+        (the counts of slices); NaNs when either label has no slice.
+    :raises ValueError: ``rounds`` is not positive.
+    """
+    if rounds < 1:
+        raise ValueError(f"rounds must be positive, not {rounds!r}")
+    labels = [label for label, latencies in slices if latencies]
+    hists = [Counter(map(_bucket, latencies)) for _, latencies in slices if latencies]
+    marked = sum(labels)
+    out: dict[str, Any] = {"rounds": rounds, "slices": [marked, len(labels) - marked]}
+    if not 0 < marked < len(labels):
+        return {**out, "difference_ms": math.nan, "noise_ms": math.nan, "p_value": math.nan}
+    low = min(min(h) for h in hists)
+    high = max(max(h) for h in hists)
+    dense = [[h.get(b, 0) for b in range(low, high + 1)] for h in hists]
+    total = [sum(column) for column in zip(*dense, strict=True)]
+    # Sum the fewer slices; the rest is the total less them.
+    few = min(marked, len(labels) - marked)
+    few_is_true = few == marked
+
+    def p99(counts: Sequence[int]) -> float:
+        cumulative = list(itertools.accumulate(counts))
+        rank = max(1, math.ceil(0.99 * cumulative[-1]))
+        return BUCKET_FLOOR_MS * BUCKET_GROWTH ** (low + bisect.bisect_left(cumulative, rank) + 1)
+
+    def statistic(chosen: Sequence[int]) -> float:
+        part = [sum(column) for column in zip(*(dense[i] for i in chosen), strict=True)]
+        rest = [t - p for t, p in zip(total, part, strict=True)]
+        marked_counts, other = (part, rest) if few_is_true else (rest, part)
+        return p99(marked_counts) - p99(other)
+
+    indices = range(len(labels))
+    observed = statistic([i for i in indices if labels[i] == few_is_true])
+    shuffle = random.Random(seed)
+    shuffled = sorted(statistic(shuffle.sample(indices, few)) for _ in range(rounds))
+    at_or_above = len(shuffled) - bisect.bisect_left(shuffled, observed - 1e-9)
+    return {
+        **out,
+        "difference_ms": round(observed, 2),
+        "noise_ms": round(shuffled[max(0, math.ceil(0.95 * rounds) - 1)], 2),
+        "p_value": round((1 + at_or_above) / (rounds + 1), 4),
+    }

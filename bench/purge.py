@@ -19,14 +19,22 @@ Per backend (each purge gets its own 100,000 seeded rows):
    of :data:`FIXED_FRACTIONS` of the rate reached in 2 without purge, an open-loop sender
    (:func:`bench.loadgen.open_loop`: requests on a timetable whether or not earlier ones were
    answered, latency measured from each request's due time so that a stall is not hidden by the
-   sender waiting) runs while windows without and with a purge alternate: the seeded rows in
-   :data:`FIXED_TRANCHES` tranches of different ages, each removed by a purge of its own (the
-   worker's purge function, in a process started before the load, as the worker is:
-   :mod:`bench.purger`), with :data:`FIXED_GAP_SECONDS` without purge before, between and after them
-   (after :data:`FIXED_WARMUP_SECONDS` of load that no window counts). A drift of the machine (other
-   work on it) then falls on both sides, and the p99s of the windows without a purge show how much
-   the figure moves without one: the p99 during the purges is "unchanged" when it is within that
-   spread.
+   sender waiting) runs while windows without and with a purge of another :data:`SEED_ROWS`
+   seeded rows alternate (:data:`FIXED_GAP_SECONDS` without, :data:`FIXED_PURGE_SECONDS` with,
+   …, after :data:`FIXED_WARMUP_SECONDS` of load that no window counts) until the purge has
+   removed them all. The purge is the worker's purge function in a process started before the
+   load, as the worker is (:mod:`bench.purger`), stopped at the end of each purge window and
+   taken up again in the next. The machine's own stalls and drift (other work on it) then fall
+   on both alike, every two minutes through the run, and the p99 during the purge is
+   "unchanged" when it is no higher than that without by more than chance: a block permutation
+   test over the run's 30 s slices (:func:`bench.loadgen.p99_shift_test`).
+
+   An earlier design (to 2026-12-02) ran a whole purge of a quarter of the rows in each purge
+   window, 10-16 minutes each, between 30 s windows without, and judged the p99 of the minutes
+   with against the highest p99 of the 30 s windows without: a long window catches more of the
+   machine's rare stalls than a short one, which on a noisy 2-core machine counted against
+   the purge (a 60 s window without, right after a purge, had a p99 of 99 ms against the
+   purge window's 73).
 
 ``relay purge`` is what the worker's schedule runs (:func:`receiver.store.retention.purge` with the
 same batches, duty cycle and pauses), as a separate process, like a worker beside the web; the
@@ -45,7 +53,7 @@ import statistics
 import subprocess
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -55,6 +63,7 @@ from sqlalchemy import text
 from bench import data, loadgen
 from bench.procs import log
 from bench.purger import Purger
+from bench.report import percentile
 from bench.stack import RelayStack
 from simulator.processes import bin_path
 
@@ -79,22 +88,27 @@ PURGE_BODY_SECONDS = 120.0
 #: rates of 100 and 200/s were tried first: on a busy shared machine 200/s was above what the
 #: stack could take during the purge, and the open-loop queue grew for the whole run.
 FIXED_FRACTIONS = (0.2, 0.4)
-#: The fixed-rate runs purge their seeded rows in this many tranches (one ``relay purge`` each),
-#: with a window without purge before, between and after them.
-FIXED_TRANCHES = 4
-#: Length of each window without purge in the fixed-rate runs, seconds (a tranche's purge takes
-#: about a minute on PostgreSQL and minutes on SQLite, where it gives way more: a window without
-#: still has thousands of requests, enough for a p99).
+#: The fixed-rate runs' windows: without a purge, seconds (also the length of the slices that
+#: "unchanged" is judged on: thousands of requests each, enough for a p99), and with the purge
+#: (at most: it stops after the batch in progress, and the last ends when the rows run out).
+#: They alternate through the run, so a purge of 100,000 rows that takes 50 minutes beside the
+#: load on PostgreSQL takes about 67 minutes of load.
 FIXED_GAP_SECONDS = 30.0
+FIXED_PURGE_SECONDS = 90.0
+#: The p-value of :func:`bench.loadgen.p99_shift_test` at or above which the p99 during the
+#: purge is "unchanged": a rise that shuffled labels give in more than one run in twenty is the
+#: machine's noise.
+UNCHANGED_P = 0.05
 #: The start of each fixed-rate run, seconds, sent but counted in no window: the first requests
 #: meet cold connections, caches and sender threads (a p99 of 47 ms at 340/s and 329 ms at
 #: 680/s in the first 3 s, against 3–5 ms after), which used to inflate the first window
 #: without a purge, and with it the spread that "unchanged" is judged against.
 FIXED_WARMUP_SECONDS = 10.0
-#: Bodies prepared for a fixed-rate run, in seconds of its rate (it ends after the last window,
-#: or when they run out: the overlap says so). SQLite's four purges beside a steady load took
-#: 22-26 minutes on a 2-core machine, PostgreSQL's (a three-hundredth too) over 30 minutes.
-FIXED_BODY_SECONDS = 3600.0
+#: Bodies prepared for a fixed-rate run, in seconds of its rate (it ends after the window
+#: that follows the purge's last, or when they run out, unfinished: the result says so).
+#: PostgreSQL's purge of 100,000 rows beside 270/s took 50 minutes (2026-12-02), which the
+#: windows without make 67.
+FIXED_BODY_SECONDS = 5400.0
 #: Concurrent senders of the fixed-rate runs (a late request waits for one; measured from its
 #: due time all the same).
 FIXED_SENDERS = 16
@@ -213,68 +227,62 @@ class _Purge:
 
 
 def _fixed_rate(
-    stack: RelayStack,
-    subscriber_id: str,
-    rate: float,
-    seed_rows: int,
-    variants: Sequence[Mapping[str, str]] = ({},),
+    stack: RelayStack, subscriber_id: str, rate: float, seed_rows: int
 ) -> dict[str, Any]:
-    """Open-loop ingest at ``rate`` callbacks/s, with a purge running in alternate windows (the
-    worker's :func:`receiver.store.retention.purge`, in a :class:`bench.purger.Purger` process
-    started before the load, as the worker is: ``relay purge``'s own start-up is not counted): no
-    purge for :data:`FIXED_GAP_SECONDS`, a purge of a tranche, no purge, … for
-    :data:`FIXED_TRANCHES` tranches of ``seed_rows / FIXED_TRANCHES`` rows, so that ``seed_rows``
-    rows go in all and the machine's own drift (other work on it) falls on both sides.
+    """Open-loop ingest at ``rate`` callbacks/s while a purge of ``seed_rows`` seeded rows runs
+    in alternate windows: no purge for :data:`FIXED_GAP_SECONDS`, the purge for
+    :data:`FIXED_PURGE_SECONDS`, no purge, … until the purge has removed every seeded row, then
+    a last window without. The purge is the worker's :func:`receiver.store.retention.purge`, in
+    a :class:`bench.purger.Purger` process started before the load, as the worker is (``relay
+    purge``'s own start-up is not counted); each purge window stops it after the batch in
+    progress, the next goes on from there. Each request is counted in the window it was due in;
+    the first :data:`FIXED_WARMUP_SECONDS` of the load, before the first window, in none.
 
-    Tranche ``k`` (of ``0 … FIXED_TRANCHES - 1``) is finished ``SEEDED_AGE_DAYS + 10 *
-    (FIXED_TRANCHES - 1 - k)`` days ago, and its purge runs with a ``RETENTION_DAYS`` 5 days
-    shorter than that: it removes that tranche alone. Each request is counted in the window it
-    was due in; the first :data:`FIXED_WARMUP_SECONDS` of the load, before the first window,
-    in none.
+    The windows with and without alternate every two minutes through the whole run, so the
+    machine's own stalls and drift fall on both alike, and the pooled p99s compare like for
+    like. "Unchanged" is judged by :func:`bench.loadgen.p99_shift_test` on the windows cut into
+    :data:`FIXED_GAP_SECONDS` slices: the p99 during the purge is no higher than that without
+    by more than shuffling the slices' labels makes of the same requests (p ≥
+    :data:`UNCHANGED_P`).
 
     :returns: ``{"rate", "baseline", "during_purge", "before", "after", "windows", …}``:
         ``baseline`` and ``during_purge`` are :func:`bench.loadgen.paced_summary` of every
-        window without and with a purge taken together, ``before`` and ``after`` the first
+        window without and with the purge taken together, ``before`` and ``after`` the first
         and last windows without; ``windows`` one summary per window in time order (with
-        ``purge``: bool); ``no_purge_p99_ms`` the lowest and highest p99 of the windows without
-        a purge (the spread of the machine alone) and ``unchanged`` whether the p99 during the
-        purges is within it; ``slices``: every window cut into slices as long as a window
-        without (:func:`bench.loadgen.slice_p99s`), their p99s, medians, and the share of the
-        purge's slices above the highest window without (a long window catches more of the
-        machine's rare stalls than a short one); the p50 and p99 ratios; ``purge``: rows,
-        seconds, CPU, overlap.
-    :param variants: more environment for the purges, taken in turn (tranche ``k`` gets
-        ``variants[k % len(variants)]``, each with a purge process of its own): an A/B
-        comparison of two ways to purge in one run, each
-        window's ``variant`` says which; ``by_variant`` pools the purge windows of each.
-    :raises AssertionError: the purges did not remove every seeded row.
+        ``purge``: bool); ``no_purge_p99_ms`` the lowest and highest p99 of the windows
+        without; ``slices``: their p99s and medians with and without; ``test``:
+        :func:`bench.loadgen.p99_shift_test`'s answer, and ``unchanged`` from it; the p50 and
+        p99 ratios; ``purge``: rows, whether it finished, seconds, CPU, overlap.
+    :raises RuntimeError: the purge failed.
     """
-    tranche_rows = math.ceil(seed_rows / FIXED_TRANCHES)
-    ages = [SEEDED_AGE_DAYS + 10 * (FIXED_TRANCHES - 1 - k) for k in range(FIXED_TRANCHES)]
-    seeded = _seed_expired(stack, subscriber_id, tranche_rows, ages)
+    seeded = _seed_expired(stack, subscriber_id, seed_rows, [SEEDED_AGE_DAYS])
     created = datetime.now(UTC)
     bodies = _bodies(stack, f"fixed{rate:g}-{stack.kind}", rate * FIXED_BODY_SECONDS, created)
-    until = threading.Event()
-    windows: list[tuple[int | None, float, float]] = []  # (variant or None, Unix start, end)
+    until = threading.Event()  # the load stops when it is set
+    load_over = threading.Event()  # the bodies ran out
+    windows: list[tuple[bool, float, float]] = []  # (purge, Unix start, end)
     removed = dict.fromkeys(seeded, 0)
+    finished: list[bool] = [False]
     failure: list[BaseException] = []
 
     def gap() -> None:
         begin = time.time()
-        until.wait(FIXED_GAP_SECONDS)
-        windows.append((None, begin, time.time()))
+        load_over.wait(FIXED_GAP_SECONDS)
+        windows.append((False, begin, time.time()))
 
     def timetable() -> None:
         try:
-            until.wait(FIXED_WARMUP_SECONDS)  # sent, counted in no window
+            load_over.wait(FIXED_WARMUP_SECONDS)  # sent, counted in no window
             gap()
-            for k, age in enumerate(ages):
-                variant = k % len(variants)
+            while not (finished[0] or load_over.is_set()):
                 begin = time.time()
-                for table, n in purgers[variant].purge(age - 5, PURGE_TIMEOUT).items():
+                got, finished[0] = purger.purge_for(
+                    RETENTION_DAYS, FIXED_PURGE_SECONDS, FIXED_PURGE_SECONDS + PURGE_TIMEOUT
+                )
+                windows.append((True, begin, time.time()))
+                for table, n in got.items():
                     if table in removed:
                         removed[table] += n
-                windows.append((variant, begin, time.time()))
                 gap()
         except BaseException as exc:  # reported by the caller
             failure.append(exc)
@@ -282,8 +290,8 @@ def _fixed_rate(
             until.set()
 
     cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    # Up before the load, as the worker is (see bench.purger): one process per variant.
-    purgers = [Purger({**stack.env, **variant}, stack.dir) for variant in variants]
+    # Up before the load, as the worker is (see bench.purger).
+    purger = Purger({**stack.env, "RETENTION_DAYS": str(RETENTION_DAYS)}, stack.dir)
     try:
         load_start = time.monotonic()
         controller = threading.Thread(target=timetable, daemon=True)
@@ -292,55 +300,54 @@ def _fixed_rate(
             stack.reply_url, list(enumerate(bodies)), rate=rate, senders=FIXED_SENDERS, until=until
         )
         load_end = time.monotonic()
-        controller.join(PURGE_TIMEOUT * FIXED_TRANCHES)
+        load_over.set()
+        controller.join(FIXED_PURGE_SECONDS + PURGE_TIMEOUT + FIXED_GAP_SECONDS + 30)
     finally:
-        for purger in purgers:
-            purger.close()
-    # No other child process ended meanwhile: RUSAGE_CHILDREN counts the purgers' CPU alone
-    # (their start-up included).
+        purger.close()
+    # No other child process ended meanwhile: RUSAGE_CHILDREN counts the purger's CPU alone
+    # (its start-up included).
     cpu_after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if failure:
         raise failure[0]
-    for table, n in seeded.items():
-        assert removed[table] >= n, f"relay purge removed less than was seeded: {removed}"
+    if not finished[0]:
+        log(
+            f"purge {stack.kind} at {rate:g}/s: the load's bodies ran out before the purge "
+            f"finished ({sum(removed.values())} of {sum(seeded.values())} rows removed)"
+        )
     summaries: list[dict[str, Any]] = []
-    pooled: dict[int | None, list[loadgen.Sent]] = {None: []}
-    for variant, begin, end in windows:
+    pooled: dict[bool, list[loadgen.Sent]] = {False: [], True: []}
+    for purging, begin, end in windows:
         mine = [s for s in sent if begin <= loadgen.due_at(s) < end]
-        pooled.setdefault(variant, []).extend(mine)
+        pooled[purging].extend(mine)
         summaries.append(
             {
-                "purge": variant is not None,
-                "variant": variant,
+                "purge": purging,
                 "seconds": round(end - begin, 2),
                 **loadgen.paced_summary(mine, rate),
             }
         )
-    baseline = loadgen.paced_summary(pooled.pop(None), rate)
-    under = loadgen.paced_summary([s for v in pooled.values() for s in v], rate)
+    baseline = loadgen.paced_summary(pooled[False], rate)
+    under = loadgen.paced_summary(pooled[True], rate)
     for summary, purging in ((baseline, False), (under, True)):
         summary["seconds"] = round(sum(w["seconds"] for w in summaries if w["purge"] == purging), 2)
         summary["rps"] = round(summary["requests"] / summary["seconds"], 1)
-    by_variant = {
-        str(v): {"env": dict(variants[v]), **loadgen.paced_summary(pooled[v], rate)}
-        for v in range(len(variants))
-        if v in pooled
-    }
     quiet = [w["p99_ms"] for w in summaries if not w["purge"] and w["requests"]]
     spread = [min(quiet), max(quiet)] if quiet else [math.nan, math.nan]
-    purge_seconds = sum(end - begin for variant, begin, end in windows if variant is not None)
-    # The purge windows last minutes, those without FIXED_GAP_SECONDS: slice by slice at that
-    # length, the purge windows are judged like for like (see loadgen.slice_p99s).
-    sliced: dict[bool, list[float]] = {False: [], True: []}
-    for variant, begin, end in windows:
-        sliced[variant is not None] += loadgen.slice_p99s(sent, begin, end, FIXED_GAP_SECONDS)
-    above = [p for p in sliced[True] if p > spread[1]]
+    purge_seconds = sum(end - begin for purging, begin, end in windows if purging)
+    slices = loadgen.latency_slices(sent, windows, FIXED_GAP_SECONDS)
+    test = loadgen.p99_shift_test(slices)
+    sliced = {
+        purging: [
+            round(percentile(latencies, 99), 2) for label, latencies in slices if label == purging
+        ]
+        for purging in (False, True)
+    }
     gaps = [w for w in summaries if not w["purge"]]
     item: dict[str, Any] = {
         "rate": rate,
         "senders": FIXED_SENDERS,
-        "tranches": FIXED_TRANCHES,
         "gap_seconds": FIXED_GAP_SECONDS,
+        "purge_window_seconds": FIXED_PURGE_SECONDS,
         "warmup_seconds": FIXED_WARMUP_SECONDS,
         "load_average": [round(x, 2) for x in os.getloadavg()],
         "baseline": baseline,
@@ -348,24 +355,24 @@ def _fixed_rate(
         "after": gaps[-1],
         "during_purge": under,
         "windows": summaries,
-        "by_variant": by_variant,
         "no_purge_p99_ms": spread,
-        "unchanged": bool(under["p99_ms"] <= spread[1]),
+        "test": test,
+        "unchanged": bool(test["p_value"] >= UNCHANGED_P),
         "slices": {
             "seconds": FIXED_GAP_SECONDS,
             "without_p99_ms": sliced[False],
             "purge_p99_ms": sliced[True],
             "without_median_p99_ms": _median(sliced[False]),
             "purge_median_p99_ms": _median(sliced[True]),
-            "purge_above_spread": round(len(above) / len(sliced[True]), 3)
-            if sliced[True]
-            else math.nan,
         },
         "p50_ratio": _ratio(under["p50_ms"], baseline["p50_ms"]),
         "p99_ratio": _ratio(under["p99_ms"], baseline["p99_ms"]),
         "after_before_p99_ratio": _ratio(gaps[-1]["p99_ms"], gaps[0]["p99_ms"]),
         "purge": {
+            "seeded_rows": sum(seeded.values()),
             "removed_rows": sum(removed.values()),
+            "finished": finished[0],
+            "windows": sum(1 for purging, _, _ in windows if purging),
             "seconds": round(purge_seconds, 2),
             "load_seconds": round(load_end - load_start, 2),
             "overlap_fraction_of_load": round(purge_seconds / (load_end - load_start), 3),
@@ -377,15 +384,13 @@ def _fixed_rate(
         },
     }
     log(
-        f"purge {stack.kind} at {rate:g}/s: removed {item['purge']['removed_rows']} rows in "
-        f"{FIXED_TRANCHES} purges, {item['purge']['seconds']} s; p50/p99 without "
-        f"{baseline['p50_ms']}/{baseline['p99_ms']} ms (windows' p99 {spread[0]}-{spread[1]}),"
-        f" during {under['p50_ms']}/{under['p99_ms']} ms; errors {under['errors']}, "
-        f"non-2xx {under['non_2xx']}; {FIXED_GAP_SECONDS:g} s slices' median p99 without "
-        f"{item['slices']['without_median_p99_ms']}, during "
-        f"{item['slices']['purge_median_p99_ms']} ms, "
-        f"{len(above)} of {len(sliced[True])} purge slices above the windows without; "
-        f"load average {item['load_average']}"
+        f"purge {stack.kind} at {rate:g}/s: removed {item['purge']['removed_rows']} of "
+        f"{item['purge']['seeded_rows']} rows in {item['purge']['windows']} windows, "
+        f"{item['purge']['seconds']} s; p50/p99 without {baseline['p50_ms']}/"
+        f"{baseline['p99_ms']} ms (windows' p99 {spread[0]}-{spread[1]}), during "
+        f"{under['p50_ms']}/{under['p99_ms']} ms; errors {under['errors']}, non-2xx "
+        f"{under['non_2xx']}; p99 shift {test['difference_ms']} ms against shuffled slices' "
+        f"{test['noise_ms']} ms (p = {test['p_value']}); load average {item['load_average']}"
     )
     return item
 

@@ -142,9 +142,11 @@ def markdown(result: dict[str, Any]) -> str:
                     f"no purge {_p50_p99(fixed['before'])} before, "
                     f"{_p50_p99(fixed['after'])} after",
                     _fmt(fixed["p99_ratio"], 2),
-                    "p99 within the windows without a purge",
-                    # bench/purge.py's rule: no higher than the highest p99 of a window
-                    # without a purge (the run's own noise); older results lack it
+                    "p99 no higher than by chance"
+                    if "test" in fixed
+                    else "p99 within the windows without a purge",
+                    # bench/purge.py's rule (UNCHANGED_P; before 2026-12-02 the highest p99 of
+                    # a window without); older results lack it
                     _verdict(fixed.get("unchanged", fixed["p99_ratio"] <= limit)),
                 )
             )
@@ -289,6 +291,7 @@ def _notes(result: dict[str, Any]) -> list[str]:
                 f"{run['overlap_fraction_of_load']:.0%} of the load during the purge); "
                 f"{fixed['during_purge']['errors']} errors, "
                 f"{fixed['during_purge']['non_2xx']} non-2xx during it."
+                + _test_note(fixed.get("test"))
                 + _slices_note(fixed.get("slices"))
             )
     sink = result.get("sink_capacity")
@@ -304,15 +307,32 @@ def _notes(result: dict[str, Any]) -> list[str]:
     return notes
 
 
+def _test_note(test: dict[str, Any] | None) -> str:
+    """bench.loadgen.p99_shift_test's answer as a sentence; empty for older results."""
+    if not test:
+        return ""
+    during, without = test["slices"]
+    return (
+        f" Over {during} slices with the purge and {without} without, its p99 moved "
+        f"{test['difference_ms']:+} ms; shuffling the slices' labels {test['rounds']} times "
+        f"moved it up to {test['noise_ms']} ms in 95% of them (p = {test['p_value']})."
+    )
+
+
 def _slices_note(slices: dict[str, Any] | None) -> str:
-    """The purge windows cut into slices as long as a window without (bench.purge._fixed_rate's
+    """The windows cut into slices as long as a window without (bench.purge._fixed_rate's
     ``slices``), as a sentence; empty for results written before they were."""
     if not slices or not slices["purge_p99_ms"]:
         return ""
+    above = slices.get("purge_above_spread")  # results of the earlier design (to 2026-12-02)
     return (
-        f" Cut into {slices['seconds']:g} s slices, the length of a window without: median p99 "
-        f"{slices['purge_median_p99_ms']} ms during the purges against "
-        f"{slices['without_median_p99_ms']} ms without; {slices['purge_above_spread']:.0%} of "
-        f"the {len(slices['purge_p99_ms'])} slices during the purges above the highest window "
-        "without."
+        f" Cut into {slices['seconds']:g} s slices: median p99 "
+        f"{slices['purge_median_p99_ms']} ms during the purge against "
+        f"{slices['without_median_p99_ms']} ms without"
+        + (
+            f"; {above:.0%} of the {len(slices['purge_p99_ms'])} slices during the purges "
+            "above the highest window without."
+            if above is not None
+            else "."
+        )
     )

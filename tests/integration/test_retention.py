@@ -368,6 +368,44 @@ def test_the_bench_purge_process_removes_what_relay_purge_would(
     assert_purged(engine, seed, root)
 
 
+def test_the_bench_purge_process_stops_after_its_seconds_and_goes_on_from_there(
+    database_url: str, engine: Engine, tmp_path: Path
+) -> None:
+    """The fixed-rate bench's purge windows: ``purge_for`` stops the purge after its seconds
+    (a batch of one row, then a pause longer than those seconds), and the calls that follow
+    remove the rest, so that together they remove what one purge would."""
+    from bench.purger import Purger
+
+    root = tmp_path / "artifacts"
+    seed = seed_history(engine, root)
+    expected = seed.expected_counts()
+    # One row a batch and a pause of at least 5 s after each: a 0.5 s window holds one batch.
+    env = relay_env(database_url, ARTIFACT_STORE=str(root), PUBLIC_BASE_URL="http://127.0.0.1:9")
+    args = ["--batch-rows", "1", "--pause-seconds", "5"]
+    purger = Purger(env, Path(__file__).resolve().parents[2], timeout=60, args=args)
+    total = dict.fromkeys(retention.TABLES, 0)
+    calls = []
+    try:
+        finished = False
+        while not finished and len(calls) <= sum(expected.values()) + len(retention.TABLES):
+            began = time.monotonic()
+            removed, finished = purger.purge_for(30, 0.5, timeout=60)
+            calls.append((sum(removed.values()), time.monotonic() - began, finished))
+            for table, n in removed.items():
+                total[table] += n
+    finally:
+        purger.close()
+    assert purger.proc.returncode == 0
+    assert finished and total == expected
+    assert_purged(engine, seed, root)
+    # Each call stopped after its 0.5 s (the 5 s pause cut short), having removed a row, but
+    # the last, which found nothing left and said so at once.
+    *stopped, last = calls
+    assert len(stopped) >= sum(v for k, v in expected.items() if k != "attempts") - 1
+    assert all(rows >= 1 and 0.4 <= took < 3.0 and not done for rows, took, done in stopped)
+    assert last[2] and last[1] < 3.0
+
+
 def test_small_batches_remove_the_same_and_a_stop_leaves_the_rest(
     engine: Engine, tmp_path: Path
 ) -> None:
