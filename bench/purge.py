@@ -91,8 +91,8 @@ FIXED_FRACTIONS = (0.2, 0.4)
 #: The fixed-rate runs' windows: without a purge, seconds (also the length of the slices that
 #: "unchanged" is judged on: thousands of requests each, enough for a p99), and with the purge
 #: (at most: it stops after the batch in progress, and the last ends when the rows run out).
-#: They alternate through the run, so a purge of 100,000 rows that takes 50 minutes beside the
-#: load on PostgreSQL takes about 67 minutes of load.
+#: They alternate through the run, so a purge of 100,000 rows that takes 57 minutes beside the
+#: load on PostgreSQL (90/s, 2026-12-02) takes 76 minutes of load.
 FIXED_GAP_SECONDS = 30.0
 FIXED_PURGE_SECONDS = 90.0
 #: The p-value of :func:`bench.loadgen.p99_shift_test` at or above which the p99 during the
@@ -106,9 +106,9 @@ UNCHANGED_P = 0.05
 FIXED_WARMUP_SECONDS = 10.0
 #: Bodies prepared for a fixed-rate run, in seconds of its rate (it ends after the window
 #: that follows the purge's last, or when they run out, unfinished: the result says so).
-#: PostgreSQL's purge of 100,000 rows beside 270/s took 50 minutes (2026-12-02), which the
-#: windows without make 67.
-FIXED_BODY_SECONDS = 5400.0
+#: PostgreSQL's purge of 100,000 rows took 57 minutes of purge windows beside 90/s and 76 of
+#: load in all (2026-12-02); more load, a slower purge.
+FIXED_BODY_SECONDS = 7200.0
 #: Concurrent senders of the fixed-rate runs (a late request waits for one; measured from its
 #: due time all the same).
 FIXED_SENDERS = 16

@@ -823,7 +823,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         type=_fractions,
         default=purge.FIXED_FRACTIONS,
         help="the purge section's fixed rates as fractions of its saturating rate, "
-        "comma-separated (default: 0.2,0.4; each run takes half an hour or more)",
+        "comma-separated (default: 0.2,0.4; each takes an hour or more on PostgreSQL)",
     )
     parser.add_argument(
         "--sections",
